@@ -1,0 +1,65 @@
+# crossroute: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+CFN_LINT := $(SAM_VENV)/bin/cfn-lint
+# Lambda runtime of template.yaml; `make build` needs this interpreter (found by infra/build/find-python).
+LAMBDA_PYTHON_VERSION := 3.13
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help run test lint cfn-lint build bench clean
+
+help:
+	@echo "make run    - create .venv and start the local stack (http://127.0.0.1:3000)"
+	@echo "make test   - lint, validate the template, build the Lambda artifact and run every test"
+	@echo "make build  - sam build (arm64, Python $(LAMBDA_PYTHON_VERSION)) and precompile .pyc"
+	@echo "make bench  - cold-start import times and artifact sizes"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "crossroute needs Python 3.11+")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# SAM CLI and cfn-lint live in their own venv: their pins must not steer the app's dependencies.
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20'
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m infra.local
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+cfn-lint: $(SAM_VENV)/.installed
+	$(CFN_LINT) template.yaml
+	$(SAM) validate --lint --template-file template.yaml --region $(AWS_DEFAULT_REGION)
+
+build: $(SAM_VENV)/.installed
+	PATH="$$(dirname "$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))"):$$PATH" \
+	  LAMBDA_PYTHON="$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))" \
+	  $(SAM) build --template-file template.yaml --build-dir .aws-sam/build
+	"$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))" -m compileall -q -j 0 \
+	  --invalidation-mode unchecked-hash .aws-sam/build
+
+test: lint cfn-lint build
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed build
+	$(PY) -m infra.bench
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Provider webhooks: authenticate, resolve the tenant, and queue the raw event durably."""

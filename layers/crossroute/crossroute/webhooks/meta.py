@@ -1,0 +1,168 @@
+"""Meta WhatsApp Cloud API webhooks: handshake, ``X-Hub-Signature-256``, and per-sender queueing.
+
+A POST may carry several entries, changes, senders and statuses. It is split into one queued event per
+(change, sender): every field of the change value is kept; only the item lists (``messages``,
+``statuses``, ...) are narrowed to that sender's items. This keeps one person's events in one FIFO group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from crossroute.inbound_queue import MAX_MESSAGE_BYTES, InboundQueue, QueuedEvent
+from crossroute.tenants import Tenant, TenantRegistry
+from crossroute.webhooks.errors import (
+    BadSignature,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnknownChannel,
+    UnsupportedMediaType,
+    WrongVerifyToken,
+)
+
+KIND = "meta.webhook"
+# Meta sends up to 3 MB; leave room, refuse what can only be abuse.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_SIGNATURE_PREFIX = "sha256="
+
+
+def handshake(registry: TenantRegistry, params: Mapping[str, str]) -> str:
+    """Answer Meta's subscription check: the challenge, if the verify token is one of ours."""
+    token = params.get("hub.verify_token", "")
+    ok = params.get("hub.mode") == "subscribe" and any(
+        hmac.compare_digest(token.encode(), m.verify_token.encode()) for m in registry.meta_channels()
+    )
+    if not ok:
+        raise WrongVerifyToken("hub.mode/hub.verify_token do not match")
+    return params.get("hub.challenge", "")
+
+
+def verified_app_secret(registry: TenantRegistry, raw: bytes, signature: str | None) -> str:
+    """The app secret whose HMAC-SHA256 of the raw body matches ``signature``, compared in constant time."""
+    if not signature or not signature.startswith(_SIGNATURE_PREFIX):
+        raise BadSignature("missing or malformed X-Hub-Signature-256")
+    given = signature[len(_SIGNATURE_PREFIX) :].strip().lower().encode()
+    for secret in {m.app_secret for m in registry.meta_channels()}:
+        expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest().encode()
+        if hmac.compare_digest(expected, given):
+            return secret
+    raise BadSignature("X-Hub-Signature-256 does not match")
+
+
+def accept(
+    registry: TenantRegistry, queue: InboundQueue, *, raw: bytes, content_type: str, signature: str | None
+) -> list[QueuedEvent]:
+    """Verify, resolve tenants and queue a webhook POST; returns what was queued."""
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("expected application/json")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds {MAX_BODY_BYTES}")
+    secret = verified_app_secret(registry, raw, signature)
+    events = split(registry, secret, _parse(raw))
+    queue.put(events)
+    return events
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedRequest("body is not UTF-8 JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("entry"), list) or not doc["entry"]:
+        raise MalformedRequest("expected an object with a non-empty 'entry' list")
+    if doc.get("object") != "whatsapp_business_account":
+        raise MalformedRequest("'object' is not 'whatsapp_business_account'")
+    return doc
+
+
+def split(registry: TenantRegistry, app_secret: str, doc: dict[str, Any]) -> list[QueuedEvent]:
+    """One queued event per (change, sender); every change must belong to a tenant of this app."""
+    events: list[QueuedEvent] = []
+    for entry in doc["entry"]:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            raise MalformedRequest("each entry needs a 'changes' list")
+        for change in changes:
+            if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
+                raise MalformedRequest("each change needs a 'value' object")
+            tenant = _tenant_of(registry, app_secret, str(entry.get("id", "")), change["value"])
+            for sender, value in _by_sender(change["value"]):
+                envelope = {**doc, "entry": [{**entry, "changes": [{**change, "value": value}]}]}
+                events.extend(_sized(tenant.id, sender, envelope))
+    return events
+
+
+def _tenant_of(registry: TenantRegistry, app_secret: str, waba_id: str, value: dict[str, Any]) -> Tenant:
+    metadata = value.get("metadata")
+    pnid = str(metadata.get("phone_number_id", "")) if isinstance(metadata, dict) else ""
+    tenant = registry.by_phone_number_id(pnid) if pnid else registry.by_waba_id(waba_id)
+    # A tenant of another Meta app must not be reachable with this app's signature.
+    if tenant is None or tenant.meta is None or tenant.meta.app_secret != app_secret:
+        raise UnknownChannel("phone_number_id (or WABA id) is not registered")
+    return tenant
+
+
+# Keys naming the customer in an item of any list a change value carries, most stable first.
+_SENDER_PATHS: tuple[tuple[str, ...], ...] = (
+    ("from_user_id",),
+    ("recipient_user_id",),
+    ("to_user_id",),
+    ("user_id",),
+    ("context", "user_id"),
+    ("contact", "user_id"),
+    ("user_id", "previous"),
+    ("from",),
+    ("recipient_id",),
+    ("to",),
+    ("wa_id",),
+    ("context", "wa_id"),
+    ("contact", "phone_number"),
+)
+
+
+def _sender(item: Any) -> str:
+    for path in _SENDER_PATHS:
+        node = item
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str | int) and str(node):
+            return str(node)
+    return ""
+
+
+def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
+    """Narrow every item list (not ``contacts``) to one sender at a time; other fields stay as they are."""
+    lists = [k for k, v in value.items() if k != "contacts" and isinstance(v, list) and v]
+    senders: dict[str, None] = {}
+    for key in lists:
+        for item in value[key]:
+            senders.setdefault(_sender(item))
+    if not senders:
+        yield "", value
+        return
+    for sender in senders:
+        narrowed = {k: [i for i in value[k] if _sender(i) == sender] for k in lists}
+        yield sender, {**value, **narrowed}
+
+
+def _sized(tenant: str, sender: str, envelope: dict[str, Any]) -> list[QueuedEvent]:
+    """The envelope as one event, or halved along its longest item list until each part fits SQS."""
+    event = QueuedEvent.build(tenant=tenant, sender=sender, kind=KIND, content={"payload": envelope})
+    if event.size <= MAX_MESSAGE_BYTES:
+        return [event]
+    change = envelope["entry"][0]["changes"][0]
+    value = change["value"]
+    key = max((k for k, v in value.items() if isinstance(v, list)), key=lambda k: len(value[k]), default=None)
+    if key is None or len(value[key]) < 2:
+        raise PayloadTooLarge("a single webhook item exceeds the queue's message size")
+    half = len(value[key]) // 2
+    parts = []
+    for items in (value[key][:half], value[key][half:]):
+        part_change = {**change, "value": {**value, key: items}}
+        part = {**envelope, "entry": [{**envelope["entry"][0], "changes": [part_change]}]}
+        parts.extend(_sized(tenant, sender, part))
+    return parts

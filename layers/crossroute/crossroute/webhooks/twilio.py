@@ -1,0 +1,119 @@
+"""Twilio webhooks (inbound SMS / WhatsApp and status callbacks): ``X-Twilio-Signature`` and queueing.
+
+The signature covers the exact URL Twilio called. Behind API Gateway the Lambda never sees that URL
+(custom domains, stages), so it is rebuilt from the configured public base URL, the request path and
+the raw query string, never from an internal host name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from twilio.request_validator import RequestValidator
+
+from crossroute.inbound_queue import InboundQueue, QueuedEvent
+from crossroute.tenants import Tenant, TenantRegistry
+from crossroute.webhooks.errors import (
+    BadSignature,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnknownChannel,
+    UnsupportedMediaType,
+)
+
+# A message with ten media URLs and every optional field stays far below this.
+MAX_BODY_BYTES = 64 * 1024
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+@dataclass(frozen=True)
+class Callback:
+    """What differs between the inbound and the status webhook."""
+
+    kind: str
+    required: tuple[str, ...]
+    our_side: str  # the parameter holding our number: it names the tenant
+    their_side: str  # the customer: it names the FIFO group
+
+
+INBOUND = Callback(
+    "twilio.message", ("MessageSid", "AccountSid", "From", "To"), our_side="To", their_side="From"
+)
+STATUS = Callback(
+    "twilio.status", ("MessageSid", "AccountSid", "MessageStatus"), our_side="From", their_side="To"
+)
+
+
+def public_url(base_url: str, raw_path: str, raw_query: str) -> str:
+    """The URL Twilio signed: configured public base + path + raw query string."""
+    return base_url.rstrip("/") + raw_path + (f"?{raw_query}" if raw_query else "")
+
+
+def parse_form(raw: bytes, content_type: str) -> dict[str, str]:
+    """Form parameters exactly as signed: blank values kept, one value per name."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("expected application/x-www-form-urlencoded")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds {MAX_BODY_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedRequest("body is not a UTF-8 form") from None
+    return dict(pairs)
+
+
+def verified_auth_token(
+    registry: TenantRegistry, url: str, params: dict[str, str], signature: str | None
+) -> str:
+    """The auth token that signed this request, checked with Twilio's own ``RequestValidator``."""
+    if not signature:
+        raise BadSignature("missing X-Twilio-Signature")
+    for token in {t.auth_token for t in registry.twilio_channels()}:
+        if RequestValidator(token).validate(url, params, signature):
+            return token
+    raise BadSignature("X-Twilio-Signature does not match")
+
+
+def accept(
+    registry: TenantRegistry,
+    queue: InboundQueue,
+    callback: Callback,
+    *,
+    raw: bytes,
+    content_type: str,
+    url: str,
+    signature: str | None,
+) -> QueuedEvent:
+    """Verify, resolve the tenant and queue one Twilio callback; returns what was queued."""
+    params = parse_form(raw, content_type)
+    token = verified_auth_token(registry, url, params, signature)
+    missing = [name for name in callback.required if not params.get(name)]
+    if missing:
+        raise MalformedRequest(f"missing parameters: {', '.join(missing)}")
+    tenant = _tenant_of(registry, token, params, callback)
+    sender = (
+        params.get("ExternalUserId")
+        or params.get("ExternalUserIdentifier")
+        or params.get(callback.their_side)
+    )
+    event = QueuedEvent.build(
+        tenant=tenant.id,
+        sender=sender or params["MessageSid"],
+        kind=callback.kind,
+        content={"form": raw.decode()},
+    )
+    queue.put([event])
+    return event
+
+
+def _tenant_of(registry: TenantRegistry, token: str, params: dict[str, str], callback: Callback) -> Tenant:
+    account = params["AccountSid"]
+    addresses = [params.get("MessagingServiceSid", ""), params.get(callback.our_side, "")]
+    for address in filter(None, addresses):
+        tenant = registry.by_twilio_address(account, address)
+        # The signing token must be this tenant's: one tenant's token cannot post for another.
+        if tenant and tenant.twilio and tenant.twilio.auth_token == token:
+            return tenant
+    raise UnknownChannel("Twilio account/number is not registered")

@@ -1,0 +1,72 @@
+"""Test helpers: the shared provider fixtures, the local tenant, and signing as Meta and Twilio do."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from twilio.request_validator import RequestValidator
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = Path(os.environ.get("CROSSROUTE_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+# The built-in local tenant (contract §4).
+APP_SECRET = "local-app-secret"
+VERIFY_TOKEN = "local-verify-token"
+WABA_ID = "100000000000000"
+PHONE_NUMBER_ID = "100000000000001"
+TWILIO_ACCOUNT = "AC00000000000000000000000000000000"
+TWILIO_TOKEN = "local-twilio-token"
+TWILIO_SMS_NUMBER = "+15550100002"
+TWILIO_WHATSAPP_SENDER = "whatsapp:+15550100003"
+
+LOCAL_TENANT = {
+    "default_region": "US",
+    "meta": {
+        "app_secret": APP_SECRET,
+        "verify_token": VERIFY_TOKEN,
+        "access_token": "local-access-token",
+        "waba_id": WABA_ID,
+        "phone_numbers": [{"phone_number_id": PHONE_NUMBER_ID, "display_phone_number": "15550100001"}],
+    },
+    "twilio": {
+        "account_sid": TWILIO_ACCOUNT,
+        "auth_token": TWILIO_TOKEN,
+        "sms_numbers": [TWILIO_SMS_NUMBER],
+        "whatsapp_senders": [TWILIO_WHATSAPP_SENDER],
+    },
+}
+
+
+def registry_document(**tenants: dict[str, object]) -> str:
+    """A registry JSON document; by default just the local tenant ``demo``."""
+    return json.dumps({"tenants": tenants or {"demo": LOCAL_TENANT}})
+
+
+def fixture_bytes(name: str) -> bytes:
+    """A raw provider payload from ../shared/fixtures (Twilio forms without a trailing newline)."""
+    data = (SHARED_FIXTURES / name).read_bytes()
+    return data.rstrip(b"\n") if name.endswith(".form") else data
+
+
+def fixture_json(name: str) -> dict:
+    return json.loads(fixture_bytes(name))
+
+
+def meta_signature(raw: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def twilio_signature(url: str, raw_form: bytes, token: str = TWILIO_TOKEN) -> str:
+    """Sign as Twilio does: URL plus every parameter sorted by name, blank values included."""
+    params = dict(parse_qsl(raw_form.decode(), keep_blank_values=True))
+    return str(RequestValidator(token).compute_signature(url, params))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

@@ -1,0 +1,240 @@
+"""Meta webhooks become one queued event per (change, sender), with nothing dropped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossroute import inbound_queue
+from crossroute.inbound_queue import QueuedEvent
+from crossroute.tenants import TenantRegistry
+from crossroute.webhooks import meta
+from crossroute.webhooks.errors import (
+    BadSignature,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnknownChannel,
+    UnsupportedMediaType,
+)
+from tests.support import (
+    APP_SECRET,
+    LOCAL_TENANT,
+    fixture_bytes,
+    fixture_json,
+    meta_signature,
+    registry_document,
+)
+
+REGISTRY = TenantRegistry.from_json(registry_document())
+JSON = "application/json"
+
+
+class ListQueue:
+    def __init__(self) -> None:
+        self.events: list[QueuedEvent] = []
+
+    def put(self, events: Sequence[QueuedEvent]) -> None:
+        self.events.extend(events)
+
+
+def _accept(raw: bytes, *, signature: str | None = None, content_type: str = JSON) -> ListQueue:
+    queue = ListQueue()
+    sig = meta_signature(raw) if signature is None else signature
+    meta.accept(REGISTRY, queue, raw=raw, content_type=content_type, signature=sig)
+    return queue
+
+
+def _payloads(queue: ListQueue) -> list[dict[str, Any]]:
+    return [json.loads(e.body) for e in queue.events]
+
+
+def _items(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [i for e in body["payload"]["entry"] for c in e["changes"] for i in c["value"].get(key, [])]
+
+
+def test_a_single_text_message_is_queued_with_every_field_intact() -> None:
+    raw = fixture_bytes("meta_text_phone_and_bsuid.json")
+    (body,) = _payloads(_accept(raw))
+    assert body["schema"] == "crossroute.inbound/1"
+    assert body["tenant"] == "demo" and body["kind"] == "meta.webhook"
+    assert body["payload"] == fixture_json("meta_text_phone_and_bsuid.json")
+
+
+def test_a_batch_is_split_per_sender_and_statuses_are_kept() -> None:
+    queue = _accept(fixture_bytes("meta_batch_messages_and_status.json"))
+    bodies = _payloads(queue)
+    # Two messages from one sender stay together, in order; the status change is its own event.
+    assert [[m["id"] for m in _items(b, "messages")] for b in bodies] == [
+        ["wamid.BATCH0001", "wamid.BATCH0002"],
+        [],
+    ]
+    assert [s["id"] for s in _items(bodies[1], "statuses")] == ["wamid.OUT0001"]
+    # The same person: the same FIFO group, which names the tenant but not the person.
+    assert queue.events[0].group_id == queue.events[1].group_id
+    assert queue.events[0].group_id.startswith("demo:")
+    assert "IN.1648738043044942" not in queue.events[0].group_id
+
+
+def test_messages_from_two_senders_in_one_change_go_to_two_groups() -> None:
+    doc = fixture_json("meta_batch_messages_and_status.json")
+    second = dict(doc["entry"][0]["changes"][0]["value"]["messages"][1], from_user_id="IN.999", id="wamid.X")
+    doc["entry"][0]["changes"][0]["value"]["messages"][1] = second
+    queue = _accept(json.dumps(doc).encode())
+    groups = [e.group_id for e in queue.events]
+    assert len(queue.events) == 3 and len(set(groups[:2])) == 2
+    firsts = [[m["id"] for m in _items(json.loads(e.body), "messages")] for e in queue.events[:2]]
+    assert firsts == [["wamid.BATCH0001"], ["wamid.X"]]
+
+
+def test_unknown_fields_and_fields_survive_queueing() -> None:
+    doc = fixture_json("meta_text_bsuid_only.json")
+    doc["entry"][0]["changes"][0]["value"]["brand_new_list"] = [
+        {"from_user_id": "DE.88201937465502911", "x": 1}
+    ]
+    doc["entry"][0]["changes"][0]["value"]["future_flag"] = {"nested": True}
+    doc["entry"][0]["changes"][0]["field"] = "some_future_field"
+    (body,) = _payloads(_accept(json.dumps(doc).encode()))
+    assert body["payload"] == doc
+
+
+def test_redelivery_gets_the_same_deduplication_id_and_group() -> None:
+    raw = fixture_bytes("meta_status_failed_131026.json")
+    first, again = _accept(raw).events[0], _accept(raw).events[0]
+    assert (first.dedup_id, first.group_id) == (again.dedup_id, again.group_id)
+    other = _accept(fixture_bytes("meta_status_delivered_bsuid.json")).events[0]
+    assert other.dedup_id != first.dedup_id
+
+
+def test_account_level_change_without_phone_number_id_resolves_by_waba() -> None:
+    doc = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "100000000000000", "changes": [{"field": "account_update", "value": {"event": "X"}}]}
+        ],
+    }
+    (body,) = _payloads(_accept(json.dumps(doc).encode()))
+    assert body["tenant"] == "demo" and body["payload"] == doc
+
+
+def test_unknown_phone_number_id_refuses_the_whole_post() -> None:
+    doc = fixture_json("meta_batch_messages_and_status.json")
+    doc["entry"][0]["changes"][1]["value"]["metadata"]["phone_number_id"] = "999"
+    queue = ListQueue()
+    raw = json.dumps(doc).encode()
+    with pytest.raises(UnknownChannel):
+        meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
+    assert queue.events == []
+
+
+def test_a_number_of_another_app_is_unknown_under_this_apps_signature() -> None:
+    other = {
+        "meta": {
+            "app_secret": "other-app",
+            "verify_token": "t",
+            "phone_numbers": [{"phone_number_id": "200000000000001"}],
+        }
+    }
+    registry = TenantRegistry.from_json(registry_document(demo=LOCAL_TENANT, other=other))
+    doc = fixture_json("meta_text_bsuid_only.json")
+    doc["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = "200000000000001"
+    raw = json.dumps(doc).encode()
+    with pytest.raises(UnknownChannel):
+        meta.accept(
+            registry, ListQueue(), raw=raw, content_type=JSON, signature=meta_signature(raw, APP_SECRET)
+        )
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"", MalformedRequest),
+        (b"{not json", MalformedRequest),
+        (b"\xff\xfe{}", MalformedRequest),
+        (b"[]", MalformedRequest),
+        (b'{"object": "page", "entry": [{"changes": []}]}', MalformedRequest),
+        (b'{"object": "whatsapp_business_account", "entry": []}', MalformedRequest),
+        (b'{"object": "whatsapp_business_account", "entry": [{"changes": [1]}]}', MalformedRequest),
+        (b'{"object": "whatsapp_business_account", "entry": ["x"]}', MalformedRequest),
+    ],
+    ids=["empty", "not-json", "not-utf8", "array", "other-object", "no-entries", "bad-change", "bad-entry"],
+)
+def test_malformed_bodies_are_refused_and_nothing_is_queued(raw: bytes, error: type[Exception]) -> None:
+    queue = ListQueue()
+    with pytest.raises(error):
+        meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
+    assert queue.events == []
+
+
+def test_the_signature_is_checked_before_the_body_is_read() -> None:
+    with pytest.raises(BadSignature):
+        _accept(b"{not json", signature="sha256=00")
+
+
+def test_wrong_content_type_and_oversized_bodies_are_refused() -> None:
+    raw = fixture_bytes("meta_text_bsuid_only.json")
+    with pytest.raises(UnsupportedMediaType):
+        _accept(raw, content_type="application/x-www-form-urlencoded")
+    assert _accept(raw, content_type="application/json; charset=utf-8").events
+    huge = b" " * (meta.MAX_BODY_BYTES + 1)
+    with pytest.raises(PayloadTooLarge):
+        _accept(huge)
+
+
+def test_an_event_over_the_sqs_limit_is_split_into_parts_that_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(meta, "MAX_MESSAGE_BYTES", 3000)
+    doc = fixture_json("meta_batch_messages_and_status.json")
+    value = doc["entry"][0]["changes"][0]["value"]
+    value["messages"] = [
+        dict(value["messages"][0], id=f"wamid.{i}", text={"body": "x" * 300}) for i in range(12)
+    ]
+    doc["entry"][0]["changes"] = doc["entry"][0]["changes"][:1]
+    queue = _accept(json.dumps(doc).encode())
+    assert len(queue.events) > 1 and all(e.size <= 3000 for e in queue.events)
+    ids = [m["id"] for b in _payloads(queue) for m in _items(b, "messages")]
+    assert ids == [f"wamid.{i}" for i in range(12)]
+    assert len({e.group_id for e in queue.events}) == 1
+    assert inbound_queue.MAX_MESSAGE_BYTES == 256 * 1024
+
+
+_ids = st.text("ABCDEFGHIJ0123456789", min_size=1, max_size=6)
+_item = st.fixed_dictionaries(
+    {"id": _ids, "from_user_id": st.sampled_from(["US.1", "US.2", "BR.3"]), "timestamp": st.just("1")}
+)
+_status = st.fixed_dictionaries(
+    {
+        "id": _ids,
+        "status": st.sampled_from(["sent", "read"]),
+        "recipient_id": st.sampled_from(["1650", "4915"]),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages=st.lists(_item, max_size=8), statuses=st.lists(_status, max_size=5))
+def test_splitting_keeps_every_item_exactly_once_and_each_sender_in_order(
+    messages: list[dict[str, str]], statuses: list[dict[str, str]]
+) -> None:
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": "100000000000001"},
+    }
+    value |= {"messages": messages} if messages else {}
+    value |= {"statuses": statuses} if statuses else {}
+    doc = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
+    bodies = _payloads(_accept(json.dumps(doc).encode()))
+    got_messages = [m for b in bodies for m in _items(b, "messages")]
+    got_statuses = [s for b in bodies for s in _items(b, "statuses")]
+    assert sorted(map(json.dumps, got_messages)) == sorted(map(json.dumps, messages))
+    assert sorted(map(json.dumps, got_statuses)) == sorted(map(json.dumps, statuses))
+    for sender in {m["from_user_id"] for m in messages}:
+        assert [m for m in got_messages if m["from_user_id"] == sender] == [
+            m for m in messages if m["from_user_id"] == sender
+        ]

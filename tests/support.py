@@ -70,3 +70,42 @@ def twilio_signature(url: str, raw_form: bytes, token: str = TWILIO_TOKEN) -> st
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    base64_body: bool = False,
+) -> dict[str, object]:
+    """A minimal API Gateway HTTP API (payload 2.0) event, for calling a handler directly.
+
+    Like API Gateway, a body that is not UTF-8 is always base64-encoded.
+    """
+    from urllib.parse import parse_qsl as _parse
+
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        base64_body = True
+
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "queryStringParameters": dict(_parse(query)) or None,
+        "headers": {k.lower(): v for k, v in (headers or {}).items()},
+        "requestContext": {
+            "domainName": "127.0.0.1:3000",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": "test",
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+        },
+        "body": b64(body) if base64_body else body.decode("utf-8"),
+        "isBase64Encoded": base64_body,
+    }

@@ -48,12 +48,17 @@ cfn-lint: $(SAM_VENV)/.installed
 	$(CFN_LINT) template.yaml
 	$(SAM) validate --lint --template-file template.yaml --region $(AWS_DEFAULT_REGION)
 
+# Layers are cross-built for arm64 by layers/*/Makefile (no docker); the functions by SAM's python builder,
+# which needs python$(LAMBDA_PYTHON_VERSION) on PATH. Then every module is precompiled with that interpreter:
+# `sam build` ships no .pyc, and without them each cold start compiles every import.
 build: $(SAM_VENV)/.installed
-	PATH="$$(dirname "$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))"):$$PATH" \
-	  LAMBDA_PYTHON="$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))" \
-	  $(SAM) build --template-file template.yaml --build-dir .aws-sam/build
-	"$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))" -m compileall -q -j 0 \
-	  --invalidation-mode unchecked-hash .aws-sam/build
+	@lambda_python="$$(infra/build/find-python $(LAMBDA_PYTHON_VERSION))"; \
+	  echo "build: Lambda interpreter $$lambda_python"; \
+	  export PATH="$$(dirname "$$lambda_python"):$$PATH" LAMBDA_PYTHON="$$lambda_python"; \
+	  export LAMBDA_PYTHON_VERSION=$(LAMBDA_PYTHON_VERSION); \
+	  $(SAM) build --template-file template.yaml --build-dir .aws-sam/build --parallel; \
+	  echo "build: precompiling .pyc (unchecked-hash) under .aws-sam/build"; \
+	  "$$lambda_python" -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 test: lint cfn-lint build
 	$(PY) -m pytest

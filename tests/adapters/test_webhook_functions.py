@@ -98,7 +98,8 @@ class _Queue:
         self._sqs, self._url = sqs, url
 
     def drain(self) -> None:
-        while messages := self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10).get("Messages"):
+        receive = self._sqs.receive_message
+        while messages := receive(QueueUrl=self._url, MaxNumberOfMessages=10).get("Messages"):
             for m in messages:
                 self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=m["ReceiptHandle"])
 

@@ -1,0 +1,361 @@
+"""The identity rules (contract §6) as pure functions: what an event's identifiers do to customers.
+
+``resolve`` takes what an event attests (``Claim``) and the live customers currently holding those keys,
+and returns a ``Resolution``: the customer the event belongs to, every customer state to write, every
+key whose owner changes, and the identity events to record (I9). The store applies it atomically.
+Provider timestamps, not arrival order, decide conflicts, so redelivered and reordered events end in
+the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, PhoneRecord, PhoneStatus
+
+# Sources whose phone is the user's WhatsApp number: the one a number change leaves behind.
+WHATSAPP_SOURCES = frozenset({"meta.message", "meta.contact_request", "meta.state_sync", "twilio.whatsapp"})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Identifiers one provider event attests for one person, at the provider's time."""
+
+    at: datetime
+    source: str  # e.g. "meta.message", "meta.contact_request", "twilio.sms", "meta.state_sync"
+    event_id: str  # the provider event it came from, for the identity events (I9)
+    phone: str | None = None  # E.164, attested by the provider (never from a shared contact card, I5)
+    phone_raw: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+
+    @property
+    def keys(self) -> list[Key]:
+        return [k for k in (self.phone_key, self.bsuid_key) if k]
+
+    @property
+    def phone_key(self) -> Key | None:
+        return Key("phone", self.phone) if self.phone else None
+
+    @property
+    def bsuid_key(self) -> Key | None:
+        return Key("bsuid", self.bsuid) if self.bsuid else None
+
+
+@dataclass(frozen=True)
+class NumberChange:
+    """I7: the user moved from ``previous_*`` to ``bsuid`` (and ``phone`` when shareable)."""
+
+    at: datetime
+    source: str
+    event_id: str
+    bsuid: str
+    phone: str | None = None
+    previous_bsuid: str | None = None
+    previous_phone: str | None = None
+
+    @property
+    def keys(self) -> list[Key]:
+        values = [
+            ("bsuid", self.previous_bsuid),
+            ("phone", self.previous_phone),
+            ("bsuid", self.bsuid),
+            ("phone", self.phone),
+        ]
+        return [Key(kind, value) for kind, value in values if value]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class IdentityEvent:
+    """One link, merge, rotation or conflict, kept on the customer it happened to (I9)."""
+
+    customer_id: str
+    kind: str  # created, linked, merged, merged_into, number_changed, phone_stale, phone_moved_in/out
+    at: datetime
+    source: str
+    event_id: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    customer_id: str
+    customers: dict[str, Customer]  # the new state of every customer to write
+    created: frozenset[str]
+    base_versions: dict[str, int]  # the version each existing customer had when read
+    key_owners: dict[Key, tuple[str | None, str]]  # key -> (owner before, owner after)
+    events: list[IdentityEvent]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.key_owners or self.events)
+
+
+class _Working:
+    """The customers an event touches, changed step by step; becomes a ``Resolution``."""
+
+    def __init__(self, holders: Mapping[Key, Customer], new_id: Callable[[], str], at: datetime) -> None:
+        self.holder_of: dict[Key, str] = {k: c.id for k, c in holders.items()}
+        self.customers: dict[str, Customer] = {c.id: c for c in holders.values()}
+        self.base_versions = {c.id: c.version for c in holders.values()}
+        self.created: set[str] = set()
+        self.key_owners: dict[Key, tuple[str | None, str]] = {}
+        self.events: list[IdentityEvent] = []
+        self.touched: set[str] = set()
+        self._new_id = new_id
+        self._at = at
+
+    def holder(self, key: Key | None) -> Customer | None:
+        owner = self.holder_of.get(key) if key else None
+        return self.customers[owner] if owner else None
+
+    def put(self, customer: Customer) -> Customer:
+        self.customers[customer.id] = customer
+        self.touched.add(customer.id)
+        return customer
+
+    def create(self, tenant: str, cause: IdentityCause) -> Customer:
+        customer = Customer(id=self._new_id(), tenant=tenant, created_at=self._at, updated_at=self._at)
+        self.created.add(customer.id)
+        self.note(customer.id, "created", cause)
+        return self.put(customer)
+
+    def assign(self, key: Key, owner: str) -> None:
+        before = self.holder_of.get(key)
+        if before == owner:
+            return
+        first_before = self.key_owners.get(key, (before, owner))[0]
+        self.key_owners[key] = (first_before, owner)
+        self.holder_of[key] = owner
+
+    def note(self, customer_id: str, kind: str, cause: IdentityCause, **detail: Any) -> None:
+        self.events.append(IdentityEvent(customer_id, kind, cause.at, cause.source, cause.event_id, detail))
+
+    def resolution(self, customer_id: str) -> Resolution:
+        customers = {
+            cid: replace(c, updated_at=max(c.updated_at, self._at))
+            for cid, c in self.customers.items()
+            if cid in self.touched
+        }
+        return Resolution(
+            customer_id=customer_id,
+            customers=customers,
+            created=frozenset(self.created),
+            base_versions={cid: v for cid, v in self.base_versions.items() if cid in customers},
+            key_owners={k: v for k, v in self.key_owners.items() if v[0] != v[1]},
+            events=self.events,
+        )
+
+
+IdentityCause = Claim | NumberChange
+
+
+def resolve(
+    tenant: str, claim: Claim, holders: Mapping[Key, Customer], new_id: Callable[[], str]
+) -> Resolution:
+    """Which customer ``claim`` belongs to, creating, linking, merging or moving keys as I3-I6 say."""
+    if not claim.keys:
+        raise ValueError("a claim needs a phone or a BSUID")
+    work = _Working(holders, new_id, claim.at)
+    target = _claim(work, tenant, claim)
+    return work.resolution(target.id)
+
+
+def change_number(
+    tenant: str, change: NumberChange, holders: Mapping[Key, Customer], new_id: Callable[[], str]
+) -> Resolution:
+    """I7: the customer keeps its id and history, gains the new BSUID (and phone); the old phone is stale."""
+    work = _Working(holders, new_id, change.at)
+    previous = [Key("bsuid", change.previous_bsuid)] if change.previous_bsuid else []
+    previous += [Key("phone", change.previous_phone)] if change.previous_phone else []
+    target = next((c for k in previous if (c := work.holder(k))), None)
+    if target is None:
+        target = work.holder(Key("bsuid", change.bsuid)) or work.create(tenant, change)
+    if change.previous_bsuid and work.holder(Key("bsuid", change.previous_bsuid)) in (None, target):
+        target = _attach_bsuid(work, target, change.previous_bsuid, change, status="previous")
+    claim = Claim(
+        at=change.at, source=change.source, event_id=change.event_id, phone=change.phone, bsuid=change.bsuid
+    )
+    # Anyone already holding the new id is this same person: merge them into the customer with history.
+    new_holder = work.holder(claim.bsuid_key)
+    if new_holder and new_holder.id != target.id:
+        target = _merge(work, target, new_holder, change, survivor_id=target.id)
+    target = _attach_bsuid(work, target, change.bsuid, change, status="current", rotate=True)
+    if change.previous_phone and work.holder(Key("phone", change.previous_phone)) in (None, target):
+        target = _attach_phone(work, target, change.previous_phone, None, change)
+    # The number the user left is never used for SMS again; other numbers (say, a landline) stay.
+    for record in target.phones:
+        left = record.e164 == change.previous_phone or record.source in WHATSAPP_SOURCES
+        if left and record.status == "current" and record.e164 != change.phone:
+            target = work.put(target.with_phone_status(record.e164, "stale"))
+            work.note(target.id, "phone_stale", change, phone=record.e164)
+    if change.phone:
+        target = _link_phone(work, target, claim)
+    work.note(target.id, "number_changed", change, bsuid=change.bsuid, previous_bsuid=change.previous_bsuid)
+    return work.resolution(target.id)
+
+
+def _claim(work: _Working, tenant: str, claim: Claim) -> Customer:
+    by_bsuid = work.holder(claim.bsuid_key)
+    if claim.bsuid:
+        target = by_bsuid or work.create(tenant, claim)
+        if by_bsuid is None:
+            target = _attach_bsuid(work, target, claim.bsuid, claim, status="current")
+    else:
+        target = _phone_only(work, tenant, claim)
+    if claim.phone and claim.bsuid:
+        target = _link_phone(work, target, claim)
+    if claim.parent_bsuid and target.parent_bsuid != claim.parent_bsuid:
+        target = work.put(replace(target, parent_bsuid=claim.parent_bsuid))
+    return work.customers[target.id]
+
+
+def _phone_only(work: _Working, tenant: str, claim: Claim) -> Customer:
+    """An event with a phone and no BSUID (SMS, older WhatsApp payloads)."""
+    assert claim.phone
+    holder = work.holder(claim.phone_key)
+    record = holder.phone(claim.phone) if holder else None
+    if holder and record and (record.status == "current" or record.at >= claim.at):
+        return _refresh_phone(work, holder, claim)
+    # Unknown, or a number its holder gave up (I7) and someone writes from now: a new customer.
+    target = work.create(tenant, claim)
+    return _take_phone(work, target, claim, holder)
+
+
+def _link_phone(work: _Working, target: Customer, claim: Claim) -> Customer:
+    """I4 / I6: an attested phone next to the BSUID of ``target``."""
+    assert claim.phone
+    holder = work.holder(claim.phone_key)
+    if holder is None:
+        return _attach_phone(work, target, claim.phone, claim.phone_raw, claim)
+    if holder.id == target.id:
+        return _refresh_phone(work, target, claim)
+    record = holder.phone(claim.phone)
+    holder_bsuid = holder.current_bsuid()
+    if holder_bsuid is None and record is not None and record.status == "current":
+        # I4: the phone's customer has no BSUID of its own: the same person, two profiles. Merge.
+        return _merge(work, holder, target, claim)
+    # I6: the number belongs to another WhatsApp user now (or did, later than this event says).
+    return _take_phone(work, target, claim, holder)
+
+
+def _take_phone(work: _Working, target: Customer, claim: Claim, holder: Customer | None) -> Customer:
+    """Give ``target`` the claimed phone; if ``holder`` attested it later, ``target`` only gets it stale."""
+    assert claim.phone
+    record = holder.phone(claim.phone) if holder else None
+    if holder is None or record is None:
+        return _attach_phone(work, target, claim.phone, claim.phone_raw, claim)
+    if record.at > claim.at:
+        # The holder's attestation is newer: this event is from before the number passed on.
+        stale = PhoneRecord(claim.phone, "stale", claim.source, claim.at, claim.phone_raw)
+        return work.put(target.with_phone(stale))
+    work.put(holder.with_phone_status(claim.phone, "stale"))
+    work.assign(Key("phone", claim.phone), target.id)
+    target = work.put(
+        target.with_phone(PhoneRecord(claim.phone, "current", claim.source, claim.at, claim.phone_raw))
+    )
+    detail = {"phone": claim.phone, "from_customer": holder.id, "to_customer": target.id}
+    work.note(holder.id, "phone_moved_out", claim, **detail)
+    work.note(target.id, "phone_moved_in", claim, **detail)
+    return target
+
+
+def _attach_phone(
+    work: _Working, target: Customer, phone: str, raw: str | None, cause: IdentityCause
+) -> Customer:
+    if target.phone(phone):
+        return target
+    # A phone seen with a BSUID the customer has since replaced is an old number: stale from the start.
+    old_id = isinstance(cause, Claim) and cause.bsuid and cause.bsuid != target.current_bsuid()
+    status: PhoneStatus = "stale" if old_id and target.current_bsuid() else "current"
+    work.assign(Key("phone", phone), target.id)
+    work.note(target.id, "linked", cause, key="phone", value=phone)
+    return work.put(target.with_phone(PhoneRecord(phone, status, cause.source, cause.at, raw)))
+
+
+def _attach_bsuid(
+    work: _Working,
+    target: Customer,
+    bsuid: str,
+    cause: IdentityCause,
+    *,
+    status: BsuidStatus,
+    rotate: bool = False,
+) -> Customer:
+    """Give ``target`` a BSUID. Only a later number change (``rotate``) replaces a current one."""
+    existing = target.bsuid(bsuid)
+    current = next((b for b in target.bsuids if b.status == "current"), None)
+    if existing is None:
+        work.assign(Key("bsuid", bsuid), target.id)
+        work.note(target.id, "linked", cause, key="bsuid", value=bsuid)
+    outranked = current is not None and current.id != bsuid and (not rotate or current.at > cause.at)
+    if status == "current" and outranked:
+        status = "previous"
+    if existing and (existing.status == status or status == "previous"):
+        return target
+    return work.put(target.with_bsuid(BsuidRecord(bsuid, status, existing.at if existing else cause.at)))
+
+
+def _refresh_phone(work: _Working, target: Customer, claim: Claim) -> Customer:
+    """The holder attests the number again: keep its newest attestation time."""
+    assert claim.phone
+    record = target.phone(claim.phone)
+    if record is None or record.at >= claim.at:
+        return target
+    return work.put(target.with_phone(replace(record, at=claim.at)))
+
+
+def _merge(
+    work: _Working, a: Customer, b: Customer, cause: IdentityCause, *, survivor_id: str | None = None
+) -> Customer:
+    """I4: one survivor keeps every key and both histories; the other id keeps resolving to it."""
+    if survivor_id is None:
+        survivor_id = min((a, b), key=lambda c: (c.created_at, c.id)).id
+    survivor, loser = (a, b) if a.id == survivor_id else (b, a)
+    merged = survivor
+    for record in loser.phones:
+        merged = merged.with_phone(record)
+    for bsuid in loser.bsuids:
+        current = next((x for x in merged.bsuids if x.status == "current"), None)
+        keep_current = bsuid.status == "current" and (current is None or bsuid.at > current.at)
+        merged = merged.with_bsuid(replace(bsuid, status="current" if keep_current else "previous"))
+    merged = _merge_attributes(merged, loser)
+    merged = replace(merged, merged_from=(*merged.merged_from, loser.id, *loser.merged_from))
+    for key in loser.keys:
+        work.assign(key, survivor.id)
+    tombstone = replace(loser, phones=(), bsuids=(), merged_into=survivor.id, merged_from=())
+    work.put(tombstone)
+    work.note(survivor.id, "merged", cause, merged_from=loser.id)
+    work.note(loser.id, "merged_into", cause, merged_into=survivor.id)
+    return work.put(merged)
+
+
+def _merge_attributes(survivor: Customer, loser: Customer) -> Customer:
+    """Latest-wins attributes take the newer side; windows take the later message per business number."""
+    merged = survivor
+    if _later(loser.profile_at, survivor.profile_at):
+        merged = replace(merged, username=loser.username or merged.username, name=loser.name or merged.name)
+        merged = replace(merged, profile_at=loser.profile_at)
+    if _later(loser.sms_opt_at, survivor.sms_opt_at):
+        merged = replace(merged, sms_opted_out=loser.sms_opted_out, sms_opt_at=loser.sms_opt_at)
+    if _later(loser.marketing_opt_at, survivor.marketing_opt_at):
+        merged = replace(
+            merged, marketing_opted_out=loser.marketing_opted_out, marketing_opt_at=loser.marketing_opt_at
+        )
+    windows = dict(survivor.whatsapp_last_inbound)
+    for business, at in loser.whatsapp_last_inbound.items():
+        windows[business] = max(at, windows.get(business, at))
+    parent = merged.parent_bsuid or loser.parent_bsuid
+    return replace(
+        merged,
+        whatsapp_last_inbound=windows,
+        parent_bsuid=parent,
+        created_at=min(survivor.created_at, loser.created_at),
+    )
+
+
+def _later(a: datetime | None, b: datetime | None) -> bool:
+    return a is not None and (b is None or a > b)

@@ -1,47 +1,39 @@
 """Meta WhatsApp Cloud API webhook: GET is the subscription handshake, POST queues notifications."""
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crossroute.config import Settings
 from crossroute.webhooks import meta
-from crossroute.webhooks.errors import WebhookRejected
-from crossroute.webhooks.http import Wiring, raw_body, refusal
+from crossroute.webhooks.http import HttpEvent, HttpResponse, Wiring, dispatch, header, raw_body, response
 
 logger = Logger()
-app = APIGatewayHttpResolver()
 wiring = Wiring(Settings.from_env())
 
 
-@app.get("/webhooks/whatsapp")
-def handshake() -> Response[str]:
-    params = app.current_event.query_string_parameters or {}
+def handshake(event: HttpEvent) -> HttpResponse:
+    params = event.get("queryStringParameters") or {}
     challenge = wiring.registry.attempt(lambda registry: meta.handshake(registry, params))
-    return Response(200, "text/plain", challenge)
+    return response(200, "text/plain", challenge)
 
 
-@app.post("/webhooks/whatsapp")
-def notification() -> Response[str]:
-    request = app.current_event
+def notification(event: HttpEvent) -> HttpResponse:
     queued = wiring.registry.attempt(
         lambda registry: meta.accept(
             registry,
             wiring.queue,
-            raw=raw_body(request.raw_event),
-            content_type=request.headers.get("content-type", ""),
-            signature=request.headers.get("x-hub-signature-256"),
+            raw=raw_body(event),
+            content_type=header(event, "content-type") or "",
+            signature=header(event, "x-hub-signature-256"),
         )
     )
     logger.info("webhook queued", extra={"provider": "meta", "events": len(queued)})
-    return Response(200, "text/plain", "EVENT_RECEIVED")
+    return response(200, "text/plain", "EVENT_RECEIVED")
 
 
-@app.exception_handler(WebhookRejected)
-def refused(exc: WebhookRejected) -> Response[str]:
-    return refusal(exc)
+ROUTES = {"GET /webhooks/whatsapp": handshake, "POST /webhooks/whatsapp": notification}
 
 
 @logger.inject_lambda_context
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+def lambda_handler(event: HttpEvent, context: LambdaContext) -> HttpResponse:
+    return dispatch(ROUTES, event)

@@ -213,7 +213,7 @@ _UNKNOWN = _TEXT.replace(b"100000000000001", b"100000000000999")
 def test_meta_bad_input(whatsapp: ModuleType, queued: Any, event: dict[str, Any], status: int) -> None:
     answer = _call(whatsapp, event)
     assert answer["statusCode"] == status
-    assert json.loads(answer["body"])["error"] if status != 403 or answer["body"] else True
+    assert json.loads(answer["body"])["error"]
     assert queued.read() == []
 
 
@@ -263,6 +263,12 @@ def test_twilio_bad_input(twilio_fn: ModuleType, queued: Any, event: dict[str, A
     assert queued.read() == []
 
 
+def test_a_route_the_function_does_not_serve_is_404(whatsapp: ModuleType, queued: Any) -> None:
+    answer = _call(whatsapp, http_event("POST", "/webhooks/twilio", body=_TEXT, headers=JSON))
+    assert answer["statusCode"] == 404
+    assert queued.read() == []
+
+
 def test_when_the_queue_cannot_store_the_event_the_provider_gets_a_5xx(
     whatsapp: ModuleType, aws: dict[str, str], queued: Any
 ) -> None:
@@ -309,9 +315,9 @@ def test_no_phone_number_bsuid_username_or_body_reaches_the_logs(
         assert secret not in logs
 
 
-def test_the_handlers_import_without_touching_aws(aws: dict[str, str]) -> None:
-    # A fresh import must not read secrets or create clients: cold start stays cheap.
+def test_the_handlers_import_without_calling_aws(aws: dict[str, str]) -> None:
+    # Import builds the SQS client (init phase) but reads no secret: no AWS API call at import.
     path = Path(REPO / "functions" / "twilio_webhook" / "app.py")
     module = _load("twilio_webhook")
     assert module.__file__ and Path(module.__file__) == path
-    assert "registry" not in vars(module.wiring) and "queue" not in vars(module.wiring)
+    assert "registry" not in vars(module.wiring) and isinstance(module.wiring.queue, SqsInboundQueue)

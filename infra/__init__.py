@@ -1,0 +1,1 @@
+"""Everything around the functions: local stack, build and bench scripts (dev only, never shipped)."""

@@ -1,0 +1,66 @@
+"""What a message or preference says about a customer's attributes (I8, the window, opt-outs).
+
+Pure, and order-proof: each attribute keeps the provider time it was set at, and an older event
+never overwrites a newer one, so redelivered and reordered events end in the same profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from crossroute.identity.model import Customer
+from crossroute.inbound import InboundMessage, PreferenceChange
+
+# Twilio's default opt-out keywords: matched when they are the whole message, any case.
+SMS_STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+SMS_START = frozenset({"START", "YES", "UNSTOP"})
+
+
+def sms_keyword(message: InboundMessage) -> str | None:
+    """``"stop"``, ``"start"`` or None: Twilio's ``OptOutType`` if it sent one, else the whole body."""
+    if message.channel != "sms":
+        return None
+    word = (message.opt_out_keyword or message.text or "").strip().upper()
+    if word in SMS_STOP:
+        return "stop"
+    if word in SMS_START:
+        return "start"
+    return None
+
+
+def observe_message(customer: Customer, message: InboundMessage) -> Customer:
+    """The customer after ``message``: profile attributes, WhatsApp window, SMS opt-out."""
+    updated = customer
+    sender = message.sender
+    if (sender.username or sender.name) and _newer(message.sent_at, customer.profile_at):
+        updated = replace(
+            updated,
+            username=sender.username or updated.username,
+            name=sender.name or updated.name,
+            profile_at=message.sent_at,
+        )
+    if sender.parent_bsuid and updated.parent_bsuid != sender.parent_bsuid:
+        updated = replace(updated, parent_bsuid=sender.parent_bsuid)
+    if message.channel == "whatsapp" and not message.historical:
+        last = updated.whatsapp_last_inbound.get(message.business)
+        if last is None or message.sent_at > last:
+            windows = {**updated.whatsapp_last_inbound, message.business: message.sent_at}
+            updated = replace(updated, whatsapp_last_inbound=windows)
+    keyword = sms_keyword(message)
+    if keyword and _newer(message.sent_at, customer.sms_opt_at):
+        updated = replace(updated, sms_opted_out=keyword == "stop", sms_opt_at=message.sent_at)
+    return updated
+
+
+def observe_preference(customer: Customer, change: PreferenceChange) -> Customer:
+    """``user_preferences``: marketing messages stopped or resumed (R5)."""
+    if change.category != "marketing_messages" or change.value not in ("stop", "resume"):
+        return customer
+    if not _newer(change.at, customer.marketing_opt_at):
+        return customer
+    return replace(customer, marketing_opted_out=change.value == "stop", marketing_opt_at=change.at)
+
+
+def _newer(at: datetime, than: datetime | None) -> bool:
+    return than is None or at >= than

@@ -1,0 +1,356 @@
+"""The ingest use case: a queued provider event becomes facts about one customer.
+
+For each event the parser yields: read who holds its keys, decide with the pure identity rules,
+fold in what the message says about the customer, write everything in one transaction, then publish.
+A concurrent change between read and write makes the transaction fail: read again and retry.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from crossroute.bus import BusEvent, EventPublisher
+from crossroute.identity.model import Customer, Key
+from crossroute.identity.profile import observe_message, observe_preference
+from crossroute.identity.rules import Claim, IdentityEvent, NumberChange, Resolution, change_number, resolve
+from crossroute.inbound import (
+    ContactLink,
+    IdentityChange,
+    InboundMessage,
+    OutboundEcho,
+    Person,
+    PreferenceChange,
+    ProviderEvent,
+    StatusUpdate,
+    Unrecognised,
+)
+from crossroute.store.identity_store import Conflict, MessageRecord, StatusOutcome, StatusRecord
+
+logger = Logger(child=True)
+
+ATTEMPTS = 6
+
+
+class IdentityStore(Protocol):
+    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
+
+    def commit(
+        self,
+        tenant: str,
+        customers: dict[str, Customer],
+        base_versions: dict[str, int],
+        key_owners: dict[Key, tuple[str | None, str]],
+        events: Sequence[IdentityEvent],
+        message: MessageRecord | None = None,
+    ) -> bool: ...
+
+    def apply_status(self, update: StatusRecord) -> StatusOutcome: ...
+
+    def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class Outcome:
+    """What one queued event did, for logs and tests (no personal data)."""
+
+    handled: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    unattributed: int = 0
+    retries: int = 0
+
+
+class Ingest:
+    def __init__(
+        self,
+        store: IdentityStore,
+        publisher: EventPublisher,
+        *,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._new_id = new_id
+        self._sleep = sleep
+
+    def handle(self, events: Sequence[ProviderEvent]) -> Outcome:
+        """Apply every event; raises if one cannot be stored (the queue redelivers the whole record)."""
+        outcome = Outcome()
+        for event in events:
+            for attempt in range(ATTEMPTS):
+                try:
+                    published = self._apply(event, outcome)
+                    break
+                except Conflict:
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    outcome.retries += 1
+                    self._sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not crypto
+            outcome.handled.append(type(event).__name__)
+            if published:
+                self._publisher.publish(published)
+        return outcome
+
+    # ------------------------------------------------------------------ per event type
+
+    def _apply(self, event: ProviderEvent, outcome: Outcome) -> list[BusEvent]:
+        match event:
+            case InboundMessage():
+                return self._message(event, outcome)
+            case OutboundEcho():
+                return self._echo(event, outcome)
+            case StatusUpdate():
+                return self._status(event)
+            case IdentityChange():
+                return self._number_change(event, outcome)
+            case PreferenceChange():
+                return self._preference(event)
+            case ContactLink():
+                claim = _claim(
+                    event.person, event.at, "meta.state_sync", f"state_sync:{event.at.isoformat()}"
+                )
+                return self._identity_only(event.tenant, claim, lambda c: c) if claim else []
+            case Unrecognised():
+                logger.info("unrecognised event kept", extra={"kind": event.kind, "reason": event.reason})
+                return []
+        return []
+
+    def _message(self, message: InboundMessage, outcome: Outcome) -> list[BusEvent]:
+        source = _source(message.provider, message.channel)
+        person = message.sender
+        if message.shared_own_phone:  # the answer to our contact request: an attested phone (I5)
+            person = Person(
+                phone=message.shared_own_phone, bsuid=person.bsuid, parent_bsuid=person.parent_bsuid
+            )
+            source = "meta.contact_request"
+        claim = _claim(person, message.sent_at, source, message.message_id)
+        if claim is None:
+            outcome.unattributed += 1
+            logger.warning("message without a usable sender id", extra={"provider": message.provider})
+            return []
+        holders = self._store.holders(message.tenant, claim.keys)
+        resolution = resolve(message.tenant, claim, holders, self._new_id)
+        customers, versions = _with_target_change(resolution, holders, lambda c: observe_message(c, message))
+        published = [
+            _received(message, resolution.customer_id),
+            *_identity_events(message.tenant, resolution),
+        ]
+        if message.historical:  # coexistence history: stored, never a trigger
+            published = _identity_events(message.tenant, resolution)
+        record = MessageRecord(
+            tenant=message.tenant,
+            provider=message.provider,
+            message_id=message.message_id,
+            customer_id=resolution.customer_id,
+            direction="in",
+            channel=message.channel,
+            business=message.business,
+            message_type=message.type,
+            sent_at=message.sent_at,
+            text=message.text,
+            historical=message.historical,
+            raw=message.raw,
+            published=[{"detail_type": e.detail_type, "detail": e.detail} for e in published],
+        )
+        return self._commit(message.tenant, resolution, customers, versions, record, published, outcome)
+
+    def _echo(self, echo: OutboundEcho, outcome: Outcome) -> list[BusEvent]:
+        claim = _claim(echo.recipient, echo.sent_at, "meta.message", echo.message_id)
+        if claim is None:
+            outcome.unattributed += 1
+            return []
+        holders = self._store.holders(echo.tenant, claim.keys)
+        resolution = resolve(echo.tenant, claim, holders, self._new_id)
+        published = _identity_events(echo.tenant, resolution)
+        record = MessageRecord(
+            tenant=echo.tenant,
+            provider=echo.provider,
+            message_id=echo.message_id,
+            customer_id=resolution.customer_id,
+            direction="out",
+            channel=echo.channel,
+            business=echo.business,
+            message_type=echo.type,
+            sent_at=echo.sent_at,
+            text=echo.text,
+            historical=echo.historical,
+            raw=echo.raw,
+            published=[{"detail_type": e.detail_type, "detail": e.detail} for e in published],
+        )
+        customers = dict(resolution.customers)
+        return self._commit(
+            echo.tenant, resolution, customers, resolution.base_versions, record, published, outcome
+        )
+
+    def _status(self, update: StatusUpdate) -> list[BusEvent]:
+        errors = [{"code": e.code, "title": e.title, "detail": e.detail} for e in update.errors]
+        record = StatusRecord(
+            update.tenant, update.provider, update.message_id, update.status, update.at, errors
+        )
+        result = self._store.apply_status(record)
+        if not result.applied:
+            return []
+        detail = {
+            "tenant": update.tenant,
+            "customer_id": result.customer_id,
+            "provider": update.provider,
+            "channel": result.channel or update.channel,
+            "message_id": update.message_id,
+            "status": update.status,
+            "previous_status": result.previous,
+            "at": update.at.isoformat(),
+            "errors": [{"code": e.code, "title": e.title} for e in update.errors],
+        }
+        return [BusEvent("MessageStatusChanged", detail)]
+
+    def _number_change(self, change: IdentityChange, outcome: Outcome) -> list[BusEvent]:
+        if not change.current.bsuid:
+            logger.warning("number change without a usable new id", extra={"kind": change.kind})
+            return []
+        cause = NumberChange(
+            at=change.at,
+            source=f"{change.provider}.{change.kind}",
+            event_id=change.event_id,
+            bsuid=change.current.bsuid,
+            phone=change.current.phone,
+            previous_bsuid=change.previous.bsuid,
+            previous_phone=change.previous.phone,
+        )
+        holders = self._store.holders(change.tenant, cause.keys)
+        resolution = change_number(change.tenant, cause, holders, self._new_id)
+        published = _identity_events(change.tenant, resolution)
+        record = MessageRecord(
+            tenant=change.tenant,
+            provider=change.provider,
+            message_id=change.event_id,
+            customer_id=resolution.customer_id,
+            direction="in",
+            channel="whatsapp",
+            business=change.business,
+            message_type="system",
+            sent_at=change.at,
+            raw=change.raw,
+            published=[{"detail_type": e.detail_type, "detail": e.detail} for e in published],
+        )
+        customers = dict(resolution.customers)
+        return self._commit(
+            change.tenant, resolution, customers, resolution.base_versions, record, published, outcome
+        )
+
+    def _preference(self, change: PreferenceChange) -> list[BusEvent]:
+        claim = _claim(change.person, change.at, "meta.message", f"preference:{change.at.isoformat()}")
+        if claim is None:
+            return []
+        return self._identity_only(change.tenant, claim, lambda c: observe_preference(c, change))
+
+    def _identity_only(
+        self, tenant: str, claim: Claim, observe: Callable[[Customer], Customer]
+    ) -> list[BusEvent]:
+        holders = self._store.holders(tenant, claim.keys)
+        resolution = resolve(tenant, claim, holders, self._new_id)
+        customers, versions = _with_target_change(resolution, holders, observe)
+        if not customers and not resolution.key_owners:
+            return []
+        self._store.commit(tenant, customers, versions, resolution.key_owners, resolution.events)
+        return _identity_events(tenant, resolution)
+
+    def _commit(
+        self,
+        tenant: str,
+        resolution: Resolution,
+        customers: dict[str, Customer],
+        versions: dict[str, int],
+        record: MessageRecord,
+        published: list[BusEvent],
+        outcome: Outcome,
+    ) -> list[BusEvent]:
+        stored = self._store.commit(
+            tenant, customers, versions, resolution.key_owners, resolution.events, record
+        )
+        if stored:
+            return published
+        # Redelivered: already stored. Publish again what it caused: the first publish may have failed.
+        outcome.duplicates += 1
+        replay = self._store.published(tenant, record.provider, record.message_id)
+        return [BusEvent(e["detail_type"], e["detail"]) for e in replay]
+
+
+def _source(provider: str, channel: str) -> str:
+    if provider == "twilio":
+        return "twilio.sms" if channel == "sms" else "twilio.whatsapp"
+    return "meta.message"
+
+
+def _claim(person: Person, at: Any, source: str, event_id: str) -> Claim | None:
+    if not person.known:
+        return None
+    return Claim(
+        at=at,
+        source=source,
+        event_id=event_id,
+        phone=person.phone,
+        phone_raw=person.phone_raw,
+        bsuid=person.bsuid,
+        parent_bsuid=person.parent_bsuid,
+    )
+
+
+def _with_target_change(
+    resolution: Resolution, holders: dict[Key, Customer], observe: Callable[[Customer], Customer]
+) -> tuple[dict[str, Customer], dict[str, int]]:
+    """The resolution's customers plus what the event changes on its target, with versions to check."""
+    customers = dict(resolution.customers)
+    versions = dict(resolution.base_versions)
+    target = customers.get(resolution.customer_id) or next(
+        c for c in holders.values() if c.id == resolution.customer_id
+    )
+    changed = observe(target)
+    if changed != target or resolution.customer_id in customers:
+        customers[resolution.customer_id] = changed
+        if resolution.customer_id not in resolution.created:
+            versions.setdefault(resolution.customer_id, target.version)
+    return customers, versions
+
+
+def _received(message: InboundMessage, customer_id: str) -> BusEvent:
+    detail = {
+        "tenant": message.tenant,
+        "customer_id": customer_id,
+        "provider": message.provider,
+        "channel": message.channel,
+        "business": message.business,
+        "message_id": message.message_id,
+        "type": message.type,
+        "text": message.text,
+        "reply_to": message.reply_to,
+        "sent_at": message.sent_at.isoformat(),
+    }
+    return BusEvent("MessageReceived", detail)
+
+
+def _identity_events(tenant: str, resolution: Resolution) -> list[BusEvent]:
+    out: list[BusEvent] = []
+    for event in resolution.events:
+        base = {"tenant": tenant, "customer_id": event.customer_id, "at": event.at.isoformat()}
+        base["source_event_id"] = event.event_id
+        if event.kind == "merged":
+            out.append(
+                BusEvent("ContactsMerged", {**base, "merged_customer_id": event.detail["merged_from"]})
+            )
+        elif event.kind == "phone_moved_in":
+            detail = {
+                **base,
+                "previous_customer_id": event.detail["from_customer"],
+                "phone": event.detail["phone"],
+            }
+            out.append(BusEvent("IdentityConflict", detail))
+        elif event.kind in ("created", "linked", "number_changed", "phone_stale"):
+            out.append(BusEvent("IdentityChanged", {**base, "change": event.kind, **event.detail}))
+    return out

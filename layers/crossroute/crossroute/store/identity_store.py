@@ -1,0 +1,327 @@
+"""The identity store on DynamoDB: read who holds keys, write a resolution and a message atomically."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, PhoneRecord, PhoneStatus
+from crossroute.identity.rules import IdentityEvent
+from crossroute.store.tables import (
+    BsuidMap,
+    CustomerItem,
+    IdentityEventItem,
+    KeyItem,
+    MessageItem,
+    PhoneMap,
+    TableItem,
+    customer_pk,
+    key_pk,
+    message_pk,
+)
+
+PROFILE, KEY, MSG = "PROFILE", "KEY", "MSG"
+
+# Delivery progress: a status only ever moves up this ladder ("delivered" may be skipped).
+STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "read": 4,
+    "played": 5,
+    "failed": 6,
+    "undelivered": 6,
+    "canceled": 6,
+}
+
+
+class Conflict(Exception):
+    """Someone else changed a customer or key between our read and our write: read again and retry."""
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A message in or out, as stored once per provider message id."""
+
+    tenant: str
+    provider: str
+    message_id: str
+    customer_id: str
+    direction: str  # "in" | "out"
+    channel: str
+    business: str
+    message_type: str
+    sent_at: datetime
+    text: str | None = None
+    historical: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    tenant: str
+    provider: str
+    message_id: str
+    status: str
+    at: datetime
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    applied: bool
+    customer_id: str | None
+    previous: str | None
+    channel: str | None
+
+
+class DynamoIdentityStore:
+    """``TableItem`` models over the table named in ``crossroute.store.tables.bind``."""
+
+    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
+        """The live customer holding each key that has one (two consistent batch reads)."""
+        if not keys:
+            return {}
+        by_pk = {key_pk(tenant, k): k for k in keys}
+        owners = {
+            by_pk[i.pk]: i.customer_id for i in self._get((pk, KEY) for pk in by_pk) if isinstance(i, KeyItem)
+        }
+        customers = self.customers(tenant, set(owners.values()))
+        return {k: customers[cid] for k, cid in owners.items() if cid in customers}
+
+    def customers(self, tenant: str, ids: Iterable[str]) -> dict[str, Customer]:
+        """Customers by id; a merged-away id answers with its survivor."""
+        wanted = {customer_pk(tenant, cid): cid for cid in ids}
+        found: dict[str, Customer] = {}
+        while wanted:
+            items = [i for i in self._get((pk, PROFILE) for pk in wanted) if isinstance(i, CustomerItem)]
+            follow: dict[str, str] = {}
+            for item in items:
+                asked = wanted[item.pk]
+                if item.merged_into:
+                    follow[customer_pk(tenant, item.merged_into)] = asked
+                else:
+                    found[asked] = to_customer(item)
+            wanted = follow
+        return found
+
+    def customer(self, tenant: str, customer_id: str) -> Customer | None:
+        return self.customers(tenant, [customer_id]).get(customer_id)
+
+    def message(self, tenant: str, provider: str, message_id: str) -> MessageItem | None:
+        try:
+            item = MessageItem.get(message_pk(tenant, provider, message_id), MSG, consistent_read=True)
+        except MessageItem.DoesNotExist:
+            return None
+        return item
+
+    def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]:
+        """The events a stored message caused, to publish again when it is redelivered."""
+        item = self.message(tenant, provider, message_id)
+        return list(json.loads(item.published)) if item and item.published else []
+
+    def commit(
+        self,
+        tenant: str,
+        customers: dict[str, Customer],
+        base_versions: dict[str, int],
+        key_owners: dict[Key, tuple[str | None, str]],
+        events: Sequence[IdentityEvent],
+        message: MessageRecord | None = None,
+    ) -> bool:
+        """Write it all in one transaction. False: the message was already stored (a redelivery).
+
+        Raises ``Conflict`` when a customer or key changed since it was read.
+        """
+        with_message = message is not None
+        try:
+            with TransactWrite(connection=self._connection()) as tx:
+                for cid, customer in customers.items():
+                    profile = to_item(customer)
+                    if cid in base_versions:
+                        profile.version = base_versions[cid]
+                    tx.save(profile)  # conditional on the version we read (new: must not exist)
+                for key, (before, after) in key_owners.items():
+                    owner = KeyItem(key_pk(tenant, key), KEY, customer_id=after)
+                    condition = (
+                        KeyItem.pk.does_not_exist() if before is None else KeyItem.customer_id == before
+                    )
+                    tx.save(owner, condition=condition)
+                for event in events:
+                    tx.save(_event_item(tenant, event))
+                if message is not None:
+                    tx.update(
+                        _message_shell(message),
+                        _message_actions(message),
+                        MessageItem.direction.does_not_exist(),
+                    )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons
+            # PynamoDB sends puts before updates: the message update is the last item.
+            if (
+                with_message
+                and reasons
+                and reasons[-1] is not None
+                and reasons[-1].code == "ConditionalCheckFailed"
+            ):
+                return False
+            if reasons and any(r is not None and r.code in _RETRYABLE for r in reasons):
+                raise Conflict(str(exc)) from exc
+            raise
+        return True
+
+    def apply_status(self, update: StatusRecord) -> StatusOutcome:
+        """Move a message's status forward, never back; a status may arrive before its message."""
+        rank = STATUS_RANK.get(update.status, 0)
+        item = MessageItem(message_pk(update.tenant, update.provider, update.message_id), MSG)
+        actions: list[Action] = [
+            MessageItem.type.set(MessageItem),
+            MessageItem.tenant.set(update.tenant),
+            MessageItem.provider.set(update.provider),
+            MessageItem.message_id.set(update.message_id),
+            MessageItem.status.set(update.status),
+            MessageItem.status_rank.set(rank),
+            MessageItem.status_at.set(update.at),
+            MessageItem.errors.set(json.dumps(update.errors))
+            if update.errors
+            else MessageItem.errors.remove(),
+        ]
+        before = self.message(update.tenant, update.provider, update.message_id)
+        previous = before.status if before else None
+        try:
+            item.update(
+                actions, condition=MessageItem.status_rank.does_not_exist() | (MessageItem.status_rank < rank)
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return StatusOutcome(
+                    False,
+                    before.customer_id if before else None,
+                    previous,
+                    before.channel if before else None,
+                )
+            raise
+        return StatusOutcome(True, item.customer_id, previous, item.channel)
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _get(keys: Iterable[tuple[str, str]]) -> list[TableItem]:
+        return list(TableItem.batch_get(list(keys), consistent_read=True))
+
+    @staticmethod
+    def _connection() -> Connection:
+        return TableItem._get_connection().connection
+
+
+_RETRYABLE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def to_item(customer: Customer) -> CustomerItem:
+    return CustomerItem(
+        customer_pk(customer.tenant, customer.id),
+        PROFILE,
+        customer_id=customer.id,
+        tenant=customer.tenant,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+        phones=[
+            PhoneMap(e164=p.e164, status=p.status, source=p.source, at=p.at, raw=p.raw)
+            for p in customer.phones
+        ],
+        bsuids=[BsuidMap(id=b.id, status=b.status, at=b.at) for b in customer.bsuids],
+        parent_bsuid=customer.parent_bsuid,
+        username=customer.username,
+        name=customer.name,
+        profile_at=customer.profile_at,
+        sms_opted_out=customer.sms_opted_out,
+        sms_opt_at=customer.sms_opt_at,
+        marketing_opted_out=customer.marketing_opted_out,
+        marketing_opt_at=customer.marketing_opt_at,
+        whatsapp_last_inbound={b: int(at.timestamp()) for b, at in customer.whatsapp_last_inbound.items()},
+        merged_from=list(customer.merged_from),
+        merged_into=customer.merged_into,
+    )
+
+
+def to_customer(item: CustomerItem) -> Customer:
+    windows = item.whatsapp_last_inbound.as_dict() if hasattr(item.whatsapp_last_inbound, "as_dict") else {}
+    return Customer(
+        id=item.customer_id,
+        tenant=item.tenant,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        phones=tuple(
+            PhoneRecord(p.e164, cast(PhoneStatus, p.status), p.source, p.at, p.raw) for p in item.phones or []
+        ),
+        bsuids=tuple(BsuidRecord(b.id, cast(BsuidStatus, b.status), b.at) for b in item.bsuids or []),
+        parent_bsuid=item.parent_bsuid,
+        username=item.username,
+        name=item.name,
+        profile_at=item.profile_at,
+        sms_opted_out=bool(item.sms_opted_out),
+        sms_opt_at=item.sms_opt_at,
+        marketing_opted_out=bool(item.marketing_opted_out),
+        marketing_opt_at=item.marketing_opt_at,
+        whatsapp_last_inbound={b: datetime.fromtimestamp(int(ts), UTC) for b, ts in windows.items()},
+        merged_from=tuple(item.merged_from or ()),
+        merged_into=item.merged_into,
+        version=int(item.version or 0),
+    )
+
+
+def _event_item(tenant: str, event: IdentityEvent) -> IdentityEventItem:
+    n = uuid.uuid4().hex[:12]
+    when = event.at.isoformat()
+    pk = customer_pk(tenant, event.customer_id)
+    return IdentityEventItem(
+        pk,
+        f"EV#{when}#{n}",
+        gsi1pk=pk,
+        gsi1sk=f"{when}#identity#{n}",
+        customer_id=event.customer_id,
+        kind=event.kind,
+        at=event.at,
+        source=event.source,
+        event_id=event.event_id,
+        detail=json.dumps(event.detail, sort_keys=True),
+    )
+
+
+def _message_shell(message: MessageRecord) -> MessageItem:
+    return MessageItem(message_pk(message.tenant, message.provider, message.message_id), MSG)
+
+
+def _message_actions(message: MessageRecord) -> list[Action]:
+    when = message.sent_at.isoformat()
+    return [
+        MessageItem.type.set(MessageItem),
+        MessageItem.gsi1pk.set(customer_pk(message.tenant, message.customer_id)),
+        MessageItem.gsi1sk.set(f"{when}#message#{message.provider}#{message.message_id}"),
+        MessageItem.customer_id.set(message.customer_id),
+        MessageItem.tenant.set(message.tenant),
+        MessageItem.provider.set(message.provider),
+        MessageItem.message_id.set(message.message_id),
+        MessageItem.direction.set(message.direction),
+        MessageItem.channel.set(message.channel),
+        MessageItem.business.set(message.business),
+        MessageItem.message_type.set(message.message_type),
+        MessageItem.sent_at.set(message.sent_at),
+        MessageItem.historical.set(message.historical),
+        MessageItem.raw.set(json.dumps(message.raw, sort_keys=True, default=str)),
+        MessageItem.published.set(json.dumps(message.published, sort_keys=True, default=str)),
+        *([MessageItem.text.set(message.text)] if message.text is not None else []),
+    ]

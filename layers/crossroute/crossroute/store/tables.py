@@ -1,0 +1,148 @@
+"""The single-table layout, in one place. Every partition key starts with the tenant (contract §6).
+
+- identity key: pk ``T#<tenant>#K#<phone|bsuid>#<value>``, sk ``KEY``
+- customer: pk ``T#<tenant>#C#<customer id>``, sk ``PROFILE``
+- identity event: pk ``T#<tenant>#C#<customer id>``, sk ``EV#<time>#<n>``;
+  timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#identity#<n>``
+- message: pk ``T#<tenant>#M#<provider>#<provider message id>``, sk ``MSG``;
+  timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#message#<provider>#<provider message id>``
+
+A key item names the one customer holding that phone or BSUID (I3: claimed with a conditional put,
+moved with a condition on its old owner). A message item is keyed by the provider's id, so it is
+stored once however often it is delivered, and statuses update it in place. The timeline of a
+customer is the ``gsi1`` partition of its id (and of the ids merged into it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    DiscriminatorAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from crossroute.identity.model import Key
+
+
+def key_pk(tenant: str, key: Key) -> str:
+    return f"T#{tenant}#K#{key.kind}#{key.value}"
+
+
+def customer_pk(tenant: str, customer_id: str) -> str:
+    return f"T#{tenant}#C#{customer_id}"
+
+
+def message_pk(tenant: str, provider: str, message_id: str) -> str:
+    return f"T#{tenant}#M#{provider}#{message_id}"
+
+
+class TimelineIndex(GlobalSecondaryIndex["TableItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class TableItem(Model):
+    """Every item of the table; ``type`` tells which kind it is."""
+
+    class Meta:
+        table_name = os.environ.get("TABLE_NAME", "crossroute")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        connect_timeout_seconds = 2
+        read_timeout_seconds = 5
+        max_retry_attempts = 3
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    type = DiscriminatorAttribute()
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    timeline = TimelineIndex()
+
+
+class KeyItem(TableItem, discriminator="key"):
+    customer_id = UnicodeAttribute()
+
+
+class PhoneMap(MapAttribute[str, Any]):
+    e164 = UnicodeAttribute()
+    status = UnicodeAttribute()
+    source = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    raw = UnicodeAttribute(null=True)
+
+
+class BsuidMap(MapAttribute[str, Any]):
+    id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+
+
+class CustomerItem(TableItem, discriminator="customer"):
+    customer_id = UnicodeAttribute()
+    tenant = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    phones = ListAttribute[PhoneMap](of=PhoneMap, default=list)
+    bsuids = ListAttribute[BsuidMap](of=BsuidMap, default=list)
+    parent_bsuid = UnicodeAttribute(null=True)
+    username = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    profile_at = UTCDateTimeAttribute(null=True)
+    sms_opted_out = BooleanAttribute(default=False)
+    sms_opt_at = UTCDateTimeAttribute(null=True)
+    marketing_opted_out = BooleanAttribute(default=False)
+    marketing_opt_at = UTCDateTimeAttribute(null=True)
+    # business number -> epoch seconds of the customer's last WhatsApp message to it
+    whatsapp_last_inbound = MapAttribute[str, Any](default=dict)
+    merged_from = ListAttribute[str](default=list)
+    merged_into = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+class IdentityEventItem(TableItem, discriminator="identity"):
+    customer_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    source = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    detail = UnicodeAttribute()  # JSON
+
+
+class MessageItem(TableItem, discriminator="message"):
+    customer_id = UnicodeAttribute(null=True)
+    tenant = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    message_id = UnicodeAttribute()
+    direction = UnicodeAttribute(null=True)  # "in" | "out"; absent while only a status is known
+    channel = UnicodeAttribute(null=True)
+    business = UnicodeAttribute(null=True)
+    message_type = UnicodeAttribute(null=True)
+    text = UnicodeAttribute(null=True)
+    sent_at = UTCDateTimeAttribute(null=True)
+    historical = BooleanAttribute(default=False)
+    status = UnicodeAttribute(null=True)
+    status_rank = NumberAttribute(null=True)
+    status_at = UTCDateTimeAttribute(null=True)
+    errors = UnicodeAttribute(null=True)  # JSON list of {code, title, detail}
+    raw = UnicodeAttribute(null=True)  # JSON: the provider's item, kept whole
+    published = UnicodeAttribute(null=True)  # JSON: the events this message caused, replayed on redelivery
+
+
+def bind(table_name: str) -> None:
+    """Point every model at ``table_name`` (the function's ``TABLE_NAME``); call before first use."""
+    TableItem.Meta.table_name = table_name
+    TableItem._connection = None

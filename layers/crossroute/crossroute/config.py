@@ -39,6 +39,14 @@ class Settings:
             raise ConfigurationError(f"environment variable {missing} is not set") from None
 
 
+def require_env(name: str, env: Mapping[str, str] = os.environ) -> str:
+    """A setting template.yaml must have passed to the function."""
+    value = env.get(name)
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set")
+    return value
+
+
 # Misses that a tenant added a moment ago would explain: worth one fresh read of the registry.
 _REGISTRY_MISSES = (UnknownChannel, BadSignature, WrongVerifyToken)
 

@@ -69,6 +69,7 @@ def e164(raw: str, default_region: str = "US") -> str:
 def e164_from_wa_id(wa_id: str) -> str:
     """Meta's ``wa_id`` / ``from`` / ``recipient_id``: international digits without ``+``."""
     digits = wa_id.strip().lstrip("+")
-    if not digits.isdigit() or not 7 <= len(digits) <= 15:
+    # E.164: a country code never starts with 0.
+    if not digits.isdigit() or not 7 <= len(digits) <= 15 or digits[0] == "0":
         raise InvalidIdentifier("not a wa_id")
     return "+" + digits

@@ -2,10 +2,13 @@
 
 One SQS message body is a JSON object::
 
-    {"schema": "crossroute.inbound/1", "tenant": "demo", "received_at": "2026-11-22T10:00:00.123Z",
+    {"schema": "crossroute.inbound/1", "tenant": "demo", "region": "US",
+     "received_at": "2026-11-22T10:00:00.123Z",
      "kind": "meta.webhook", "payload": {...}}          # a Meta envelope holding one sender's items
-    {"schema": "crossroute.inbound/1", "tenant": "demo", "received_at": "...",
+    {"schema": "crossroute.inbound/1", "tenant": "demo", "region": "US", "received_at": "...",
      "kind": "twilio.message" | "twilio.status", "form": "<the raw form body Twilio posted>"}
+
+``region`` is the tenant's default region, for reading national phone formats.
 
 ``MessageGroupId`` is the tenant plus a hash of the sender, so one person's events stay in order;
 ``MessageDeduplicationId`` hashes the content, so a provider's immediate redelivery is dropped by SQS.
@@ -40,11 +43,20 @@ class QueuedEvent:
     body: str
 
     @classmethod
-    def build(cls, *, tenant: str, sender: str, kind: str, content: dict[str, Any]) -> QueuedEvent:
+    def build(
+        cls, *, tenant: str, sender: str, kind: str, content: dict[str, Any], region: str = "US"
+    ) -> QueuedEvent:
         """Wrap ``content`` (``payload`` or ``form``) for ``tenant``; ids derive from content, not time."""
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         body = json.dumps(
-            {"schema": SCHEMA, "tenant": tenant, "received_at": _now(), "kind": kind, **content},
+            {
+                "schema": SCHEMA,
+                "tenant": tenant,
+                "region": region,
+                "received_at": _now(),
+                "kind": kind,
+                **content,
+            },
             separators=(",", ":"),
             ensure_ascii=False,
         )

@@ -216,6 +216,38 @@ class DynamoIdentityStore:
             raise
         return StatusOutcome(True, item.customer_id, previous, item.channel)
 
+    def timeline(
+        self, tenant: str, customer_ids: Sequence[str], *, before: str | None, limit: int
+    ) -> tuple[list[TableItem], str | None]:
+        """Timeline entries of these customers (a survivor and the ids merged into it), newest first.
+
+        ``before`` is the cursor a previous page returned; the answer's cursor is None on the last page.
+        """
+        entries: list[TableItem] = []
+        for cid in customer_ids:
+            condition = TableItem.gsi1sk < before if before else None
+            query = TableItem.timeline.query(
+                customer_pk(tenant, cid), condition, scan_index_forward=False, limit=limit + 1
+            )
+            entries.extend(query)
+        entries.sort(key=lambda e: e.gsi1sk or "", reverse=True)
+        page = entries[:limit]
+        more = len(entries) > limit
+        return page, (page[-1].gsi1sk if more and page else None)
+
+    def erase(self, tenant: str, customer: Customer) -> int:
+        """I10: delete the customer, every id merged into it, their keys, timelines and identity events."""
+        doomed: list[TableItem] = []
+        for cid in (customer.id, *customer.merged_from):
+            doomed.extend(TableItem.query(customer_pk(tenant, cid), consistent_read=True))
+            doomed.extend(TableItem.timeline.query(customer_pk(tenant, cid)))
+        keys = [KeyItem(key_pk(tenant, key), KEY) for key in customer.keys]
+        unique = {(i.pk, i.sk): i for i in [*doomed, *keys]}
+        with TableItem.batch_write() as batch:
+            for item in unique.values():
+                batch.delete(item)
+        return len(unique)
+
     # ------------------------------------------------------------------ helpers
 
     @staticmethod

@@ -92,7 +92,7 @@ def split(registry: TenantRegistry, app_secret: str, doc: dict[str, Any]) -> lis
             tenant = _tenant_of(registry, app_secret, str(entry.get("id", "")), change["value"])
             for sender, value in _by_sender(change["value"]):
                 envelope = {**doc, "entry": [{**entry, "changes": [{**change, "value": value}]}]}
-                events.extend(_sized(tenant.id, sender, envelope))
+                events.extend(_sized(tenant, sender, envelope))
     return events
 
 
@@ -149,9 +149,12 @@ def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
         yield sender, {**value, **narrowed}
 
 
-def _sized(tenant: str, sender: str, envelope: dict[str, Any]) -> list[QueuedEvent]:
+def _sized(tenant: Tenant, sender: str, envelope: dict[str, Any]) -> list[QueuedEvent]:
     """The envelope as one event, or halved along its longest item list until each part fits SQS."""
-    event = QueuedEvent.build(tenant=tenant, sender=sender, kind=KIND, content={"payload": envelope})
+    content = {"payload": envelope}
+    event = QueuedEvent.build(
+        tenant=tenant.id, sender=sender, kind=KIND, content=content, region=tenant.default_region
+    )
     if event.size <= MAX_MESSAGE_BYTES:
         return [event]
     change = envelope["entry"][0]["changes"][0]

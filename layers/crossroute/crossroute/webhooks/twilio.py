@@ -103,6 +103,7 @@ def accept(
         sender=sender or params["MessageSid"],
         kind=callback.kind,
         content={"form": raw.decode()},
+        region=tenant.default_region,
     )
     queue.put([event])
     return event

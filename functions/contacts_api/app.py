@@ -1,0 +1,93 @@
+"""Read API (IAM-authorised when deployed): a contact by phone, BSUID or id; its timeline; erasure (I10)."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from crossroute import ids
+from crossroute.config import RegistrySource, require_env
+from crossroute.contacts import contact_view, timeline_entry
+from crossroute.identity.model import Customer, Key
+from crossroute.store import tables
+from crossroute.store.identity_store import DynamoIdentityStore
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+tables.bind(require_env("TABLE_NAME"))
+store = DynamoIdentityStore()
+registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
+
+
+def _tenant() -> str:
+    """The ``tenant`` parameter, or the deployment's only tenant."""
+    asked = app.current_event.get_query_string_value("tenant")
+    known = [t.id for t in registry.get().tenants]
+    if asked:
+        if asked not in known:
+            raise NotFoundError("unknown tenant")
+        return asked
+    if len(known) != 1:
+        raise BadRequestError("several tenants: say which with ?tenant=")
+    return known[0]
+
+
+def _customer(tenant: str, customer_id: str) -> Customer:
+    customer = store.customer(tenant, customer_id)
+    if customer is None:
+        raise NotFoundError("no such contact")
+    return customer
+
+
+@app.get("/contacts")
+def find_contact() -> dict:
+    tenant, query = _tenant(), app.current_event.query_string_parameters or {}
+    asked = {name: query[name] for name in ("phone", "bsuid", "id") if query.get(name)}
+    if len(asked) != 1:
+        raise BadRequestError("give exactly one of phone, bsuid, id")
+    (name, value), tenant_region = next(iter(asked.items())), _region(tenant)
+    try:
+        if name == "id":
+            return contact_view(_customer(tenant, value))
+        key = (
+            Key("phone", ids.e164(value, tenant_region))
+            if name == "phone"
+            else Key("bsuid", ids.bsuid(value))
+        )
+    except ids.InvalidIdentifier as exc:
+        raise BadRequestError(f"{name}: {exc}") from None
+    holder = store.holders(tenant, [key]).get(key)
+    if holder is None:
+        raise NotFoundError("no such contact")
+    return contact_view(holder)
+
+
+@app.get("/contacts/<customer_id>/timeline")
+def timeline(customer_id: str) -> dict:
+    tenant = _tenant()
+    customer = _customer(tenant, customer_id)
+    raw_limit = app.current_event.get_query_string_value("limit", "50") or "50"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+        raise BadRequestError("limit: 1-200")
+    before = app.current_event.get_query_string_value("next")
+    items, cursor = store.timeline(
+        tenant, [customer.id, *customer.merged_from], before=before, limit=int(raw_limit)
+    )
+    return {"customer_id": customer.id, "items": [timeline_entry(i) for i in items], "next": cursor}
+
+
+@app.delete("/contacts/<customer_id>")
+def erase(customer_id: str) -> Response[str]:
+    tenant = _tenant()
+    deleted = store.erase(tenant, _customer(tenant, customer_id))
+    logger.info("contact erased", extra={"tenant": tenant, "items": deleted})
+    return Response(204, "application/json", "")
+
+
+def _region(tenant: str) -> str:
+    return next(t.default_region for t in registry.get().tenants if t.id == tenant)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,193 @@
+"""Queued provider payloads → crossroute events (``crossroute.inbound``): the one place that reads them.
+
+``parse`` takes one body of the inbound queue (``crossroute.inbound_queue``) and returns ``Parsed``: the
+events it holds and short reasons for every identifier it had to drop. It never raises on provider
+data: what it does not understand becomes ``Unrecognised``. Meta's and Twilio's field names stay in
+``parse_meta`` and ``parse_twilio``; identity hygiene (contract I1, I2) lives here, in ``Context``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from crossroute import ids
+from crossroute.inbound import Person, Provider, ProviderEvent, Raw, Unrecognised
+from crossroute.inbound_queue import SCHEMA
+from crossroute.webhooks import parse_meta, parse_twilio
+
+# One field name, or several spellings of it (the first one present and valid wins).
+Names = str | tuple[str, ...]
+_LABEL = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+@dataclass
+class Parsed:
+    """What one queued body held: events in provider order, and PII-free reasons for what was dropped."""
+
+    events: list[ProviderEvent] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """Shared by the provider parsers: tenant, arrival time, and identifier checks that record drops."""
+
+    tenant: str
+    received_at: datetime
+    default_region: str = "US"
+    rejected: list[str] = field(default_factory=list)
+
+    def phone(self, value: Any, where: str, *, wa_id: bool = False) -> str | None:
+        """E.164 of a provider phone (``wa_id``: international digits), or ``None`` and a recorded drop."""
+        if value is None or value == "":
+            return None
+        text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+        try:
+            if text is None:
+                raise ids.InvalidIdentifier("not text")
+            return ids.e164_from_wa_id(text) if wa_id else ids.e164(text, self.default_region)
+        except ValueError:  # InvalidIdentifier, or a region phonenumbers does not know
+            self.rejected.append(f"unparseable phone in {where}")
+            return None
+
+    def bsuid(self, value: Any, where: str, *, parent: bool = False) -> str | None:
+        """A (parent) BSUID verbatim, or ``None`` and a recorded drop: a malformed one is never a key."""
+        if value is None or value == "":
+            return None
+        check = ids.parent_bsuid if parent else ids.bsuid
+        try:
+            if not isinstance(value, str):
+                raise ids.InvalidIdentifier("not text")
+            return check(value)
+        except ids.InvalidIdentifier:
+            self.rejected.append(f"malformed {'parent BSUID' if parent else 'BSUID'} in {where}")
+            return None
+
+    def person(
+        self,
+        item: Mapping[str, Any],
+        *,
+        wa_id: Names = (),
+        phone: Names = (),
+        bsuid: Names = (),
+        parent: Names = (),
+        username: Names = (),
+        name: Names = (),
+        prefix: str = "",
+    ) -> Person:
+        """A ``Person`` from ``item``'s fields, each checked; ``prefix`` names the item in drop reasons.
+
+        ``wa_id`` fields hold international digits (Meta's form), ``phone`` fields any written form.
+        """
+
+        def where(key: str) -> str:
+            return f"{prefix}.{key}" if prefix else key
+
+        phones = [
+            (self.phone(item.get(key), where(key), wa_id=is_wa), item.get(key))
+            for names, is_wa in ((wa_id, True), (phone, False))
+            for key in _names(names)
+        ]
+        e164, raw = next(((p, str(r)) for p, r in phones if p), (None, None))
+        bsuids = [self.bsuid(item.get(key), where(key)) for key in _names(bsuid)]
+        parents = [self.bsuid(item.get(key), where(key), parent=True) for key in _names(parent)]
+        return Person(
+            phone=e164,
+            phone_raw=raw,
+            bsuid=next(filter(None, bsuids), None),
+            parent_bsuid=next(filter(None, parents), None),
+            username=next(filter(None, (_username(item.get(key)) for key in _names(username))), None),
+            name=next(filter(None, (_text(item.get(key)) for key in _names(name))), None),
+        )
+
+    def unrecognised(self, provider: Provider, kind: str, reason: str, raw: Any) -> Unrecognised:
+        return Unrecognised(
+            self.tenant, provider, kind, reason, raw if isinstance(raw, dict) else {"value": raw}
+        )
+
+    @staticmethod
+    def label(value: Any, default: str = "other") -> str:
+        """A provider's type or field name if it is a plain lowercase word, else ``default``: safe to log."""
+        return value if isinstance(value, str) and _LABEL.fullmatch(value) else default
+
+
+def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> Parsed:
+    """The events of one inbound-queue body; never raises on what a provider sent.
+
+    National phone formats are read in the body's ``region`` (the tenant's), else in ``default_region``.
+    """
+    body = _body(queued_body)
+    if isinstance(body, str):
+        return Parsed(rejected=[body])
+    ctx = Context(str(body["tenant"]), _received_at(body), _region(body.get("region"), default_region))
+    kind = str(body.get("kind"))
+    reader = _KINDS.get(kind)
+    if reader is None:
+        return Parsed(rejected=["unknown queued kind"])
+    try:
+        events = reader(ctx, body)
+    except Exception as exc:  # a parser bug must not poison the queue; tests assert this never happens
+        provider: Provider = "meta" if kind.startswith("meta.") else "twilio"
+        events = [ctx.unrecognised(provider, kind, f"parser failed: {type(exc).__name__}", body)]
+    return Parsed(events, ctx.rejected)
+
+
+_KINDS: dict[str, Callable[[Context, Raw], list[ProviderEvent]]] = {
+    "meta.webhook": lambda ctx, body: parse_meta.parse_payload(ctx, body.get("payload")),
+    "twilio.message": lambda ctx, body: parse_twilio.parse_message(ctx, body.get("form")),
+    "twilio.status": lambda ctx, body: parse_twilio.parse_status(ctx, body.get("form")),
+}
+
+
+def _body(queued_body: str | dict[str, Any]) -> dict[str, Any] | str:
+    """The queued JSON object, or the reason it is not one."""
+    if isinstance(queued_body, str | bytes):
+        try:
+            queued_body = json.loads(queued_body)
+        except ValueError:
+            return "queued body is not JSON"
+    if not isinstance(queued_body, dict):
+        return "queued body is not an object"
+    if queued_body.get("schema", SCHEMA) != SCHEMA:
+        return "unsupported queue schema"
+    tenant = queued_body.get("tenant")
+    if not isinstance(tenant, str) or not tenant:
+        return "queued body without tenant"
+    return queued_body
+
+
+def _received_at(body: Raw) -> datetime:
+    # Set by our own intake; "now" only if a hand-made body lacks it.
+    try:
+        at = datetime.fromisoformat(str(body.get("received_at")))
+    except ValueError:
+        return datetime.now(UTC)
+    return at.replace(tzinfo=at.tzinfo or UTC).astimezone(UTC)
+
+
+def _region(value: Any, fallback: str) -> str:
+    """The tenant's region as the intake wrote it, if it looks like one."""
+    ok = isinstance(value, str) and len(value) == 2 and value.isascii() and value.isupper()
+    return value if ok else fallback
+
+
+def _names(names: Names) -> tuple[str, ...]:
+    return (names,) if isinstance(names, str) else names
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _username(value: Any) -> str | None:
+    """Usernames are compared without the ``@`` Meta may put in front (and any ``whatsapp:``)."""
+    text = _text(value)
+    if text is None:
+        return None
+    text = ids.strip_channel_prefix(text.strip())
+    return text.removeprefix("@") or None

@@ -199,10 +199,11 @@ def change_number(
 
 
 def _claim(work: _Working, tenant: str, claim: Claim) -> Customer:
-    by_bsuid = work.holder(claim.bsuid_key)
     if claim.bsuid:
-        target = by_bsuid or work.create(tenant, claim)
-        if by_bsuid is None:
+        target = work.holder(claim.bsuid_key)
+        if target is None:
+            # I4: a phone whose customer has no BSUID of its own is the same person: the BSUID joins it.
+            target = _bsuid_less_holder(work, claim) or work.create(tenant, claim)
             target = _attach_bsuid(work, target, claim.bsuid, claim, status="current")
     else:
         target = _phone_only(work, tenant, claim)
@@ -211,6 +212,14 @@ def _claim(work: _Working, tenant: str, claim: Claim) -> Customer:
     if claim.parent_bsuid and target.parent_bsuid != claim.parent_bsuid:
         target = work.put(replace(target, parent_bsuid=claim.parent_bsuid))
     return work.customers[target.id]
+
+
+def _bsuid_less_holder(work: _Working, claim: Claim) -> Customer | None:
+    holder = work.holder(claim.phone_key)
+    record = holder.phone(claim.phone) if holder and claim.phone else None
+    if holder and record and record.status == "current" and holder.current_bsuid() is None:
+        return holder
+    return None
 
 
 def _phone_only(work: _Working, tenant: str, claim: Claim) -> Customer:

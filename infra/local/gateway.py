@@ -1,0 +1,448 @@
+"""A local API Gateway HTTP API: routes from the template, payload format 2.0 events, real handlers.
+
+Routing follows HTTP APIs: an exact path beats a path with ``{param}`` segments, which beats a greedy
+``{proxy+}``; a route's own method beats ``ANY``; ``$default`` catches the rest. No match -> 404
+``{"message":"Not Found"}``; a handler exception -> 500 ``{"message":"Internal Server Error"}``.
+
+Request bodies are passed the way API Gateway does: text content types (``text/*``, JSON, XML,
+JavaScript, GraphQL, and missing content types) as a UTF-8 string when the bytes are valid UTF-8;
+everything else (``application/x-www-form-urlencoded`` in particular) base64 with
+``isBase64Encoded: true``.
+
+Local-only routes (``/_local/...``, the sandbox providers) are mounted with :meth:`LocalGateway.mount`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import re
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .aws import ACCOUNT_ID
+
+__all__ = [
+    "HttpRoute",
+    "LocalGateway",
+    "LocalRequest",
+    "LocalResponse",
+    "LocalRouteHandler",
+    "Router",
+    "build_http_event",
+    "http_response",
+    "is_text_content_type",
+]
+
+log = logging.getLogger(__name__)
+
+_TEXT_SUBTYPES = ("json", "xml", "javascript", "graphql", "x-yaml", "yaml")
+
+
+def is_text_content_type(content_type: str | None) -> bool:
+    """Does API Gateway pass bodies of this content type as text (when they are valid UTF-8)?"""
+    if not content_type:
+        return True
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime.startswith("text/"):
+        return True
+    main, _, sub = mime.partition("/")
+    return main == "application" and any(
+        sub == s or sub.endswith("+" + s) or sub.startswith(s) for s in _TEXT_SUBTYPES
+    )
+
+
+def encode_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
+    """The event's ``body`` and ``isBase64Encoded`` for raw request bytes."""
+    if is_text_content_type(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+# --------------------------------------------------------------------------- routing
+@dataclass(frozen=True)
+class HttpRoute:
+    """One route: ``method`` (upper case or ``ANY``) and ``path`` (``/a/{b}/{c+}``, or ``$default``)."""
+
+    method: str
+    path: str
+    target: Any
+    function_id: str = ""
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+    def _param_names(self) -> list[str]:
+        return re.findall(r"\{([^}/]+?)\+?\}", self.path)
+
+    def _compiled(self) -> re.Pattern[str]:
+        return _compile_path(self.path)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        if self.path == "$default":
+            return {}
+        m = self._compiled().fullmatch(path)
+        if m is None:
+            return None
+        return {name: unquote(m.group(f"g{i}")) for i, name in enumerate(self._param_names())}
+
+    def rank(self) -> tuple[int, int, int, int]:
+        """Lower is more specific."""
+        if self.path == "$default":
+            return (3, 0, 0, 0)
+        greedy = "+}" in self.path
+        params = self.path.count("{")
+        literal = -len(re.sub(r"\{[^}]*\}", "", self.path))
+        return (1 if greedy else 0, params, literal, 1 if self.method == "ANY" else 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_path(path: str) -> re.Pattern[str]:
+    parts = []
+    index = 0
+    for segment in path.strip("/").split("/"):
+        m = re.fullmatch(r"\{([^}/]+?)(\+?)\}", segment)
+        if m:
+            parts.append(f"(?P<g{index}>.+)" if m.group(2) else f"(?P<g{index}>[^/]+)")
+            index += 1
+        else:
+            parts.append(re.escape(segment))
+    return re.compile("/" + "/".join(parts))
+
+
+class Router:
+    def __init__(self, routes: Sequence[HttpRoute] = ()) -> None:
+        self.routes: list[HttpRoute] = []
+        for route in routes:
+            self.add(route)
+
+    def add(self, route: HttpRoute) -> None:
+        for existing in self.routes:
+            if existing.route_key == route.route_key:
+                raise ValueError(f"route {route.route_key} is declared twice")
+        self.routes.append(route)
+        self.routes.sort(key=HttpRoute.rank)
+
+    def match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        for route in self.routes:
+            if route.method not in ("ANY", method.upper()) and route.path != "$default":
+                continue
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        return None
+
+
+# --------------------------------------------------------------------------- events
+def build_http_event(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    route_key: str,
+    path_parameters: Mapping[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
+    protocol: str = "HTTP/1.1",
+    api_id: str = "localapi",
+    stage: str = "$default",
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload format 2.0 event for one request."""
+    now = now or datetime.now(UTC)
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    host = joined.get("host", "")
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    request_id = request_id or _request_id()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = joined
+    if query:
+        event["queryStringParameters"] = query
+    event["requestContext"] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": api_id,
+        "domainName": host,
+        "domainPrefix": host.split(".", 1)[0] if host else "",
+        "http": {
+            "method": method.upper(),
+            "path": raw_path,
+            "protocol": protocol,
+            "sourceIp": source_ip,
+            "userAgent": joined.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route_key,
+        "stage": stage,
+        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now.timestamp() * 1000),
+    }
+    if body:
+        event["body"], event["isBase64Encoded"] = encode_body(body, joined.get("content-type"))
+    else:
+        event["isBase64Encoded"] = False
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    return event
+
+
+def _request_id() -> str:
+    """API Gateway request ids look like ``JKJaXmPLvHcESHA=``."""
+    return base64.b64encode(uuid.uuid4().bytes[:10]).decode().rstrip("=") + "="
+
+
+@dataclass
+class LocalResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, status: int, doc: Any) -> LocalResponse:
+        return cls(
+            status, [("Content-Type", "application/json")], json.dumps(doc, separators=(",", ":")).encode()
+        )
+
+
+def http_response(result: Any) -> LocalResponse:
+    """Map a handler's return value to the HTTP response, as HTTP API payload format 2.0 does."""
+    if isinstance(result, dict) and "statusCode" in result:
+        status = int(result["statusCode"])
+        headers = [(str(k), _header_value(v)) for k, v in (result.get("headers") or {}).items()]
+        headers.extend(("Set-Cookie", str(c)) for c in result.get("cookies") or [])
+        body = result.get("body")
+        if body is None:
+            raw = b""
+        elif result.get("isBase64Encoded"):
+            raw = base64.b64decode(str(body))
+        else:
+            raw = (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
+        return LocalResponse(status, headers, raw)
+    # No statusCode: 200, application/json, the returned value as the body.
+    text = result if isinstance(result, str) else json.dumps(result)
+    return LocalResponse(200, [("Content-Type", "application/json")], text.encode("utf-8"))
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- server
+@dataclass
+class LocalRequest:
+    """A request to a local-only route (``/_local/...``, ``/_sandbox/...``)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+LocalRouteHandler = Callable[[LocalRequest], LocalResponse]
+Invoker = Callable[[HttpRoute, dict[str, Any], str], Any]
+
+NOT_FOUND = {"message": "Not Found"}
+INTERNAL_ERROR = {"message": "Internal Server Error"}
+
+
+class LocalGateway:
+    """The HTTP server: local routes by path prefix first, then the template's routes."""
+
+    def __init__(
+        self,
+        router: Router,
+        invoke: Invoker,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        api_id: str = "localapi",
+    ) -> None:
+        self.router = router
+        self.invoke = invoke
+        self.api_id = api_id
+        self._mounts: list[tuple[str, LocalRouteHandler]] = []
+        self._server = _Server((host, port), _Handler)
+        self._server.gateway = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    def mount(self, prefix: str, handler: LocalRouteHandler) -> None:
+        """Serve every path starting with ``prefix`` (e.g. ``/_sandbox/``) with ``handler``."""
+        self._mounts.append((prefix, handler))
+        self._mounts.sort(key=lambda m: -len(m[0]))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def handle(self, req: _Handler) -> LocalResponse:
+        split = urlsplit(req.path)
+        raw_path, raw_query = split.path or "/", split.query
+        body = req.read_body()
+        for prefix, local in self._mounts:
+            if raw_path.startswith(prefix):
+                return local(LocalRequest(req.command, raw_path, raw_query, req.headers, body))
+        matched = self.router.match(req.command, raw_path)
+        if matched is None:
+            return LocalResponse.json(404, NOT_FOUND)
+        route, params = matched
+        request_id = _request_id()
+        event = build_http_event(
+            method=req.command,
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=[*req.headers.items(), *_forwarded(req)],
+            body=body,
+            route_key=route.route_key,
+            path_parameters=params,
+            source_ip=req.client_address[0],
+            protocol=req.request_version,
+            api_id=self.api_id,
+            request_id=request_id,
+        )
+        try:
+            return http_response(self.invoke(route, event, request_id))
+        except Exception:
+            log.error(
+                "%s %s: handler %s failed\n%s",
+                req.command,
+                raw_path,
+                route.function_id or route.route_key,
+                traceback.format_exc().rstrip(),
+            )
+            return LocalResponse.json(500, INTERNAL_ERROR)
+
+
+def _forwarded(req: BaseHTTPRequestHandler) -> list[tuple[str, str]]:
+    """Headers API Gateway adds in front of every integration."""
+    present = {k.lower() for k in req.headers}
+    extra = [
+        ("X-Forwarded-For", req.client_address[0]),
+        ("X-Forwarded-Port", str(req.server.server_address[1])),  # type: ignore[index]
+        ("X-Forwarded-Proto", "http"),
+        ("X-Amzn-Trace-Id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"),
+    ]
+    return [(k, v) for k, v in extra if k.lower() not in present]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    gateway: LocalGateway
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        try:
+            response = self.server.gateway.handle(self)
+        except Exception:
+            log.error("%s %s: gateway error\n%s", self.command, self.path, traceback.format_exc().rstrip())
+            response = LocalResponse.json(500, INTERNAL_ERROR)
+        self.send_response(
+            response.status, HTTPStatus(response.status).phrase if _known(response.status) else ""
+        )
+        names = {name.lower() for name, _ in response.headers}
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if "content-type" not in names and response.body:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Apigw-Requestid", _request_id())
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        path = self.path.split("?", 1)[0]  # query strings may carry phone numbers: never logged
+        if path.startswith("/_local/"):
+            log.debug("%s %s %d %.0f ms", self.command, path, response.status, elapsed_ms)
+        else:
+            log.info("%s %s %d %.0f ms", self.command, path, response.status, elapsed_ms)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the stdlib's per-request lines; :meth:`_serve` logs one concise line."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.send_response_only(code, message)
+        self.send_header("Server", "crossroute-local")
+        self.send_header("Date", self.date_time_string())
+
+
+def _known(status: int) -> bool:
+    try:
+        HTTPStatus(status)
+    except ValueError:
+        return False
+    return True

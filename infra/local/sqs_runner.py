@@ -1,0 +1,267 @@
+"""The SQS event-source runner: what Lambda's SQS event source mapping does, against the emulator.
+
+For every function event of ``Type: SQS`` one poller thread long-polls the queue, builds real SQS event
+records and invokes the handler with ``{"Records": [...]}``:
+
+- success -> every record is deleted;
+- the handler raises (or times out) -> nothing is deleted, the whole batch reappears after the queue's
+  visibility timeout;
+- ``FunctionResponseTypes: [ReportBatchItemFailures]`` -> ``{"batchItemFailures": [{"itemIdentifier":
+  messageId}]}`` keeps exactly those records (a malformed response fails the whole batch, like Lambda);
+- after ``maxReceiveCount`` receives a message moves to the DLQ of the queue's ``RedrivePolicy``:
+  moto does that itself on receive (checked by ``tests/adapters/test_provisioning.py``).
+
+``retry_delay`` (``CROSSROUTE_SQS_RETRY_DELAY`` seconds) optionally shortens the wait before failed
+records reappear (``ChangeMessageVisibility``) so that retries and redrives are quick in tests; unset,
+failed records wait the queue's real visibility timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .aws import REGION
+
+__all__ = [
+    "BatchOutcome",
+    "SqsEventSource",
+    "SqsPoller",
+    "build_sqs_event",
+    "build_sqs_record",
+    "process_batch",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    function_id: str
+    event_id: str
+    queue_arn: str
+    queue_url: str
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+    enabled: bool = True
+    maximum_batching_window_s: int = 0
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue_arn.rsplit(":", 1)[-1]
+
+    def describe(self) -> str:
+        extra = ", ReportBatchItemFailures" if self.report_batch_item_failures else ""
+        return f"{self.queue_name} -> {self.function_id} (batch {self.batch_size}{extra})"
+
+
+_sequence_lock = threading.Lock()
+_last_sequence = 0
+
+
+def _next_sequence_number() -> str:
+    global _last_sequence
+    with _sequence_lock:
+        _last_sequence = max(_last_sequence + 1, time.time_ns() // 1000)
+        return f"{_last_sequence:020d}"
+
+
+def build_sqs_record(message: Mapping[str, Any], queue_arn: str, region: str = REGION) -> dict[str, Any]:
+    """One record of a Lambda SQS event from a ``ReceiveMessage`` result message."""
+    attributes = dict(message.get("Attributes") or {})
+    if "MessageGroupId" in attributes and "SequenceNumber" not in attributes:
+        # moto omits it for content-based deduplication; SQS always sets it on FIFO messages.
+        attributes["SequenceNumber"] = _next_sequence_number()
+    message_attributes: dict[str, Any] = {}
+    for name, attr in (message.get("MessageAttributes") or {}).items():
+        entry: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": attr["DataType"]}
+        if "StringValue" in attr:
+            entry["stringValue"] = attr["StringValue"]
+        if "BinaryValue" in attr:
+            entry["binaryValue"] = base64.b64encode(attr["BinaryValue"]).decode("ascii")
+        message_attributes[name] = entry
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message["MD5OfBody"],
+    }
+    if message.get("MD5OfMessageAttributes"):
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    record.update({"eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region})
+    return record
+
+
+def build_sqs_event(
+    messages: Sequence[Mapping[str, Any]], queue_arn: str, region: str = REGION
+) -> dict[str, Any]:
+    return {"Records": [build_sqs_record(m, queue_arn, region) for m in messages]}
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    deleted: tuple[str, ...]
+    failed: tuple[str, ...]
+    error: str | None = None
+
+
+def _failed_ids(result: Any, ids: Sequence[str]) -> tuple[set[str], str | None]:
+    """The message ids a ReportBatchItemFailures response keeps; all of them when it is malformed."""
+    if result is None:
+        return set(), None
+    if not isinstance(result, dict):
+        return set(ids), f"response is not an object: {type(result).__name__}"
+    failures = result.get("batchItemFailures")
+    if failures is None:
+        return set(), None
+    if not isinstance(failures, list):
+        return set(ids), "batchItemFailures is not a list"
+    failed: set[str] = set()
+    for item in failures:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not identifier or identifier not in ids:
+            return set(ids), f"invalid itemIdentifier {identifier!r}"
+        failed.add(identifier)
+    return failed, None
+
+
+def process_batch(
+    sqs: Any,
+    source: SqsEventSource,
+    invoke: Callable[[dict[str, Any]], Any],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    retry_delay: int | None = None,
+    region: str = REGION,
+) -> BatchOutcome:
+    """Invoke the function with ``messages`` and settle them with the queue as Lambda would."""
+    event = build_sqs_event(messages, source.queue_arn, region)
+    ids = [m["MessageId"] for m in messages]
+    error: str | None = None
+    try:
+        result = invoke(event)
+    except Exception as exc:
+        failed, error = set(ids), f"{type(exc).__name__}: {exc}"
+        log.error(
+            "%s: batch of %d from %s failed\n%s",
+            source.function_id,
+            len(ids),
+            source.queue_name,
+            traceback.format_exc().rstrip(),
+        )
+    else:
+        if source.report_batch_item_failures:
+            failed, error = _failed_ids(result, ids)
+            if error:
+                log.error(
+                    "%s: malformed batch response (%s); the whole batch is retried", source.function_id, error
+                )
+        else:
+            failed = set()
+    done = [m for m in messages if m["MessageId"] not in failed]
+    for start in range(0, len(done), 10):
+        chunk = done[start : start + 10]
+        sqs.delete_message_batch(
+            QueueUrl=source.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+        )
+    retry = [m for m in messages if m["MessageId"] in failed]
+    if retry and retry_delay is not None:
+        for m in retry:
+            try:
+                sqs.change_message_visibility(
+                    QueueUrl=source.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=retry_delay
+                )
+            except Exception:  # the message may already be gone; Lambda would not care either
+                log.debug("change_message_visibility failed", exc_info=True)
+    if failed:
+        log.info(
+            "%s: %d of %d messages from %s failed and will be retried",
+            source.function_id,
+            len(failed),
+            len(ids),
+            source.queue_name,
+        )
+    return BatchOutcome(tuple(m["MessageId"] for m in done), tuple(m["MessageId"] for m in retry), error)
+
+
+class SqsPoller:
+    """One thread polling one event source until :meth:`stop`."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        source: SqsEventSource,
+        invoke: Callable[[dict[str, Any]], Any],
+        *,
+        retry_delay: int | None = None,
+        wait_seconds: int = 1,
+        region: str = REGION,
+    ) -> None:
+        self.sqs = sqs
+        self.source = source
+        self.invoke = invoke
+        self.retry_delay = retry_delay
+        self.wait_seconds = wait_seconds
+        self.region = region
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqs-{source.function_id}-{source.event_id}", daemon=True
+        )
+        self.batches = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def signal_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def poll_once(self) -> BatchOutcome | None:
+        messages = self._receive()
+        if not messages:
+            return None
+        self.batches += 1
+        return process_batch(
+            self.sqs, self.source, self.invoke, messages, retry_delay=self.retry_delay, region=self.region
+        )
+
+    def _receive(self) -> list[dict[str, Any]]:
+        wanted = max(1, self.source.batch_size)
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.source.maximum_batching_window_s
+        while len(messages) < wanted and not self._stop.is_set():
+            got = self.sqs.receive_message(
+                QueueUrl=self.source.queue_url,
+                MaxNumberOfMessages=min(10, wanted - len(messages)),
+                WaitTimeSeconds=0 if messages else self.wait_seconds,
+                AttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages.extend(got)
+            if not got or time.monotonic() >= deadline:
+                break
+        return messages
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                if self._stop.is_set():
+                    break
+                log.error("poller %s: %s", self.source.describe(), traceback.format_exc().rstrip())
+                self._stop.wait(1)

@@ -1,0 +1,494 @@
+"""The local stack: AWS emulator + resources from template.yaml + local API gateway + SQS runner.
+
+Start order: moto server -> gateway (``/_local/health`` answers 503) -> provision the template's
+resources -> function environments into ``os.environ`` -> handlers imported -> SQS pollers ->
+``/_local/health`` answers 200.
+
+Configuration (environment variables, all optional):
+
+==============================  ========================================================================
+``CROSSROUTE_PORT``             local API gateway port (3000; 0 picks a free one)
+``CROSSROUTE_AWS_PORT``         AWS emulator port (4566; 0 picks a free one)
+``CROSSROUTE_PUBLIC_BASE_URL``  ``PUBLIC_BASE_URL`` of the functions (``http://127.0.0.1:<port>``)
+``CROSSROUTE_TENANTS_FILE``     a tenant registry JSON document replacing the built-in ``demo`` tenant
+``CROSSROUTE_TEMPLATE``         the SAM template (``template.yaml`` of the repository)
+``CROSSROUTE_PARAMETERS``       template parameter overrides, ``Name=value`` separated by spaces
+``CROSSROUTE_OUTPUTS_FILE``     also write the ``/_local/outputs`` document to this file when ready
+``CROSSROUTE_SQS_RETRY_DELAY``  seconds before failed SQS records reappear (default: the queue's
+                                visibility timeout, as in AWS)
+``CROSSROUTE_CONCURRENCY``      execution environments per function (4)
+``CROSSROUTE_LOG_LEVEL``        level of the local stack's own logs (INFO)
+==============================  ========================================================================
+
+``GET /_local/outputs`` returns ``{"base_url", "aws_endpoint", "region", "stack_name", "parameters",
+"resources": {LogicalId: {"type", "ref", "emulated", <GetAtt attributes>...}}, "outputs": {Name: value},
+"routes": [...], "event_sources": [...], "environment": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from ..template import load_template
+from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
+from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
+from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, LocalRouteHandler, Router
+from .intrinsics import STACK_NAME
+from .provision import Provisioner
+from .sqs_runner import SqsEventSource, SqsPoller
+from .tenant import describe, read_tenants_document, validate
+
+__all__ = ["LocalStack", "StackConfig", "configure_logging", "main"]
+
+log = logging.getLogger("infra.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"  # loopback only
+API_ID = "localapi"
+TENANTS_SECRET = "TenantsSecret"  # noqa: S105 - a logical id
+
+
+@dataclass
+class StackConfig:
+    template: Path = REPO_ROOT / "template.yaml"
+    port: int = 3000
+    aws_port: int = 4566
+    public_base_url: str | None = None
+    tenants_document: str | None = None  # None: $CROSSROUTE_TENANTS_FILE or the built-in tenant
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    outputs_file: Path | None = None
+    sqs_retry_delay: int | None = None
+    concurrency: int = 4
+    warm_up: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
+        env = os.environ if environ is None else environ
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            try:
+                return int(raw) if raw else default
+            except ValueError:
+                raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+        overrides = {}
+        for item in shlex.split(env.get("CROSSROUTE_PARAMETERS", "")):
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"CROSSROUTE_PARAMETERS: expected Name=value, got {item!r}")
+            overrides[name] = value
+        retry = env.get("CROSSROUTE_SQS_RETRY_DELAY", "").strip()
+        outputs = env.get("CROSSROUTE_OUTPUTS_FILE", "").strip()
+        return cls(
+            template=Path(env.get("CROSSROUTE_TEMPLATE") or REPO_ROOT / "template.yaml"),
+            port=integer("CROSSROUTE_PORT", 3000),
+            aws_port=integer("CROSSROUTE_AWS_PORT", 4566),
+            public_base_url=env.get("CROSSROUTE_PUBLIC_BASE_URL") or None,
+            tenants_document=read_tenants_document(env),
+            parameter_overrides=overrides,
+            outputs_file=Path(outputs) if outputs else None,
+            sqs_retry_delay=integer("CROSSROUTE_SQS_RETRY_DELAY", 0) if retry else None,
+            concurrency=integer("CROSSROUTE_CONCURRENCY", 4),
+        )
+
+
+class LocalStack:
+    """The whole local stack in this process. Not reentrant: it sets process-wide ``os.environ``."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.template: dict[str, Any] = {}
+        self.root = self.config.template.resolve().parent
+        self.ready = threading.Event()
+        self.moto: ThreadedMotoServer | None = None
+        self.gateway: LocalGateway | None = None
+        self.provisioner: Provisioner | None = None
+        self.functions: dict[str, FunctionRuntime] = {}
+        self.pollers: list[SqsPoller] = []
+        self.routes: list[HttpRoute] = []
+        self.environment: dict[str, str] = {}
+        self.aws_endpoint = ""
+        self.base_url = ""
+        self.public_base_url = ""
+        self.clients: ClientFactory | None = None
+        self._outputs: dict[str, Any] = {}
+        self._mounts: list[tuple[str, LocalRouteHandler]] = []
+
+    def mount(self, prefix: str, handler: LocalRouteHandler) -> None:
+        """Serve paths under ``prefix`` (e.g. ``/_sandbox/``) locally, before the template's routes."""
+        self._mounts.append((prefix, handler))
+        if self.gateway is not None:
+            self.gateway.mount(prefix, handler)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalStack:
+        """Start everything and return once ``/_local/health`` would answer 200. Raises on failure."""
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self._outputs = self._build_outputs()
+        if self.config.outputs_file:
+            self.config.outputs_file.write_text(json.dumps(self._outputs, indent=2), encoding="utf-8")
+        self.ready.set()
+        self._log_summary(time.monotonic() - started)
+        return self
+
+    def _start(self) -> None:
+        cfg = self.config
+        # moto's server logs every request through werkzeug's logger at INFO: keep it quiet.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.template = load_template(cfg.template)
+        _add_layer_paths(self.template, self.root)
+
+        tenants = cfg.tenants_document if cfg.tenants_document is not None else read_tenants_document()
+        resources = self.template.get("Resources") or {}
+        if TENANTS_SECRET in resources:
+            validate(tenants, where=os.environ.get("CROSSROUTE_TENANTS_FILE") or "the local tenant document")
+
+        self.moto = _start_moto(cfg.aws_port)
+        self.aws_endpoint = "http://{}:{}".format(*self.moto.get_host_and_port())
+        self.clients = ClientFactory(self.aws_endpoint)
+
+        try:
+            self.gateway = LocalGateway(Router(), self._invoke_route, host=HOST, port=cfg.port, api_id=API_ID)
+        except OSError as exc:
+            raise OSError(
+                f"the API gateway cannot listen on {HOST}:{cfg.port} ({exc.strerror}); set CROSSROUTE_PORT"
+            ) from None
+        self.gateway.mount("/_local/", self._local_routes)
+        for prefix, handler in self._mounts:
+            self.gateway.mount(prefix, handler)
+        self.gateway.start()
+        self.base_url = f"http://{HOST}:{self.gateway.port}"
+        self.public_base_url = (cfg.public_base_url or self.base_url).rstrip("/")
+
+        _set_process_aws_environment(self.aws_endpoint)
+
+        overrides = dict(cfg.parameter_overrides)
+        params = self.template.get("Parameters") or {}
+        if "PublicBaseUrl" in params:
+            overrides.setdefault("PublicBaseUrl", self.public_base_url)
+        secret_values = {TENANTS_SECRET: tenants} if TENANTS_SECRET in resources else {}
+        self.provisioner = Provisioner(
+            self.template,
+            self.clients,
+            parameter_overrides=overrides,
+            secret_values=secret_values,
+            http_api_id=API_ID,
+            http_api_endpoint=self.base_url,
+        )
+        self.provisioner.provision_all()
+
+        specs = function_specs(
+            self.template,
+            self.provisioner.resolve,
+            self.root,
+            name_for=self.provisioner.name_for,
+            is_enabled=self.provisioner.resolver.is_enabled,
+        )
+        self.environment = merged_environment(specs)
+        os.environ.update(self.environment)
+        os.environ["PUBLIC_BASE_URL"] = self.public_base_url
+        self.environment["PUBLIC_BASE_URL"] = self.public_base_url
+        for spec in specs:
+            if spec.code_uri.is_dir() and str(spec.code_uri) not in sys.path:
+                sys.path.append(str(spec.code_uri))
+            self.functions[spec.logical_id] = FunctionRuntime(spec, max_environments=cfg.concurrency)
+
+        for spec in specs:
+            for event_id, event in spec.events.items():
+                if event.get("Type") == "HttpApi":
+                    route = _http_route(spec, event_id, event, self.functions[spec.logical_id])
+                    self.gateway.router.add(route)
+                    self.routes.append(route)
+
+        if cfg.warm_up:
+            for runtime in self.functions.values():
+                try:
+                    runtime.warm_up()
+                except Exception:
+                    log.exception(
+                        "%s: handler failed to import (requests to it will answer 500)",
+                        runtime.spec.logical_id,
+                    )
+
+        for spec in specs:
+            for event_id, event in spec.events.items():
+                if event.get("Type") == "SQS":
+                    source = self._sqs_source(spec, event_id, event.get("Properties") or {})
+                    if not source.enabled:
+                        continue
+                    runtime = self.functions[spec.logical_id]
+                    poller = SqsPoller(
+                        self.clients("sqs"),
+                        source,
+                        runtime.invoke,
+                        retry_delay=cfg.sqs_retry_delay,
+                    )
+                    self.pollers.append(poller)
+        for poller in self.pollers:
+            poller.start()
+
+    def stop(self) -> None:
+        self.ready.clear()
+        for poller in self.pollers:
+            poller.signal_stop()
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers = []
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.moto is not None:
+            try:
+                self.moto.stop()
+            except Exception:  # stopping a server that failed to start
+                log.debug("moto stop failed", exc_info=True)
+            self.moto = None
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT / SIGTERM, then stop cleanly."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not stop.wait(0.5):
+                pass
+            log.info("stopping")
+        finally:
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        log.info("stopped")
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ pieces
+    def _invoke_route(self, route: HttpRoute, event: dict[str, Any], _request_id: str) -> Any:
+        runtime: FunctionRuntime = route.target
+        return runtime.invoke(event)
+
+    def _sqs_source(self, spec: FunctionSpec, event_id: str, props: Mapping[str, Any]) -> SqsEventSource:
+        assert self.provisioner is not None and self.clients is not None
+        p = self.provisioner.resolve(dict(props))
+        queue_arn = str(p["Queue"])
+        queue_url = next(
+            (
+                r.ref
+                for r in self.provisioner.resources.values()
+                if r.type == "AWS::SQS::Queue" and r.attributes.get("Arn") == queue_arn
+            ),
+            None,
+        )
+        if queue_url is None:
+            queue_url = self.clients("sqs").get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+        return SqsEventSource(
+            function_id=spec.logical_id,
+            event_id=event_id,
+            queue_arn=queue_arn,
+            queue_url=str(queue_url),
+            batch_size=int(p.get("BatchSize", 10)),
+            report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
+            enabled=str(p.get("Enabled", True)).lower() != "false",
+            maximum_batching_window_s=int(p.get("MaximumBatchingWindowInSeconds", 0)),
+        )
+
+    def _local_routes(self, request: LocalRequest) -> LocalResponse:
+        if request.path == "/_local/health" and request.method in ("GET", "HEAD"):
+            if self.ready.is_set():
+                return LocalResponse.json(200, {"status": "ok"})
+            return LocalResponse.json(503, {"status": "starting"})
+        if request.path == "/_local/outputs" and request.method == "GET":
+            if not self.ready.is_set():
+                return LocalResponse.json(503, {"status": "starting"})
+            return LocalResponse.json(200, self._outputs)
+        return LocalResponse.json(404, {"message": "Not Found"})
+
+    def outputs(self) -> dict[str, Any]:
+        return dict(self._outputs)
+
+    def _build_outputs(self) -> dict[str, Any]:
+        assert self.provisioner is not None
+        outputs: dict[str, Any] = {}
+        api_prefix = f"https://{API_ID}.execute-api.{REGION}.amazonaws.com"
+        for name, spec in (self.template.get("Outputs") or {}).items():
+            try:
+                if not self.provisioner.resolver.is_enabled(spec):
+                    continue
+                value = self.provisioner.resolve(spec.get("Value"))
+            except ValueError as exc:
+                log.debug("output %s not resolvable locally: %s", name, exc)
+                continue
+            if isinstance(value, str) and value.startswith(api_prefix):
+                value = self.base_url + value[len(api_prefix) :]
+            outputs[name] = value
+        return {
+            "base_url": self.base_url,
+            "public_base_url": self.public_base_url,
+            "aws_endpoint": self.aws_endpoint,
+            "region": REGION,
+            "stack_name": STACK_NAME,
+            "parameters": self.provisioner.parameters,
+            "resources": {lid: r.as_json() for lid, r in self.provisioner.resources.items()},
+            "outputs": outputs,
+            "routes": [{"route_key": r.route_key, "function": r.function_id} for r in self.routes],
+            "event_sources": [
+                {
+                    "function": p.source.function_id,
+                    "queue_url": p.source.queue_url,
+                    "queue_arn": p.source.queue_arn,
+                    "batch_size": p.source.batch_size,
+                    "report_batch_item_failures": p.source.report_batch_item_failures,
+                }
+                for p in self.pollers
+            ],
+            "environment": dict(sorted(self.environment.items())),
+        }
+
+    def _log_summary(self, seconds: float) -> None:
+        assert self.provisioner is not None
+        lines = [f"crossroute local stack ready in {seconds:.1f} s"]
+        lines.append(f"  API gateway    {self.base_url}  (health /_local/health, outputs /_local/outputs)")
+        lines.append(f"  AWS emulator   {self.aws_endpoint}  (region {REGION}, any credentials)")
+        if self.public_base_url != self.base_url:
+            lines.append(f"  public URL     {self.public_base_url}")
+        width = max((len(r.route_key) for r in self.routes), default=0)
+        for i, route in enumerate(self.routes):
+            label = "routes" if i == 0 else ""
+            lines.append(f"  {label:<14} {route.route_key:<{width}}  -> {route.function_id}")
+        for i, poller in enumerate(self.pollers):
+            label = "SQS sources" if i == 0 else ""
+            lines.append(f"  {label:<14} {poller.source.describe()}")
+        for res in self.provisioner.resources.values():
+            if res.emulated:
+                kind = res.type.split("::", 1)[1]
+                lines.append(f"  {kind:<28} {res.logical_id:<24} {res.ref}")
+        tenants = self.provisioner.secret_values.get(TENANTS_SECRET)
+        if tenants:
+            lines.append(f"  tenants        {describe(tenants)}")
+        log.info("\n".join(lines))
+
+
+def _start_moto(port: int) -> ThreadedMotoServer:
+    """moto's ThreadedMotoServer, failing fast (not hanging) when the port is taken."""
+    if port:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((HOST, port))
+            except OSError as exc:
+                raise OSError(
+                    f"the AWS emulator cannot listen on {HOST}:{port} ({exc.strerror}); "
+                    "set CROSSROUTE_AWS_PORT"
+                ) from None
+    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+    starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
+    starter.start()
+    starter.join(15)
+    if starter.is_alive():
+        raise OSError(f"the AWS emulator did not start on {HOST}:{port}")
+    return server
+
+
+def _http_route(
+    spec: FunctionSpec, event_id: str, event: Mapping[str, Any], runtime: FunctionRuntime
+) -> HttpRoute:
+    props = event.get("Properties") or {}
+    path, method = props.get("Path"), props.get("Method")
+    if path is None and method is None:
+        return HttpRoute("ANY", "$default", runtime, spec.logical_id)
+    if not isinstance(path, str) or not isinstance(method, str):
+        raise ValueError(f"{spec.logical_id}.{event_id}: HttpApi events need Path and Method")
+    method = method.upper()
+    return HttpRoute(
+        "ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD") else method,
+        path,
+        runtime,
+        spec.logical_id,
+    )
+
+
+def _add_layer_paths(template: Mapping[str, Any], root: Path) -> None:
+    """Put the source of local layers on ``sys.path`` (``layers/crossroute`` holds ``crossroute/``)."""
+    for resource in (template.get("Resources") or {}).values():
+        if resource.get("Type") not in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+            continue
+        uri = (resource.get("Properties") or {}).get("ContentUri")
+        if not isinstance(uri, str):
+            continue
+        base = (root / uri).resolve()
+        for candidate in (base / "python", base):
+            if candidate.is_dir() and any(
+                (d / "__init__.py").is_file() for d in candidate.iterdir() if d.is_dir()
+            ):
+                if str(candidate) not in sys.path:
+                    sys.path.insert(0, str(candidate))
+                break
+
+
+def _set_process_aws_environment(endpoint: str) -> None:
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+        del os.environ[key]  # a service-specific endpoint would win over AWS_ENDPOINT_URL
+    for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(key, None)
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
+        }
+    )
+
+
+def configure_logging(level: str | int = "INFO") -> None:
+    """Concise local-stack logs on stderr; werkzeug's and moto's per-request lines silenced."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("infra").setLevel(level)
+    for noisy in ("moto", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # werkzeug sets up its own logger the first time it logs unless it already has a level.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def main() -> int:
+    configure_logging(os.environ.get("CROSSROUTE_LOG_LEVEL", "INFO").upper())
+    try:
+        config = StackConfig.from_env()
+        LocalStack(config).serve_forever()
+    except (ValueError, OSError) as exc:
+        log.error("local stack failed to start: %s", exc)
+        return 1
+    return 0

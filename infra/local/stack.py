@@ -17,6 +17,7 @@ Configuration (environment variables, all optional):
 ``CROSSROUTE_SQS_RETRY_DELAY``  seconds before failed SQS records reappear (default: the queue's
                                 visibility timeout, as in AWS)
 ``CROSSROUTE_CONCURRENCY``      execution environments per function (4)
+``CROSSROUTE_EVENT_SOURCES``    ``off``: no SQS pollers, so queued events stay on their queues to look at
 ``CROSSROUTE_LOG_LEVEL``        level of the local stack's own logs (INFO)
 ==============================  ========================================================================
 
@@ -75,6 +76,7 @@ class StackConfig:
     sqs_retry_delay: int | None = None
     concurrency: int = 4
     warm_up: bool = True
+    event_sources: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
@@ -105,6 +107,7 @@ class StackConfig:
             outputs_file=Path(outputs) if outputs else None,
             sqs_retry_delay=integer("CROSSROUTE_SQS_RETRY_DELAY", 0) if retry else None,
             concurrency=integer("CROSSROUTE_CONCURRENCY", 4),
+            event_sources=env.get("CROSSROUTE_EVENT_SOURCES", "on").strip().lower() != "off",
         )
 
 
@@ -235,7 +238,7 @@ class LocalStack:
             for event_id, event in spec.events.items():
                 if event.get("Type") == "SQS":
                     source = self._sqs_source(spec, event_id, event.get("Properties") or {})
-                    if not source.enabled:
+                    if not source.enabled or not cfg.event_sources:
                         continue
                     runtime = self.functions[spec.logical_id]
                     poller = SqsPoller(

@@ -238,3 +238,56 @@ def test_splitting_keeps_every_item_exactly_once_and_each_sender_in_order(
         assert [m for m in got_messages if m["from_user_id"] == sender] == [
             m for m in messages if m["from_user_id"] == sender
         ]
+
+
+def _history(threads: int, messages: int) -> dict[str, Any]:
+    chats = [
+        {
+            "id": f"1650555{t:04d}",
+            "context": {"wa_id": f"1650555{t:04d}", "user_id": f"US.{t}"},
+            "messages": [
+                {
+                    "from": f"1650555{t:04d}",
+                    "id": f"wamid.H{t}.{m}",
+                    "timestamp": "1",
+                    "type": "text",
+                    "text": {"body": "x" * 200},
+                }
+                for m in range(messages)
+            ],
+        }
+        for t in range(threads)
+    ]
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": "100000000000001"},
+        "history": [{"metadata": {"phase": 0, "chunk_order": 1, "progress": 100}, "threads": chats}],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "history", "value": value}]}],
+    }
+
+
+def _history_messages(queue: ListQueue) -> list[str]:
+    return [
+        m["id"]
+        for body in _payloads(queue)
+        for h in body["payload"]["entry"][0]["changes"][0]["value"]["history"]
+        for t in h["threads"]
+        for m in t["messages"]
+    ]
+
+
+def test_a_history_chunk_is_queued_one_chat_per_event() -> None:
+    queue = _accept(json.dumps(_history(threads=3, messages=2)).encode())
+    assert len(queue.events) == 3 and len({e.group_id for e in queue.events}) == 3
+    assert _history_messages(queue) == [f"wamid.H{t}.{m}" for t in range(3) for m in range(2)]
+
+
+def test_one_long_chat_in_a_history_chunk_is_split_to_fit_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(meta, "MAX_MESSAGE_BYTES", 4000)
+    queue = _accept(json.dumps(_history(threads=1, messages=40)).encode())
+    assert len(queue.events) > 1 and all(e.size <= 4000 for e in queue.events)
+    assert _history_messages(queue) == [f"wamid.H0.{m}" for m in range(40)]
+    assert len({e.group_id for e in queue.events}) == 1

@@ -125,6 +125,9 @@ _SENDER_PATHS: tuple[tuple[str, ...], ...] = (
 
 
 def _sender(item: Any) -> str:
+    threads = item.get("threads") if isinstance(item, dict) else None
+    if isinstance(threads, list) and len(threads) == 1:  # a history chunk narrowed to one chat
+        return _sender(threads[0])
     for path in _SENDER_PATHS:
         node = item
         for key in path:
@@ -136,6 +139,7 @@ def _sender(item: Any) -> str:
 
 def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     """Narrow every item list (not ``contacts``) to one sender at a time; other fields stay as they are."""
+    value = {k: _per_thread(v) if isinstance(v, list) else v for k, v in value.items()}
     lists = [k for k, v in value.items() if k != "contacts" and isinstance(v, list) and v]
     senders: dict[str, None] = {}
     for key in lists:
@@ -149,6 +153,18 @@ def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
         yield sender, {**value, **narrowed}
 
 
+def _per_thread(items: list[Any]) -> list[Any]:
+    """Coexistence ``history`` nests every chat of a chunk in one item: one item per chat instead."""
+    out: list[Any] = []
+    for item in items:
+        threads = item.get("threads") if isinstance(item, dict) else None
+        if isinstance(threads, list) and len(threads) > 1:
+            out.extend({**item, "threads": [thread]} for thread in threads)
+        else:
+            out.append(item)
+    return out
+
+
 def _sized(tenant: Tenant, sender: str, envelope: dict[str, Any]) -> list[QueuedEvent]:
     """The envelope as one event, or halved along its longest item list until each part fits SQS."""
     content = {"payload": envelope}
@@ -158,14 +174,30 @@ def _sized(tenant: Tenant, sender: str, envelope: dict[str, Any]) -> list[Queued
     if event.size <= MAX_MESSAGE_BYTES:
         return [event]
     change = envelope["entry"][0]["changes"][0]
-    value = change["value"]
-    key = max((k for k, v in value.items() if isinstance(v, list)), key=lambda k: len(value[k]), default=None)
-    if key is None or len(value[key]) < 2:
+    halves = _halves(change["value"])
+    if halves is None:
         raise PayloadTooLarge("a single webhook item exceeds the queue's message size")
-    half = len(value[key]) // 2
     parts = []
-    for items in (value[key][:half], value[key][half:]):
-        part_change = {**change, "value": {**value, key: items}}
-        part = {**envelope, "entry": [{**envelope["entry"][0], "changes": [part_change]}]}
+    for value in halves:
+        part = {**envelope, "entry": [{**envelope["entry"][0], "changes": [{**change, "value": value}]}]}
         parts.extend(_sized(tenant, sender, part))
     return parts
+
+
+def _halves(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``value`` split in two along its longest item list, or its one chat's messages (history)."""
+    key = max((k for k, v in value.items() if isinstance(v, list)), key=lambda k: len(value[k]), default=None)
+    if key is None:
+        return None
+    items = value[key]
+    if len(items) >= 2:
+        half = len(items) // 2
+        return {**value, key: items[:half]}, {**value, key: items[half:]}
+    threads = items[0].get("threads") if items and isinstance(items[0], dict) else None
+    if isinstance(threads, list) and len(threads) == 1 and isinstance(threads[0], dict):
+        inner = _halves(threads[0])
+        if inner is not None:
+            return tuple(  # type: ignore[return-value]
+                {**value, key: [{**items[0], "threads": [thread]}]} for thread in inner
+            )
+    return None

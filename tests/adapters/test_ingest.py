@@ -122,3 +122,17 @@ def test_marketing_stop_is_recorded(world: Harness) -> None:
     world.meta("meta_user_preferences_stop.json")
     priya = world.by("bsuid", "IN.1648738043044942")
     assert priya and priya.marketing_opted_out is True
+
+
+def test_an_event_the_parser_does_not_know_is_kept_once(world: Harness, table: str) -> None:
+    doc = json.loads(fixture_bytes("meta_text_bsuid_only.json"))
+    doc["entry"][0]["changes"][0] = {"field": "brand_new_field", "value": {"metadata": {}, "something": 1}}
+    raw = json.dumps(doc).encode()
+    world.meta(raw)
+    world.meta(raw)
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    kept = [i for i in items if i["type"]["S"] == "unrecognised"]
+    assert len(kept) == 1 and "brand_new_field" in kept[0]["kind"]["S"] + kept[0]["raw"]["S"]
+    assert int(kept[0]["expires_at"]["N"]) > 0

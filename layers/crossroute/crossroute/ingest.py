@@ -55,6 +55,10 @@ class IdentityStore(Protocol):
 
     def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]: ...
 
+    def keep_unrecognised(
+        self, tenant: str, provider: str, kind: str, reason: str, raw: dict[str, Any]
+    ) -> None: ...
+
 
 @dataclass
 class Outcome:
@@ -118,6 +122,9 @@ class Ingest:
                 )
                 return self._identity_only(event.tenant, claim, lambda c: c) if claim else []
             case Unrecognised():
+                self._store.keep_unrecognised(
+                    event.tenant, event.provider, event.kind, event.reason, event.raw
+                )
                 logger.info("unrecognised event kept", extra={"kind": event.kind, "reason": event.reason})
                 return []
         return []
@@ -222,6 +229,7 @@ class Ingest:
             phone=change.current.phone,
             previous_bsuid=change.previous.bsuid,
             previous_phone=change.previous.phone,
+            parent_bsuid=change.current.parent_bsuid,
         )
         holders = self._store.holders(change.tenant, cause.keys)
         resolution = change_number(change.tenant, cause, holders, self._new_id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from pynamodb.connection import Connection
@@ -24,6 +25,7 @@ from crossroute.store.tables import (
     MessageItem,
     PhoneMap,
     TableItem,
+    UnrecognisedItem,
     customer_pk,
     key_pk,
     message_pk,
@@ -183,6 +185,22 @@ class DynamoIdentityStore:
             raise
         return True
 
+    def keep_unrecognised(
+        self, tenant: str, provider: str, kind: str, reason: str, raw: dict[str, Any]
+    ) -> None:
+        """Keep what the parser did not understand (90 days), once per distinct content."""
+        text = json.dumps(raw, sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        UnrecognisedItem(
+            f"T#{tenant}#U#{digest}",
+            "RAW",
+            provider=provider,
+            kind=kind,
+            reason=reason,
+            raw=text[:300_000],  # stays under DynamoDB's 400 KB item limit
+            expires_at=timedelta(days=90),
+        ).save()
+
     def apply_status(self, update: StatusRecord) -> StatusOutcome:
         """Move a message's status forward, never back; a status may arrive before its message."""
         rank = STATUS_RANK.get(update.status, 0)
@@ -279,6 +297,7 @@ def to_item(customer: Customer) -> CustomerItem:
         username=customer.username,
         name=customer.name,
         profile_at=customer.profile_at,
+        username_at=customer.username_at,
         sms_opted_out=customer.sms_opted_out,
         sms_opt_at=customer.sms_opt_at,
         marketing_opted_out=customer.marketing_opted_out,
@@ -304,6 +323,7 @@ def to_customer(item: CustomerItem) -> Customer:
         username=item.username,
         name=item.name,
         profile_at=item.profile_at,
+        username_at=item.username_at,
         sms_opted_out=bool(item.sms_opted_out),
         sms_opt_at=item.sms_opt_at,
         marketing_opted_out=bool(item.marketing_opted_out),

@@ -4,6 +4,7 @@
 - customer: pk ``T#<tenant>#C#<customer id>``, sk ``PROFILE``
 - identity event: pk ``T#<tenant>#C#<customer id>``, sk ``EV#<time>#<n>``;
   timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#identity#<n>``
+- unrecognised provider event: pk ``T#<tenant>#U#<content hash>``, sk ``RAW`` (expires after 90 days)
 - message: pk ``T#<tenant>#M#<provider>#<provider message id>``, sk ``MSG``;
   timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#message#<provider>#<provider message id>``
 
@@ -24,6 +25,7 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
     VersionAttribute,
@@ -70,6 +72,8 @@ class TableItem(Model):
     type = DiscriminatorAttribute()
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
+    # DynamoDB deletes expired items lazily (up to days later): readers must ignore them themselves.
+    expires_at = TTLAttribute(null=True)
     timeline = TimelineIndex()
 
 
@@ -102,6 +106,7 @@ class CustomerItem(TableItem, discriminator="customer"):
     username = UnicodeAttribute(null=True)
     name = UnicodeAttribute(null=True)
     profile_at = UTCDateTimeAttribute(null=True)
+    username_at = UTCDateTimeAttribute(null=True)
     sms_opted_out = BooleanAttribute(default=False)
     sms_opt_at = UTCDateTimeAttribute(null=True)
     marketing_opted_out = BooleanAttribute(default=False)
@@ -140,6 +145,15 @@ class MessageItem(TableItem, discriminator="message"):
     errors = UnicodeAttribute(null=True)  # JSON list of {code, title, detail}
     raw = UnicodeAttribute(null=True)  # JSON: the provider's item, kept whole
     published = UnicodeAttribute(null=True)  # JSON: the events this message caused, replayed on redelivery
+
+
+class UnrecognisedItem(TableItem, discriminator="unrecognised"):
+    """A provider event crossroute could not read yet: kept for a later version to replay."""
+
+    provider = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    raw = UnicodeAttribute()  # JSON
 
 
 def bind(table_name: str) -> None:

@@ -7,6 +7,8 @@ A concurrent change between read and write makes the transaction fail: read agai
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 import uuid
@@ -117,10 +119,13 @@ class Ingest:
             case PreferenceChange():
                 return self._preference(event)
             case ContactLink():
+                # A contact removed from the business app's address book says nothing about who it is.
                 claim = _claim(
-                    event.person, event.at, "meta.state_sync", f"state_sync:{event.at.isoformat()}"
+                    event.person, event.at, "meta.state_sync", _content_id("state_sync", event.raw)
                 )
-                return self._identity_only(event.tenant, claim, lambda c: c) if claim else []
+                if claim is None or event.action == "remove":
+                    return []
+                return self._identity_only(event.tenant, claim, lambda c: c)
             case Unrecognised():
                 self._store.keep_unrecognised(
                     event.tenant, event.provider, event.kind, event.reason, event.raw
@@ -202,18 +207,21 @@ class Ingest:
             update.tenant, update.provider, update.message_id, update.status, update.at, errors
         )
         result = self._store.apply_status(record)
-        if not result.applied:
+        # A redelivery of the status already stored is published again: its first publish may have failed.
+        if not result.applied and result.previous != update.status:
             return []
         detail = {
             "tenant": update.tenant,
             "customer_id": result.customer_id,
             "provider": update.provider,
             "channel": result.channel or update.channel,
+            "business": update.business,
             "message_id": update.message_id,
             "status": update.status,
-            "previous_status": result.previous,
+            "previous_status": result.previous if result.applied else None,
             "at": update.at.isoformat(),
-            "errors": [{"code": e.code, "title": e.title} for e in update.errors],
+            "errors": errors,
+            "pricing_category": update.pricing_category,
         }
         return [BusEvent("MessageStatusChanged", detail)]
 
@@ -253,7 +261,7 @@ class Ingest:
         )
 
     def _preference(self, change: PreferenceChange) -> list[BusEvent]:
-        claim = _claim(change.person, change.at, "meta.message", f"preference:{change.at.isoformat()}")
+        claim = _claim(change.person, change.at, "meta.message", _content_id("preference", change.raw))
         if claim is None:
             return []
         return self._identity_only(change.tenant, claim, lambda c: observe_preference(c, change))
@@ -288,6 +296,12 @@ class Ingest:
         outcome.duplicates += 1
         replay = self._store.published(tenant, record.provider, record.message_id)
         return [BusEvent(e["detail_type"], e["detail"]) for e in replay]
+
+
+def _content_id(kind: str, raw: dict[str, Any]) -> str:
+    """A stable id for provider events that carry none: the same content, the same id."""
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return f"{kind}:{digest}"
 
 
 def _source(provider: str, channel: str) -> str:

@@ -136,3 +136,16 @@ def test_an_event_the_parser_does_not_know_is_kept_once(world: Harness, table: s
     kept = [i for i in items if i["type"]["S"] == "unrecognised"]
     assert len(kept) == 1 and "brand_new_field" in kept[0]["kind"]["S"] + kept[0]["raw"]["S"]
     assert int(kept[0]["expires_at"]["N"]) > 0
+
+
+def test_tenants_never_share_or_link_customers(world: Harness) -> None:
+    """The same phone and BSUID under two tenants are two customers that know nothing of each other."""
+    form = fixture_bytes("twilio_sms_inbound.form").decode()
+    for tenant in ("demo", "acme"):
+        world.body(
+            QueuedEvent.build(tenant=tenant, sender="x", kind="twilio.message", content={"form": form})
+        )
+    demo = world.store.holders("demo", [Key("phone", "+16505551234")])[Key("phone", "+16505551234")]
+    acme = world.store.holders("acme", [Key("phone", "+16505551234")])[Key("phone", "+16505551234")]
+    assert demo.id != acme.id and (demo.tenant, acme.tenant) == ("demo", "acme")
+    assert world.store.customer("acme", demo.id) is None and world.store.customer("demo", acme.id) is None

@@ -261,3 +261,46 @@ def test_the_read_api_refuses_bad_queries(local_stack: StackClient) -> None:
     assert local_stack.get("/contacts", query={"bsuid": "not-a-bsuid"}).status == 400
     assert local_stack.get("/contacts", query={"tenant": "nobody", "bsuid": "US.1"}).status == 404
     assert local_stack.get("/contacts/none/timeline").status == 404
+
+
+def test_a_phone_in_any_format_finds_the_same_contact(local_stack: StackClient) -> None:
+    """I1: 16505551234, +1 650-555-1234 and 001 650 555 1234 are one key."""
+    phone = new_phone()
+    sms = personal("twilio_sms_inbound.form", **{"%2B16505551234": "%2B" + phone})
+    assert post_twilio(local_stack, sms).status == 200
+    view = eventually(lambda: contact(local_stack, phone="+" + phone))
+    national = f"({phone[1:4]}) {phone[4:7]}-{phone[7:]}"
+    for spelling in (
+        phone,
+        f"+1 {phone[1:4]}-{phone[4:7]}-{phone[7:]}",
+        f"001 {phone[1:4]} {phone[4:7]} {phone[7:]}",
+        national,
+    ):
+        assert contact(local_stack, phone=spelling)["id"] == view["id"]  # type: ignore[index]
+
+
+def test_a_malformed_bsuid_never_becomes_a_key(local_stack: StackClient) -> None:
+    """I2: rejected at the edge; the message still lands on the customer its phone names."""
+    phone = new_phone()
+    raw = personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: "br.not-a-bsuid"})
+    assert post_meta(local_stack, raw).status == 200
+    view = eventually(lambda: contact(local_stack, phone="+" + phone))
+    assert view["bsuids"] == []
+    assert local_stack.get("/contacts", query={"bsuid": "br.not-a-bsuid"}).status == 400
+
+
+def test_the_latest_username_wins_whatever_the_arrival_order(local_stack: StackClient) -> None:
+    """I8: username and profile name are attributes; the provider's later message wins."""
+    bsuid = new_bsuid("DE")
+    newer = json.loads(
+        personal("meta_text_bsuid_only.json", **{JONAS_BSUID: bsuid, "@jonas_w": "@jonas_new"})
+    )
+    older = json.loads(personal("meta_text_bsuid_only.json", **{JONAS_BSUID: bsuid}))
+    older["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = "1779872000"  # earlier
+    assert post_meta(local_stack, json.dumps(newer).encode()).status == 200
+    eventually(lambda: contact(local_stack, bsuid=bsuid))
+    assert post_meta(local_stack, json.dumps(older).encode()).status == 200
+    view = eventually(
+        lambda: (c := contact(local_stack, bsuid=bsuid)) and len(messages(local_stack, c["id"])) == 2 and c
+    )
+    assert view["username"] == "jonas_new"

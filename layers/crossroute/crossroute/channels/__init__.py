@@ -1,0 +1,72 @@
+"""Sending: one message on one channel through a provider (Meta Cloud API, Twilio), and what a
+provider's answer means for routing. The routing policy decides *whether* and *where*; this decides
+nothing, it sends exactly what it is given and classifies what came back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Channel = Literal["whatsapp", "sms"]
+
+# What a provider error means for the router (whatsapp.md / twilio.md error tables):
+#   retry     - not accepted, safe to send again later (throughput, transient service errors)
+#   fallback  - this channel cannot reach the user (e.g. 131026, 131047, 131062): try the next channel
+#   permanent - do not send again on this channel (bad parameter, opted out, template problem, policy)
+#   unknown   - the request may or may not have been accepted (timeout after sending): never resend
+Outcome = Literal["retry", "fallback", "permanent", "unknown"]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    language: str
+    category: str  # authentication | marketing | utility
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """Exactly one message on one channel. WhatsApp: ``to`` (E.164 phone) or else ``recipient`` (BSUID).
+    SMS: ``to`` only, ``text`` only."""
+
+    channel: Channel
+    business: str  # Meta phone_number_id; Twilio sender number or messaging service SID (MG...)
+    to: str | None = None
+    recipient: str | None = None
+    text: str | None = None
+    template: Template | None = None
+    reply_to: str | None = None  # provider message id this replies to (WhatsApp context)
+    status_callback: str | None = None  # Twilio: where status callbacks go
+
+
+@dataclass(frozen=True)
+class Sent:
+    provider: Literal["meta", "twilio"]
+    message_id: str  # wamid... / SM...
+    recipient_ids: dict[str, str] = field(default_factory=dict)  # what the provider echoed (wa_id, user_id)
+
+
+class SendFailed(Exception):
+    """A provider refused or could not be reached; ``outcome`` tells the router what to do next."""
+
+    def __init__(
+        self,
+        provider: str,
+        outcome: Outcome,
+        code: int | None,
+        title: str = "",
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{provider} {outcome}: {code} {title}".strip())
+        self.provider = provider
+        self.outcome = outcome
+        self.code = code
+        self.title = title
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    def send(self, message: Outbound) -> Sent:
+        """Send once. Raises ``SendFailed``; never sends twice by itself when the outcome is unknown."""

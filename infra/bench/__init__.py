@@ -74,10 +74,12 @@ Section = Callable[[Context], Table]
 
 
 def sections() -> dict[str, Section]:
-    from infra.bench import imports, sizes
+    from infra.bench import imports, ingest, sizes
 
     return {
         "imports": imports.venv_imports,
         "lambda-imports": imports.lambda_imports,
         "sizes": sizes.artifact_sizes,
+        "ingest-round-trips": ingest.round_trips,
+        "ingest-cpu": ingest.consumer_cpu,
     }

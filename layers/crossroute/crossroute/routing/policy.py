@@ -1,0 +1,182 @@
+"""The routing policy (contract §7, R1-R9) as one pure function: who, what, now -> a decision.
+
+Every channel considered gets a stable reason code (the catalogue is ``REASONS``); the first channel
+that qualifies, in preference order, is chosen; the others that qualify are the fallbacks (R7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from crossroute.channels import Channel, Outbound
+from crossroute.identity.model import Customer
+from crossroute.routing.request import SendRequest
+
+WINDOW = timedelta(hours=24)
+
+# The reason-code catalogue: code -> (qualifies, meaning). Codes are stable: consumers branch on them.
+REASONS: dict[str, tuple[bool, str]] = {
+    "whatsapp.window_open": (True, "free-form text inside the 24 h customer service window (R1)"),
+    "whatsapp.template": (True, "a template: outside the window, or only a template was given (R1)"),
+    "whatsapp.window_closed_no_template": (False, "the window is closed and no template was given (R1)"),
+    "whatsapp.auth_template_to_bsuid": (False, "authentication templates never go to a BSUID-only user (R3)"),
+    "whatsapp.marketing_opted_out": (False, "the user stopped marketing messages (R5)"),
+    "whatsapp.unknown_bsuid": (False, "no customer holds this BSUID: it cannot be sent to"),
+    "whatsapp.no_address": (False, "no current phone and no BSUID is known"),
+    "whatsapp.not_configured": (False, "the tenant has no WhatsApp business number"),
+    "sms.current_phone": (True, "a current phone that has not opted out (R4)"),
+    "sms.no_phone": (False, "no phone number is known (R4)"),
+    "sms.phone_stale": (False, "the known phone is stale: the number changed hands or was left (R4)"),
+    "sms.opted_out": (False, "the phone sent STOP and no START since (R4)"),
+    "sms.no_text": (False, "SMS needs text; the request has only a template"),
+    "sms.not_configured": (False, "the tenant has no SMS sender"),
+    "sms.unknown_customer": (False, "the customer id is unknown"),
+    "whatsapp.unknown_customer": (False, "the customer id is unknown"),
+}
+FALLBACK_PREFIX = "fallback.whatsapp_failed."  # + provider error code, e.g. fallback.whatsapp_failed.131026
+
+
+@dataclass(frozen=True)
+class TenantChannels:
+    """What a tenant can send from, and in which order it prefers channels."""
+
+    whatsapp_business: str | None  # Meta phone_number_id
+    sms_sender: str | None  # Twilio number or messaging service SID
+    preference: tuple[Channel, ...] = ("whatsapp", "sms")
+    status_callback: str | None = None  # Twilio status callback URL
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What crossroute knows about whom the request names (resolved by the caller, read-only here)."""
+
+    customer: Customer | None
+    customer_id_unknown: bool = False  # the request named a customer id nobody has
+    bsuid_unknown: bool = False  # the request named a BSUID nobody holds
+    phone_stale: bool = False  # the request's phone is stale on the customer holding it
+
+
+@dataclass(frozen=True)
+class ChannelDecision:
+    channel: Channel
+    reason: str
+    outbound: Outbound | None = None  # what to send, when the channel qualifies
+
+    @property
+    def qualified(self) -> bool:
+        return self.outbound is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    considered: tuple[ChannelDecision, ...]
+
+    @property
+    def chosen(self) -> ChannelDecision | None:
+        return next((c for c in self.considered if c.qualified), None)
+
+    def after(self, channel: Channel) -> ChannelDecision | None:
+        """The next qualifying channel after ``channel`` (asynchronous fallback, R7)."""
+        rest = self.considered[[c.channel for c in self.considered].index(channel) + 1 :]
+        return next((c for c in rest if c.qualified), None)
+
+    def as_record(self) -> list[dict[str, object]]:
+        """R9: each channel considered, whether it qualified, and why."""
+        return [{"channel": c.channel, "qualified": c.qualified, "reason": c.reason} for c in self.considered]
+
+
+def decide(request: SendRequest, recipient: Recipient, tenant: TenantChannels, now: datetime) -> Decision:
+    """Evaluate every channel in preference order (R1-R6, R9); nothing here sends or stores."""
+    order = request.channels or tenant.preference
+    judge = {"whatsapp": _whatsapp, "sms": _sms}
+    return Decision(tuple(judge[channel](request, recipient, tenant, now) for channel in order))
+
+
+def _whatsapp(
+    request: SendRequest, recipient: Recipient, tenant: TenantChannels, now: datetime
+) -> ChannelDecision:
+    def no(reason: str) -> ChannelDecision:
+        return ChannelDecision("whatsapp", reason)
+
+    if tenant.whatsapp_business is None:
+        return no("whatsapp.not_configured")
+    if recipient.customer_id_unknown:
+        return no("whatsapp.unknown_customer")
+    customer = recipient.customer
+    phone = _current_phone(request, recipient)
+    bsuid = customer.current_bsuid() if customer else None
+    if phone is None and bsuid is None:
+        return no("whatsapp.unknown_bsuid" if recipient.bsuid_unknown else "whatsapp.no_address")
+    template = request.template
+    if template and template.category == "marketing" and customer and customer.marketing_opted_out:
+        return no("whatsapp.marketing_opted_out")
+    window_open = bool(customer) and _window_open(customer, tenant.whatsapp_business, now)  # type: ignore[arg-type]
+    address = {"to": phone} if phone else {"recipient": bsuid}  # R2: never a BSUID in `to`
+    if request.text and window_open:
+        return ChannelDecision(
+            "whatsapp",
+            "whatsapp.window_open",
+            Outbound(
+                "whatsapp", tenant.whatsapp_business, text=request.text, reply_to=request.reply_to, **address
+            ),
+        )
+    if template is None:
+        return no("whatsapp.window_closed_no_template")
+    if template.category == "authentication" and phone is None:
+        return no("whatsapp.auth_template_to_bsuid")  # R3
+    return ChannelDecision(
+        "whatsapp",
+        "whatsapp.template",
+        Outbound(
+            "whatsapp", tenant.whatsapp_business, template=template, reply_to=request.reply_to, **address
+        ),
+    )
+
+
+def _sms(
+    request: SendRequest, recipient: Recipient, tenant: TenantChannels, now: datetime
+) -> ChannelDecision:
+    def no(reason: str) -> ChannelDecision:
+        return ChannelDecision("sms", reason)
+
+    if tenant.sms_sender is None:
+        return no("sms.not_configured")
+    if recipient.customer_id_unknown:
+        return no("sms.unknown_customer")
+    if not request.text:
+        return no("sms.no_text")
+    customer = recipient.customer
+    phone = _current_phone(request, recipient)
+    if phone is None:
+        stale = recipient.phone_stale or (customer is not None and bool(customer.phones))
+        return no("sms.phone_stale" if stale else "sms.no_phone")
+    if customer is not None and customer.sms_opted_out:
+        return no("sms.opted_out")  # R4
+    return ChannelDecision(
+        "sms",
+        "sms.current_phone",
+        Outbound(
+            "sms", tenant.sms_sender, to=phone, text=request.text, status_callback=tenant.status_callback
+        ),
+    )
+
+
+def _current_phone(request: SendRequest, recipient: Recipient) -> str | None:
+    """The phone to use: the request's, unless stale; else the customer's current one (R2, R4)."""
+    customer = recipient.customer
+    asked = request.to.phone
+    if asked:
+        if recipient.phone_stale:
+            return None
+        record = customer.phone(asked) if customer else None
+        if record is None or record.status == "current":
+            return asked
+        return None
+    current = customer.current_phones() if customer else []
+    return current[0] if current else None
+
+
+def _window_open(customer: Customer, business: str, now: datetime) -> bool:
+    last = customer.whatsapp_last_inbound.get(business)
+    return last is not None and now < last + WINDOW

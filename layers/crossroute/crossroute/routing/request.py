@@ -1,0 +1,133 @@
+"""Send requests (contract §7), validated at every door: EventBridge, the send queue, POST /messages.
+
+Plain dataclasses rather than pydantic: the dispatch function validates on its cold-start path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from crossroute import ids
+from crossroute.channels import Channel, Template
+
+CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms")
+TEMPLATE_CATEGORIES = ("authentication", "marketing", "utility")
+_KEY = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
+MAX_TEXT = 4096
+
+
+class InvalidRequest(ValueError):
+    """What is wrong with a send request, one line per problem (safe to show to the caller)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Recipient:
+    customer_id: str | None = None
+    phone: str | None = None  # E.164 after validation
+    bsuid: str | None = None
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    tenant: str
+    idempotency_key: str
+    to: Recipient
+    text: str | None = None
+    template: Template | None = None
+    channels: tuple[Channel, ...] | None = None  # None: the tenant's preference
+    reply_to: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def parse_send_request(
+    doc: Any, *, default_tenant: str | None = None, default_region: str = "US"
+) -> SendRequest:
+    """Validate a send request document; raises ``InvalidRequest`` listing every problem."""
+    problems: list[str] = []
+    if not isinstance(doc, dict):
+        raise InvalidRequest(["the request must be a JSON object"])
+    tenant = doc.get("tenant", default_tenant)
+    if not isinstance(tenant, str) or not tenant:
+        problems.append("tenant: required")
+    key = doc.get("idempotency_key")
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        problems.append("idempotency_key: required, 1-128 of A-Z a-z 0-9 _ . : @ / + = -")
+    to = _recipient(doc.get("to"), default_region, problems)
+    text = doc.get("text")
+    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT):
+        problems.append(f"text: a non-empty string of at most {MAX_TEXT} characters")
+    template = _template(doc.get("template"), problems) if doc.get("template") is not None else None
+    if text is None and template is None:
+        problems.append("text and/or template: at least one is required")
+    channels = _channels(doc.get("channels"), problems)
+    reply_to = doc.get("reply_to")
+    if reply_to is not None and (not isinstance(reply_to, str) or not reply_to):
+        problems.append("reply_to: a provider message id")
+    if problems:
+        raise InvalidRequest(problems)
+    return SendRequest(str(tenant), str(key), to, text, template, channels, reply_to, raw=doc)
+
+
+def _recipient(value: Any, region: str, problems: list[str]) -> Recipient:
+    if not isinstance(value, dict) or not any(value.get(k) for k in ("customer_id", "phone", "bsuid")):
+        problems.append("to: an object with at least one of customer_id, phone, bsuid")
+        return Recipient()
+    customer_id, phone, bsuid = value.get("customer_id"), value.get("phone"), value.get("bsuid")
+    if customer_id is not None and (not isinstance(customer_id, str) or not customer_id):
+        problems.append("to.customer_id: a customer id")
+        customer_id = None
+    if phone is not None:
+        try:
+            phone = ids.e164(str(phone), region)
+        except ids.InvalidIdentifier:
+            problems.append("to.phone: not a phone number")
+            phone = None
+    if bsuid is not None:
+        try:
+            bsuid = ids.bsuid(str(bsuid))
+        except ids.InvalidIdentifier:
+            problems.append("to.bsuid: not a BSUID (CC.alphanumerics)")
+            bsuid = None
+    return Recipient(customer_id or None, phone, bsuid)
+
+
+def _template(value: Any, problems: list[str]) -> Template | None:
+    if not isinstance(value, dict):
+        problems.append("template: an object with name, language, category")
+        return None
+    name, language, category = value.get("name"), value.get("language"), value.get("category")
+    components = value.get("components", [])
+    ok = True
+    if not isinstance(name, str) or not name:
+        problems.append("template.name: required")
+        ok = False
+    if not isinstance(language, str) or not language:
+        problems.append("template.language: required, e.g. en_US")
+        ok = False
+    if category not in TEMPLATE_CATEGORIES:
+        problems.append(f"template.category: one of {', '.join(TEMPLATE_CATEGORIES)}")
+        ok = False
+    if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
+        problems.append("template.components: a list of objects")
+        ok = False
+    return Template(str(name), str(language), str(category), list(components)) if ok else None
+
+
+def _channels(value: Any, problems: list[str]) -> tuple[Channel, ...] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(c not in CHANNELS for c in value)
+        or len(set(value)) != len(value)
+    ):
+        problems.append("channels: a non-empty list of distinct 'whatsapp', 'sms'")
+        return None
+    return tuple(value)

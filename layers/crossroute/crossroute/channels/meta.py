@@ -1,0 +1,192 @@
+"""WhatsApp through Meta's Cloud API: one ``POST /<version>/<phone_number_id>/messages`` per message.
+
+HTTP is urllib3, which botocore already depends on (the Lambda runtime ships it, and a function that talks
+to DynamoDB has imported it anyway): no extra package, nothing extra at cold start. One pool per execution
+environment is shared by every client, so warm invocations reuse the TLS connection to graph.facebook.com.
+urllib3 never retries here: a request is sent at most once, and what happened is classified
+(``errors.meta_outcome`` for Meta's answers, ``errors.transport_outcome`` when there is none).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from aws_lambda_powertools import Logger
+
+from crossroute.channels import Outbound, SendFailed, Sent
+from crossroute.channels.errors import error_code, meta_outcome, safe_title, transport_outcome
+from crossroute.ids import PARENT_BSUID_PATTERN, is_bsuid
+
+logger = Logger(child=True)
+
+E164_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
+
+
+class HttpResponse(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class HttpPool(Protocol):
+    """The part of ``urllib3.PoolManager`` this client uses."""
+
+    def request(
+        self, method: str, url: str, *, body: bytes, headers: Mapping[str, str], **kw: Any
+    ) -> HttpResponse: ...
+
+
+_shared_pool: HttpPool | None = None
+
+
+def shared_pool() -> HttpPool:
+    """The execution environment's one urllib3 pool (made on first use): kept alive between invocations."""
+    global _shared_pool
+    if _shared_pool is None:
+        import urllib3
+
+        _shared_pool = urllib3.PoolManager(num_pools=4, maxsize=8, retries=False)
+    return _shared_pool
+
+
+class MetaCloudClient:
+    """A ``Sender`` for WhatsApp through the Cloud API of one access token (a tenant's system user)."""
+
+    def __init__(
+        self,
+        access_token: str,
+        *,
+        graph_version: str = "v24.0",
+        base_url: str = "https://graph.facebook.com",
+        timeout: float | tuple[float, float] = (2, 10),
+        http: HttpPool | None = None,
+    ) -> None:
+        import urllib3
+
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        self._timeout = urllib3.Timeout(connect=connect, read=read)
+        self._http = http if http is not None else shared_pool()
+        self._prefix = f"{base_url.rstrip('/')}/{graph_version.strip('/')}"
+        self._headers = {
+            "Authorization": f"Bearer {access_token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return f"MetaCloudClient({self._prefix!r})"  # never the token
+
+    def send(self, message: Outbound) -> Sent:
+        """Send once. Raises ``SendFailed`` with Meta's code and what it means, or ``ValueError`` for a
+        message that must never reach Meta (a BSUID in ``to``, no recipient, not exactly one content)."""
+        from urllib3.exceptions import HTTPError, LocationValueError
+
+        body = json.dumps(whatsapp_payload(message)).encode()
+        url = f"{self._prefix}/{quote(message.business, safe='')}/messages"
+        try:
+            response = self._http.request(
+                "POST", url, body=body, headers=self._headers, timeout=self._timeout, retries=False
+            )
+        except LocationValueError:
+            raise  # a malformed base_url or phone_number_id: a bug, not a provider failure
+        except (HTTPError, OSError) as error:
+            outcome = transport_outcome(error)
+            logger.warning(
+                "whatsapp send got no answer", extra={"outcome": outcome, "error": type(error).__name__}
+            )
+            raise SendFailed("meta", outcome, None, f"no answer: {type(error).__name__}") from error
+        return _read(response.status, response.data, response.headers)
+
+
+def whatsapp_payload(message: Outbound) -> dict[str, Any]:
+    """The Cloud API body for ``message``: ``to`` for a phone, else ``recipient`` for a BSUID (R2)."""
+    if message.channel != "whatsapp":
+        raise ValueError("not a WhatsApp message")
+    if not message.business:
+        raise ValueError("no phone_number_id to send from")
+    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    if message.to is not None:
+        if E164_PATTERN.fullmatch(message.to) is None:
+            # Never a BSUID (or anything else) in `to`: Meta drops it silently or fails with 131026.
+            raise ValueError("`to` must be an E.164 phone; a BSUID goes in `recipient`")
+        payload["to"] = message.to  # `to` wins over `recipient` at Meta too: send only one
+    elif message.recipient is not None:
+        if not (is_bsuid(message.recipient) or PARENT_BSUID_PATTERN.fullmatch(message.recipient)):
+            raise ValueError("`recipient` must be a BSUID or a parent BSUID")
+        payload["recipient"] = message.recipient
+    else:
+        raise ValueError("no recipient: `to` or `recipient` is needed")
+    if message.reply_to:
+        payload["context"] = {"message_id": message.reply_to}
+    if (message.text is None) == (message.template is None):
+        raise ValueError("exactly one of `text` or `template`")
+    if message.template is not None:
+        template: dict[str, Any] = {
+            "name": message.template.name,
+            "language": {"code": message.template.language},
+        }
+        if message.template.components:
+            template["components"] = list(message.template.components)
+        payload.update(type="template", template=template)
+    else:
+        payload.update(type="text", text={"body": message.text, "preview_url": False})
+    return payload
+
+
+def _read(status: int, data: bytes, headers: Mapping[str, str]) -> Sent:
+    doc = _json_object(data)
+    if 200 <= status < 300:
+        messages = doc.get("messages")
+        first = messages[0] if isinstance(messages, list) and messages else None
+        message_id = first.get("id") if isinstance(first, dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            # Accepted, perhaps, but nothing to match statuses on: resending could duplicate it.
+            raise SendFailed("meta", "unknown", None, f"HTTP {status} without a message id")
+        contacts = doc.get("contacts")
+        contact = contacts[0] if isinstance(contacts, list) and contacts else None
+        echoed = {
+            key: value
+            for key, value in (contact.items() if isinstance(contact, dict) else ())
+            if key in ("wa_id", "user_id") and isinstance(value, str)
+        }
+        return Sent("meta", message_id, echoed)
+    error = doc.get("error")
+    error = error if isinstance(error, dict) else {}
+    code = error_code(error.get("code"))
+    outcome = meta_outcome(code, status)
+    retry_after = _retry_after(headers) if outcome == "retry" else None
+    logger.warning(
+        "whatsapp send refused",
+        extra={
+            "outcome": outcome,
+            "code": code,
+            "http_status": status,
+            "fbtrace_id": error.get("fbtrace_id"),
+        },
+    )
+    title = safe_title(error.get("message")) or f"HTTP {status}"
+    raise SendFailed("meta", outcome, code, title, retry_after=retry_after)
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:  # an HTML error page from a proxy, an empty body
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds when given as a number (HTTP dates are not worth parsing here)."""
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -21,6 +21,9 @@ Configuration (environment variables, all optional):
 ``CROSSROUTE_LOG_LEVEL``        level of the local stack's own logs (INFO)
 ==============================  ========================================================================
 
+The sandbox providers (``/_sandbox/``, ``sandbox/__init__.py``) wait ``CROSSROUTE_SANDBOX_DELAY_MS``
+(``50-200`` by default; ``0``) between the status webhooks of one send.
+
 ``GET /_local/outputs`` returns ``{"base_url", "aws_endpoint", "region", "stack_name", "parameters",
 "resources": {LogicalId: {"type", "ref", "emulated", <GetAtt attributes>...}}, "outputs": {Name: value},
 "routes": [...], "event_sources": [...], "environment": {...}}``.
@@ -51,6 +54,7 @@ from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_env
 from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, LocalRouteHandler, Router
 from .intrinsics import STACK_NAME
 from .provision import Provisioner
+from .sandbox import Sandbox
 from .sqs_runner import SqsEventSource, SqsPoller
 from .tenant import describe, read_tenants_document, validate
 
@@ -132,6 +136,8 @@ class LocalStack:
         self.clients: ClientFactory | None = None
         self._outputs: dict[str, Any] = {}
         self._mounts: list[tuple[str, LocalRouteHandler]] = []
+        self.sandbox = Sandbox.from_env()  # the fake Graph and Twilio APIs (contract section 4)
+        self.mount("/_sandbox/", self.sandbox.handle)
 
     def mount(self, prefix: str, handler: LocalRouteHandler) -> None:
         """Serve paths under ``prefix`` (e.g. ``/_sandbox/``) locally, before the template's routes."""
@@ -183,6 +189,7 @@ class LocalStack:
         self.gateway.start()
         self.base_url = f"http://{HOST}:{self.gateway.port}"
         self.public_base_url = (cfg.public_base_url or self.base_url).rstrip("/")
+        self.sandbox.bind(tenants, base_url=self.base_url, public_base_url=self.public_base_url)
 
         _set_process_aws_environment(self.aws_endpoint)
 
@@ -212,6 +219,9 @@ class LocalStack:
         os.environ.update(self.environment)
         os.environ["PUBLIC_BASE_URL"] = self.public_base_url
         self.environment["PUBLIC_BASE_URL"] = self.public_base_url
+        for name, value in self.sandbox.environment().items():  # the provider clients use the fakes
+            os.environ[name] = value
+            self.environment[name] = value
         for spec in specs:
             if spec.code_uri.is_dir() and str(spec.code_uri) not in sys.path:
                 sys.path.append(str(spec.code_uri))
@@ -258,6 +268,7 @@ class LocalStack:
         for poller in self.pollers:
             poller.stop()
         self.pollers = []
+        self.sandbox.stop()
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None

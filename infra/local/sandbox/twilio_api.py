@@ -1,0 +1,332 @@
+"""A fake Twilio REST API: ``POST /_sandbox/twilio/2010-04-01/Accounts/<AccountSid>/Messages.json``.
+
+HTTP Basic auth (account SID : auth token), form-encoded parameters as twilio-python sends them.
+Answers ``201`` with a Message resource (or a Twilio error), records the send in the outbox, then posts
+signed status callbacks to the request's ``StatusCallback`` (when given). See the package docstring.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import math
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ..gateway import LocalRequest, LocalResponse
+from .callbacks import Callback
+from .state import Behaviour, is_bsuid
+
+if TYPE_CHECKING:
+    from crossroute.tenants import TwilioChannel
+
+    from . import Sandbox
+
+__all__ = ["TWILIO_ERRORS", "handle", "sync_failure", "twilio_error", "twilio_signature"]
+
+API_VERSION = "2010-04-01"
+PATH = re.compile(r"/_sandbox/twilio/(?P<version>[^/]+)/Accounts/(?P<account>[^/]+)/Messages\.json")
+MAX_BODY = 1600
+WHATSAPP = "whatsapp:"
+RETRY_DELAYS = (1.0,)  # Twilio retries once, and only when the connection failed
+
+# code -> (message, HTTP status when returned synchronously)
+TWILIO_ERRORS: dict[int, tuple[str, int]] = {
+    20003: ("Authenticate", 401),
+    20404: ("The requested resource was not found", 404),
+    20429: ("Too Many Requests", 429),
+    21211: ("Invalid 'To' Phone Number", 400),
+    21408: (
+        "Permission to send an SMS has not been enabled for the region indicated by the 'To' number",
+        400,
+    ),
+    21602: ("Message body is required.", 400),
+    21603: ("A 'From' phone number is required.", 400),
+    21604: ("A 'To' phone number is required.", 400),
+    21606: ("The 'From' phone number provided is not a valid message-capable Twilio phone number.", 400),
+    21609: ("Invalid StatusCallback URL", 400),
+    21610: ("Attempt to send to unsubscribed recipient", 400),
+    21611: ("This 'From' number has exceeded the maximum number of queued messages", 400),
+    21612: ("The 'To' phone number is not currently reachable via SMS", 400),
+    21614: ("'To' number is not a valid mobile number", 400),
+    21617: ("The concatenated message body exceeds the 1600 character limit.", 400),
+    21705: ("The Messaging Service Sid is invalid.", 400),
+    21910: ("Invalid From and To pair. From and To should be of the same channel", 400),
+    30001: ("Queue overflow", 0),
+    30002: ("Account suspended", 0),
+    30003: ("Unreachable destination handset", 0),
+    30004: ("Message blocked", 0),
+    30005: ("Unknown destination handset", 0),
+    30006: ("Landline or unreachable carrier", 0),
+    30007: ("Message filtered", 0),
+    30008: ("Unknown error", 0),
+    63016: ("Failed to send freeform message because you are outside the allowed window", 0),
+    63024: ("Invalid message recipient", 0),
+}
+# Delivery errors that end in "failed" (never left Twilio) rather than "undelivered" (the carrier or
+# WhatsApp could not deliver it).
+FAILED_CODES = frozenset({30001, 30002, 30010, 63016})
+
+
+def sync_failure(code: int) -> bool:
+    """Does Twilio refuse the API call itself with this code (else it reports it in a status callback)?
+
+    Twilio's 2xxxx codes (request, account and recipient checks such as 21610, 21211, 21614, 20429) are
+    answered synchronously; 3xxxx (carrier) and 6xxxx (WhatsApp) errors arrive later as ``failed`` or
+    ``undelivered`` status callbacks.
+    """
+    return code < 30000
+
+
+def twilio_error(code: int, message: str | None = None, status: int | None = None) -> LocalResponse:
+    text, http = TWILIO_ERRORS.get(code, ("Error", 400))
+    status = status or http or 400
+    doc = {
+        "code": code,
+        "message": message or text,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    response = LocalResponse.json(status, doc)
+    if status == 401:
+        response.headers.append(("WWW-Authenticate", 'Basic realm="Twilio API"'))
+    return response
+
+
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """``X-Twilio-Signature``: base64(HMAC-SHA1(token, URL + every parameter sorted by name, name+value))."""
+    payload = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, message: str | None = None) -> None:
+        super().__init__(message or str(code))
+        self.code, self.message = code, message
+
+
+def _basic_auth(request: LocalRequest) -> tuple[str, str] | None:
+    scheme, _, value = (request.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def handle(sb: Sandbox, request: LocalRequest) -> LocalResponse:
+    m = PATH.fullmatch(request.path)
+    if m is None or m["version"] != API_VERSION:
+        return twilio_error(
+            20404, f"The requested resource {request.path[len('/_sandbox/twilio') :]} was not found"
+        )
+    account = m["account"]
+    credentials = _basic_auth(request)
+    channel = next((c for c in sb.registry.twilio_channels() if c.account_sid == account), None)
+    if (
+        credentials is None
+        or channel is None
+        or not hmac.compare_digest(credentials[0].encode(), account.encode())
+        or not hmac.compare_digest(credentials[1].encode(), channel.auth_token.encode())
+    ):
+        return twilio_error(20003)
+    if request.method != "POST":
+        return twilio_error(
+            20404, f"The requested resource {request.path[len('/_sandbox/twilio') :]} was not found"
+        )
+    content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    try:
+        pairs = parse_qsl((request.body or b"").decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        pairs = []
+    if content_type != "application/x-www-form-urlencoded":
+        pairs = []
+    params = dict(pairs)
+    media = [v for k, v in pairs if k == "MediaUrl" and v]
+    return _send(sb, channel, params, media)
+
+
+def _send(sb: Sandbox, channel: TwilioChannel, params: dict[str, str], media: list[str]) -> LocalResponse:
+    raw_to = params.get("To", "").strip()
+    raw_from = params.get("From", "").strip()
+    service = params.get("MessagingServiceSid", "").strip()
+    body = params.get("Body", "")
+    content_sid = params.get("ContentSid", "").strip()
+    callback_url = params.get("StatusCallback", "").strip()
+    is_whatsapp = raw_to.startswith(WHATSAPP) or raw_from.startswith(WHATSAPP)
+    address = raw_to[len(WHATSAPP) :] if raw_to.startswith(WHATSAPP) else raw_to
+    bsuid = address if is_whatsapp and is_bsuid(address) else None
+    phone = None if bsuid else _e164(address)
+    kind = "template" if content_sid else "text" if body else "media" if media else "text"
+    record: dict[str, Any] = {
+        "provider": "twilio",
+        "channel": "whatsapp" if is_whatsapp else "sms",
+        "to": phone or (address if address and not bsuid else None),
+        "recipient": bsuid,
+        "type": kind,
+        "text": body or None,
+        "template": content_sid or None,
+    }
+    # The "sms" settings (keyed by phone) govern everything this fake sends, WhatsApp via Twilio too.
+    behaviour = sb.recipients.lookup("sms", phone)
+    try:
+        sender = _validate(
+            channel, params, raw_to, raw_from, service, phone or bsuid, body, media, content_sid
+        )
+        code = behaviour.sync_error_code or (
+            behaviour.error_code if behaviour.error_code and sync_failure(behaviour.error_code) else None
+        )
+        if code is not None:
+            raise _Refused(code)
+    except _Refused as refused:
+        sb.outbox.add(**record, provider_message_id=None, error_code=refused.code)
+        sb.log_send(record, f"refused {refused.code}")
+        return twilio_error(refused.code, refused.message)
+
+    sid = "SM" + uuid.uuid4().hex
+    to_echo = (WHATSAPP if is_whatsapp else "") + (phone or bsuid or address)
+    sb.outbox.add(**record, provider_message_id=sid)
+    plan = _plan(behaviour)
+    if callback_url:
+        at = time.monotonic()
+        for status, code in plan:
+            at += sb.delay()
+            form = {
+                "SmsSid": sid,
+                "SmsStatus": status,
+                "MessageStatus": status,
+                "To": to_echo,
+                "MessageSid": sid,
+                "AccountSid": channel.account_sid,
+                "From": sender,
+                "ApiVersion": API_VERSION,
+            }
+            if service:
+                form["MessagingServiceSid"] = service
+            if code is not None:
+                form["ErrorCode"] = str(code)
+                form["ErrorMessage"] = TWILIO_ERRORS.get(code, ("Error", 0))[0]
+            sb.worker.schedule(
+                Callback(
+                    provider="twilio",
+                    message_id=sid,
+                    status=status,
+                    url=callback_url,
+                    deliver_to=sb.deliverable(callback_url),
+                    build=_callback(channel.auth_token, callback_url, form),
+                    retry_delays=RETRY_DELAYS,
+                    retry_http_errors=False,
+                ),
+                at,
+            )
+    final = plan[-1][0] + (f" {plan[-1][1]}" if plan[-1][1] else "")
+    note = f"then {final}" if callback_url else f"({final}, no StatusCallback)"
+    sb.log_send(record, f"accepted {sid} {note}")
+    now = format_datetime(datetime.now(UTC))
+    segments = max(1, math.ceil(len(body) / (160 if len(body) <= 160 else 153))) if body else 1
+    uri = f"/{API_VERSION}/Accounts/{channel.account_sid}/Messages/{sid}"
+    return LocalResponse.json(
+        201,
+        {
+            "account_sid": channel.account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": raw_from or None,
+            "messaging_service_sid": service or None,
+            "num_media": str(len(media)),
+            "num_segments": str(segments),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued" if raw_from else "accepted",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+            "to": to_echo,
+            "uri": f"{uri}.json",
+        },
+    )
+
+
+def _e164(address: str) -> str | None:
+    from crossroute import ids
+
+    try:
+        return ids.e164(address) if address else None
+    except ids.InvalidIdentifier:
+        return None
+
+
+def _validate(
+    channel: TwilioChannel,
+    params: dict[str, str],
+    raw_to: str,
+    raw_from: str,
+    service: str,
+    to: str | None,
+    body: str,
+    media: list[str],
+    content_sid: str,
+) -> str:
+    """Twilio's checks, in Twilio's order; returns the sender reported in status callbacks."""
+    if not raw_to:
+        raise _Refused(21604)
+    if not raw_from and not service:
+        raise _Refused(21603)
+    if not body and not media and not content_sid:
+        raise _Refused(21602)
+    if len(body) > MAX_BODY:
+        raise _Refused(21617)
+    to_whatsapp = raw_to.startswith(WHATSAPP)
+    if raw_from and raw_from.startswith(WHATSAPP) != to_whatsapp:
+        raise _Refused(21910)
+    if to is None:
+        raise _Refused(21211, f"The 'To' number {raw_to} is not a valid phone number.")
+    if service and service not in channel.messaging_service_sids:
+        raise _Refused(21705)
+    senders = channel.whatsapp_senders if to_whatsapp else channel.sms_numbers
+    if raw_from and raw_from not in senders:
+        raise _Refused(21606)
+    callback = params.get("StatusCallback", "").strip()
+    if callback and (urlsplit(callback).scheme not in ("http", "https") or not urlsplit(callback).netloc):
+        raise _Refused(21609)
+    # A messaging service picks a sender from its pool: the account's first number of that channel.
+    return raw_from or next(iter(senders), "")
+
+
+def _plan(behaviour: Behaviour) -> list[tuple[str, int | None]]:
+    """The status callbacks to post, in order (Twilio posts none for the initial queued/accepted)."""
+    code = behaviour.error_code
+    status = behaviour.status or (
+        ("failed" if code in FAILED_CODES else "undelivered") if code else "delivered"
+    )
+    if status == "failed":
+        return [("failed", code or 30001)]
+    if status == "undelivered":
+        return [("sent", None), ("undelivered", code or 30003)]
+    ladder = ("sent", "delivered", "read")
+    return [(s, None) for s in ladder[: ladder.index(status) + 1]]
+
+
+def _callback(auth_token: str, url: str, form: dict[str, str]) -> Any:
+    def build() -> tuple[bytes, dict[str, str]]:
+        return urlencode(form).encode(), {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": twilio_signature(auth_token, url, form),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+
+    return build

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,19 +285,27 @@ def test_when_the_queue_cannot_store_the_event_the_provider_gets_a_5xx(
 
 
 def test_no_phone_number_bsuid_username_or_body_reaches_the_logs(
-    whatsapp: ModuleType, twilio_fn: ModuleType, queued: Any, caplog: pytest.LogCaptureFixture
+    whatsapp: ModuleType, twilio_fn: ModuleType, queued: Any
 ) -> None:
-    caplog.set_level("INFO")
-    for name in ("meta_text_phone_and_bsuid.json", "meta_text_bsuid_only.json"):
-        assert _call(whatsapp, _meta_post(fixture_bytes(name)))["statusCode"] == 200
-    _call(whatsapp, _meta_post(_UNKNOWN))
-    assert (
-        _call(twilio_fn, _twilio_post(fixture_bytes("twilio_whatsapp_inbound_bsuid.form")))["statusCode"]
-        == 200
-    )
-    # Formatted as deployed: Powertools' JSON formatter, extra keys included.
+    # Capture on the service's own logger, formatted as deployed (Powertools' JSON, extra keys
+    # included), at INFO whatever other tests did to logging.
+    service = logging.getLogger(whatsapp.logger.name)
     formatter = whatsapp.logger.registered_formatter
-    logs = "\n".join(formatter.format(record) for record in caplog.records)
+    lines: list[str] = []
+    handler = logging.Handler(level=logging.INFO)
+    handler.emit = lambda record: lines.append(formatter.format(record))  # type: ignore[method-assign]
+    level, service.level = service.level, logging.INFO
+    service.addHandler(handler)
+    try:
+        for name in ("meta_text_phone_and_bsuid.json", "meta_text_bsuid_only.json"):
+            assert _call(whatsapp, _meta_post(fixture_bytes(name)))["statusCode"] == 200
+        _call(whatsapp, _meta_post(_UNKNOWN))
+        form = fixture_bytes("twilio_whatsapp_inbound_bsuid.form")
+        assert _call(twilio_fn, _twilio_post(form))["statusCode"] == 200
+    finally:
+        service.removeHandler(handler)
+        service.level = level
+    logs = "\n".join(lines)
     assert "webhook queued" in logs and "unknown_channel" in logs
     for secret in (
         "5511987654321",

@@ -60,7 +60,7 @@ class MessageRecord:
     tenant: str
     provider: str
     message_id: str
-    customer_id: str
+    customer_id: str | None  # None: sent to a phone no customer holds (no timeline)
     direction: str  # "in" | "out"
     channel: str
     business: str
@@ -70,6 +70,7 @@ class MessageRecord:
     historical: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
     published: list[dict[str, Any]] = field(default_factory=list)
+    request_key: str | None = None  # the send request's idempotency key, for a message crossroute sent
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,8 @@ class DynamoIdentityStore:
                     tx.save(_event_item(tenant, event))
                 if message is not None:
                     tx.update(
-                        _message_shell(message),
-                        _message_actions(message),
+                        message_shell(message),
+                        message_actions(message),
                         MessageItem.direction.does_not_exist(),
                     )
         except TransactWriteError as exc:
@@ -219,10 +220,12 @@ class DynamoIdentityStore:
         ]
         before = self.message(update.tenant, update.provider, update.message_id)
         previous = before.status if before else None
+        # Up the ladder; on the same rung (queued after accepted, failed or undelivered) the later wins.
+        forward = (MessageItem.status_rank < rank) | (
+            (MessageItem.status_rank == rank) & (MessageItem.status_at < update.at)
+        )
         try:
-            item.update(
-                actions, condition=MessageItem.status_rank.does_not_exist() | (MessageItem.status_rank < rank)
-            )
+            item.update(actions, condition=MessageItem.status_rank.does_not_exist() | forward)
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return StatusOutcome(
@@ -353,17 +356,24 @@ def _event_item(tenant: str, event: IdentityEvent) -> IdentityEventItem:
     )
 
 
-def _message_shell(message: MessageRecord) -> MessageItem:
+def message_shell(message: MessageRecord) -> MessageItem:
     return MessageItem(message_pk(message.tenant, message.provider, message.message_id), MSG)
 
 
-def _message_actions(message: MessageRecord) -> list[Action]:
+def message_actions(message: MessageRecord) -> list[Action]:
     when = message.sent_at.isoformat()
+    timeline = (
+        [
+            MessageItem.gsi1pk.set(customer_pk(message.tenant, message.customer_id)),
+            MessageItem.gsi1sk.set(f"{when}#message#{message.provider}#{message.message_id}"),
+            MessageItem.customer_id.set(message.customer_id),
+        ]
+        if message.customer_id
+        else []
+    )
     return [
         MessageItem.type.set(MessageItem),
-        MessageItem.gsi1pk.set(customer_pk(message.tenant, message.customer_id)),
-        MessageItem.gsi1sk.set(f"{when}#message#{message.provider}#{message.message_id}"),
-        MessageItem.customer_id.set(message.customer_id),
+        *timeline,
         MessageItem.tenant.set(message.tenant),
         MessageItem.provider.set(message.provider),
         MessageItem.message_id.set(message.message_id),
@@ -376,4 +386,5 @@ def _message_actions(message: MessageRecord) -> list[Action]:
         MessageItem.raw.set(json.dumps(message.raw, sort_keys=True, default=str)),
         MessageItem.published.set(json.dumps(message.published, sort_keys=True, default=str)),
         *([MessageItem.text.set(message.text)] if message.text is not None else []),
+        *([MessageItem.request_key.set(message.request_key)] if message.request_key else []),
     ]

@@ -145,6 +145,7 @@ class MessageItem(TableItem, discriminator="message"):
     errors = UnicodeAttribute(null=True)  # JSON list of {code, title, detail}
     raw = UnicodeAttribute(null=True)  # JSON: the provider's item, kept whole
     published = UnicodeAttribute(null=True)  # JSON: the events this message caused, replayed on redelivery
+    request_key = UnicodeAttribute(null=True)  # a message crossroute sent: its send request's key
 
 
 class UnrecognisedItem(TableItem, discriminator="unrecognised"):

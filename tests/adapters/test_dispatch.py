@@ -1,0 +1,185 @@
+"""Send requests through the dispatch use case against DynamoDB (moto), with scripted provider senders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from crossroute.channels import Outbound, SendFailed, Sent
+from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
+from crossroute.routing.policy import TenantChannels
+from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.store.sends import DynamoSendStore
+from tests.adapters.conftest import ListPublisher
+from tests.adapters.test_ingest import Harness
+
+ANA_SENT_AT = datetime.fromtimestamp(1779868800, UTC)  # meta_text_phone_and_bsuid.json
+IN_WINDOW, AFTER_WINDOW = ANA_SENT_AT + timedelta(hours=1), ANA_SENT_AT + timedelta(days=2)
+
+
+class ScriptedSender:
+    """Answers each send with the next scripted result (a ``SendFailed`` is raised); records every call."""
+
+    def __init__(self, provider: str, *script: SendFailed) -> None:
+        self.provider = provider
+        self.script = list(script)
+        self.calls: list[Outbound] = []
+
+    def send(self, message: Outbound) -> Sent:
+        self.calls.append(message)
+        if self.script:
+            raise self.script.pop(0)
+        return Sent(self.provider, f"{'wamid.' if self.provider == 'meta' else 'SM'}{len(self.calls)}")  # type: ignore[arg-type]
+
+
+class World:
+    def __init__(self, now: datetime) -> None:
+        self.ingest = Harness()
+        self.whatsapp = ScriptedSender("meta")
+        self.sms = ScriptedSender("twilio")
+        self.bus = ListPublisher()
+        self.now = now
+        channels = TenantChannels("100000000000001", "+15550100002")
+        setup = TenantSetup(channels, {"whatsapp": self.whatsapp, "sms": self.sms})
+        self.dispatch = Dispatch(
+            DynamoIdentityStore(),
+            DynamoSendStore(),
+            lambda tenant: setup if tenant == "demo" else None,
+            self.bus,
+            clock=lambda: self.now,
+        )
+
+    def ana(self) -> str:
+        self.ingest.meta("meta_text_phone_and_bsuid.json")
+        return str(self.ingest.by("bsuid", "BR.1502576394655843").id)
+
+
+@pytest.fixture
+def world(table: str) -> World:
+    return World(IN_WINDOW)
+
+
+def request(key: str = "order-42-shipped", **fields: Any) -> dict[str, Any]:
+    return {"tenant": "demo", "idempotency_key": key, "text": "Your order has shipped", **fields}
+
+
+TEMPLATE = {"name": "order_shipped", "language": "en_US", "category": "utility", "components": []}
+
+
+def test_inside_the_window_a_text_goes_out_on_whatsapp_to_the_phone(world: World) -> None:
+    customer = world.ana()
+    result = world.dispatch.send(request(to={"customer_id": customer}))
+    (sent,) = world.whatsapp.calls
+    assert (sent.to, sent.recipient, sent.text) == ("+5511987654321", None, "Your order has shipped")
+    assert world.sms.calls == [] and result.sent == {"whatsapp": "wamid.1"}
+    (routed,) = world.bus.of("MessageRouted")
+    assert routed["reason"] == "whatsapp.window_open" and routed["request_id"] == result.request_id
+    outbound = world.ingest.store.message("demo", "meta", "wamid.1")
+    assert outbound and outbound.direction == "out" and outbound.customer_id == customer
+    assert outbound.request_key == "order-42-shipped"
+
+
+def test_the_same_key_again_is_the_same_request_and_no_second_message(world: World) -> None:
+    customer = world.ana()
+    first = world.dispatch.send(request(to={"customer_id": customer}))
+    again = world.dispatch.send(request(to={"customer_id": customer}))
+    assert again.request_id == first.request_id and len(world.whatsapp.calls) == 1
+
+
+def test_after_the_window_without_a_template_it_goes_by_sms(world: World) -> None:
+    customer = world.ana()
+    world.now = AFTER_WINDOW
+    result = world.dispatch.send(request(to={"customer_id": customer}))
+    assert world.whatsapp.calls == [] and result.sent == {"sms": "SM1"}
+    assert world.sms.calls[0].to == "+5511987654321"
+    (routed,) = world.bus.of("MessageRouted")
+    assert [d["reason"] for d in routed["decision"]] == [
+        "whatsapp.window_closed_no_template",
+        "sms.current_phone",
+    ]
+
+
+def test_a_definite_whatsapp_failure_falls_back_to_sms_once(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "fallback", 131026, "undeliverable"))
+    result = world.dispatch.send(request(to={"customer_id": customer}, template=TEMPLATE))
+    assert result.sent == {"sms": "SM1"} and len(world.whatsapp.calls) == 1
+    world.dispatch.send(request(to={"customer_id": customer}, template=TEMPLATE))  # a redelivery
+    assert len(world.sms.calls) == 1 and len(world.whatsapp.calls) == 1
+
+
+def test_a_throttled_send_is_retried_later_and_then_sent_once(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "retry", 130429, "throughput"))
+    with pytest.raises(RetryLater):
+        world.dispatch.send(request(to={"customer_id": customer}))
+    result = world.dispatch.send(request(to={"customer_id": customer}))  # the queue redelivers
+    assert result.sent == {"whatsapp": "wamid.2"} and len(world.whatsapp.calls) == 2
+    assert world.sms.calls == []
+
+
+def test_an_unknown_outcome_is_never_sent_again_anywhere(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "unknown", None, "read timeout"))
+    result = world.dispatch.send(request(to={"customer_id": customer}))
+    assert result.undeliverable and world.sms.calls == []
+    world.dispatch.send(request(to={"customer_id": customer}))
+    assert len(world.whatsapp.calls) == 1 and world.sms.calls == []
+
+
+def test_nothing_qualifies_nothing_is_sent_and_the_reasons_are_published(world: World) -> None:
+    result = world.dispatch.send(request(to={"bsuid": "US.404"}))
+    assert result.undeliverable and world.whatsapp.calls == world.sms.calls == []
+    (undeliverable,) = world.bus.of("MessageUndeliverable")
+    assert [d["reason"] for d in undeliverable["decision"]] == ["whatsapp.unknown_bsuid", "sms.no_phone"]
+
+
+def test_an_unknown_phone_may_still_get_an_sms(world: World) -> None:
+    result = world.dispatch.send(request(to={"phone": "+14155550100"}, channels=["sms"]))
+    assert result.sent == {"sms": "SM1"} and world.sms.calls[0].to == "+14155550100"
+
+
+def test_r7_a_later_whatsapp_failure_gets_exactly_one_sms(world: World) -> None:
+    customer = world.ana()
+    world.dispatch.send(request(to={"customer_id": customer}))
+    assert world.sms.calls == []
+    first = world.dispatch.fallback("demo", "meta", "wamid.1", 131026)
+    again = world.dispatch.fallback("demo", "meta", "wamid.1", 131026)
+    assert first.sent == {"sms": "SM1"} and again.sent.get("sms") in (None, "SM1")
+    assert len(world.sms.calls) == 1
+    routed = world.bus.of("MessageRouted")[-1]
+    assert routed["channel"] == "sms" and routed["reason"] == "fallback.whatsapp_failed.131026"
+
+
+def test_r7_not_for_a_code_that_does_not_mean_unreachable(world: World) -> None:
+    customer = world.ana()
+    world.dispatch.send(request(to={"customer_id": customer}))
+    assert world.dispatch.fallback("demo", "meta", "wamid.1", 132001).sent == {}
+    assert world.sms.calls == []
+
+
+def test_r7_no_sms_to_an_opted_out_phone(world: World) -> None:
+    customer = world.ana()
+    world.dispatch.send(request(to={"customer_id": customer}))
+    stop = (
+        b"MessageSid=SMstop&AccountSid=AC00000000000000000000000000000000&From=%2B5511987654321"
+        b"&To=%2B15550100002&Body=STOP"
+    )
+    from crossroute.inbound_queue import QueuedEvent
+
+    world.ingest.body(
+        QueuedEvent.build(tenant="demo", sender="x", kind="twilio.message", content={"form": stop.decode()})
+    )
+    result = world.dispatch.fallback("demo", "meta", "wamid.1", 131026)
+    assert result.undeliverable and world.sms.calls == []
+    reasons = [d["reason"] for d in world.bus.of("MessageUndeliverable")[-1]["decision"]]
+    assert "sms.opted_out" in reasons and "fallback.whatsapp_failed.131026" in reasons
+
+
+def test_an_invalid_request_from_a_queue_is_reported_not_retried(world: World) -> None:
+    result = world.dispatch.send({"tenant": "demo", "to": {"phone": "nope"}})
+    assert result.undeliverable and result.request_id is None
+    (undeliverable,) = world.bus.of("MessageUndeliverable")
+    assert undeliverable["reason"] == "request.invalid" and undeliverable["problems"]

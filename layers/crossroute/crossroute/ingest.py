@@ -147,8 +147,7 @@ class Ingest:
             outcome.unattributed += 1
             logger.warning("message without a usable sender id", extra={"provider": message.provider})
             return []
-        holders = self._store.holders(message.tenant, claim.keys)
-        resolution = resolve(message.tenant, claim, holders, self._new_id)
+        holders, resolution = self._claimed(message.tenant, claim)
         customers, versions = _with_target_change(resolution, holders, lambda c: observe_message(c, message))
         published = [
             _received(message, resolution.customer_id),
@@ -178,8 +177,7 @@ class Ingest:
         if claim is None:
             outcome.unattributed += 1
             return []
-        holders = self._store.holders(echo.tenant, claim.keys)
-        resolution = resolve(echo.tenant, claim, holders, self._new_id)
+        _, resolution = self._claimed(echo.tenant, claim)
         published = _identity_events(echo.tenant, resolution)
         record = MessageRecord(
             tenant=echo.tenant,
@@ -239,8 +237,9 @@ class Ingest:
             previous_phone=change.previous.phone,
             parent_bsuid=change.current.parent_bsuid,
         )
-        holders = self._store.holders(change.tenant, cause.keys)
-        resolution = change_number(change.tenant, cause, holders, self._new_id)
+        _, resolution = self._decide(
+            change.tenant, cause.keys, lambda h: change_number(change.tenant, cause, h, self._new_id)
+        )
         published = _identity_events(change.tenant, resolution)
         record = MessageRecord(
             tenant=change.tenant,
@@ -269,13 +268,28 @@ class Ingest:
     def _identity_only(
         self, tenant: str, claim: Claim, observe: Callable[[Customer], Customer]
     ) -> list[BusEvent]:
-        holders = self._store.holders(tenant, claim.keys)
-        resolution = resolve(tenant, claim, holders, self._new_id)
+        holders, resolution = self._claimed(tenant, claim)
         customers, versions = _with_target_change(resolution, holders, observe)
         if not customers and not resolution.key_owners:
             return []
         self._store.commit(tenant, customers, versions, resolution.key_owners, resolution.events)
         return _identity_events(tenant, resolution)
+
+    def _claimed(self, tenant: str, claim: Claim) -> tuple[dict[Key, Customer], Resolution]:
+        return self._decide(tenant, claim.keys, lambda h: resolve(tenant, claim, h, self._new_id))
+
+    def _decide(
+        self, tenant: str, keys: Sequence[Key], decide: Callable[[dict[Key, Customer]], Resolution]
+    ) -> tuple[dict[Key, Customer], Resolution]:
+        """Read who holds ``keys`` and decide. A merge moves every key the merged-away customer holds,
+        so when one happens, read the keys the event did not name as well and decide again."""
+        holders = self._store.holders(tenant, keys)
+        resolution = decide(holders)
+        unread = {k for c in holders.values() for k in c.keys} - holders.keys()
+        if unread and any(e.kind == "merged" for e in resolution.events):
+            holders = {**self._store.holders(tenant, sorted(unread, key=str)), **holders}
+            resolution = decide(holders)
+        return holders, resolution
 
     def _commit(
         self,

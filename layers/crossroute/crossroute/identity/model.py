@@ -52,7 +52,8 @@ class Customer:
     username: str | None = None
     name: str | None = None
     # When the attribute above was last set, by provider time: the latest event wins, whatever the order.
-    profile_at: datetime | None = None
+    profile_at: datetime | None = None  # the name's time
+    username_at: datetime | None = None  # the username's: an event may carry one without the other
     sms_opted_out: bool = False
     sms_opt_at: datetime | None = None
     marketing_opted_out: bool = False

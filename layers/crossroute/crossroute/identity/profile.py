@@ -33,14 +33,13 @@ def observe_message(customer: Customer, message: InboundMessage) -> Customer:
     """The customer after ``message``: profile attributes, WhatsApp window, SMS opt-out."""
     updated = customer
     sender = message.sender
-    if (sender.username or sender.name) and _newer(message.sent_at, customer.profile_at):
-        updated = replace(
-            updated,
-            username=sender.username or updated.username,
-            name=sender.name or updated.name,
-            profile_at=message.sent_at,
-        )
-    if sender.parent_bsuid and updated.parent_bsuid != sender.parent_bsuid:
+    # Each attribute keeps its own time: an event without a username says nothing about it.
+    if sender.name and _newer(message.sent_at, customer.profile_at):
+        updated = replace(updated, name=sender.name, profile_at=message.sent_at)
+    if sender.username and _newer(message.sent_at, customer.username_at):
+        updated = replace(updated, username=sender.username, username_at=message.sent_at)
+    current = sender.bsuid is not None and sender.bsuid == updated.current_bsuid()
+    if sender.parent_bsuid and current and updated.parent_bsuid != sender.parent_bsuid:
         updated = replace(updated, parent_bsuid=sender.parent_bsuid)
     if message.channel == "whatsapp" and not message.historical:
         last = updated.whatsapp_last_inbound.get(message.business)

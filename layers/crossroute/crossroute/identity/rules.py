@@ -20,6 +20,11 @@ from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, P
 WHATSAPP_SOURCES = frozenset({"meta.message", "meta.contact_request", "meta.state_sync", "twilio.whatsapp"})
 
 
+def whatsapp_source(source: str) -> bool:
+    """Also a number change's own source (``meta.user_changed_number``, ...): it names a WhatsApp number."""
+    return source in WHATSAPP_SOURCES or source.startswith("meta.")
+
+
 @dataclass(frozen=True)
 class Claim:
     """Identifiers one provider event attests for one person, at the provider's time."""
@@ -56,6 +61,7 @@ class NumberChange:
     phone: str | None = None
     previous_bsuid: str | None = None
     previous_phone: str | None = None
+    parent_bsuid: str | None = None  # the parent of ``bsuid`` (None: not given)
 
     @property
     def keys(self) -> list[Key]:
@@ -169,13 +175,20 @@ def change_number(
 ) -> Resolution:
     """I7: the customer keeps its id and history, gains the new BSUID (and phone); the old phone is stale."""
     work = _Working(holders, new_id, change.at)
-    previous = [Key("bsuid", change.previous_bsuid)] if change.previous_bsuid else []
-    previous += [Key("phone", change.previous_phone)] if change.previous_phone else []
-    target = next((c for k in previous if (c := work.holder(k))), None)
+    target = work.holder(Key("bsuid", change.previous_bsuid)) if change.previous_bsuid else None
+    by_phone = work.holder(Key("phone", change.previous_phone)) if change.previous_phone else None
+    if target is None and by_phone and by_phone.current_bsuid() in (None, change.bsuid):
+        target = by_phone  # not when another WhatsApp user has the old number by now (I6)
     if target is None:
         target = work.holder(Key("bsuid", change.bsuid)) or work.create(tenant, change)
     if change.previous_bsuid and work.holder(Key("bsuid", change.previous_bsuid)) in (None, target):
         target = _attach_bsuid(work, target, change.previous_bsuid, change, status="previous")
+    old_holder = work.holder(Key("phone", change.previous_phone)) if change.previous_phone else None
+    if old_holder and old_holder.id != target.id and old_holder.current_bsuid() is None:
+        record = old_holder.phone(change.previous_phone or "")
+        if record and record.status == "current":
+            # I4: Meta attests the old number was this user's; its customer without a BSUID is them.
+            target = _merge(work, old_holder, target, change)
     claim = Claim(
         at=change.at, source=change.source, event_id=change.event_id, phone=change.phone, bsuid=change.bsuid
     )
@@ -186,14 +199,28 @@ def change_number(
     target = _attach_bsuid(work, target, change.bsuid, change, status="current", rotate=True)
     if change.previous_phone and work.holder(Key("phone", change.previous_phone)) in (None, target):
         target = _attach_phone(work, target, change.previous_phone, None, change)
+    elif change.previous_phone:
+        # The old number already went to another WhatsApp user (I6): a stale copy, or it moves here
+        # if that user's attestation is older than this change.
+        old = Claim(
+            change.at, change.source, change.event_id, change.previous_phone, bsuid=change.previous_bsuid
+        )
+        target = _take_phone(work, target, old, work.holder(old.phone_key))
     # The number the user left is never used for SMS again; other numbers (say, a landline) stay.
+    # A WhatsApp number attested after the change (with the new id) was not left: keep it.
+    # A stale number keeps the change's time: it was the customer's until then.
     for record in target.phones:
-        left = record.e164 == change.previous_phone or record.source in WHATSAPP_SOURCES
+        whatsapp = whatsapp_source(record.source) and record.at < change.at
+        left = record.e164 == change.previous_phone or whatsapp
         if left and record.status == "current" and record.e164 != change.phone:
-            target = work.put(target.with_phone_status(record.e164, "stale"))
+            stale = replace(record, status="stale", at=max(record.at, change.at))
+            target = work.put(target.with_phone(stale))
             work.note(target.id, "phone_stale", change, phone=record.e164)
     if change.phone:
         target = _link_phone(work, target, claim)
+    if target.current_bsuid() == change.bsuid and target.parent_bsuid != change.parent_bsuid:
+        # The parent goes with the current BSUID: the old id's parent is not the new id's.
+        target = work.put(replace(target, parent_bsuid=change.parent_bsuid))
     work.note(target.id, "number_changed", change, bsuid=change.bsuid, previous_bsuid=change.previous_bsuid)
     return work.resolution(target.id)
 
@@ -205,12 +232,16 @@ def _claim(work: _Working, tenant: str, claim: Claim) -> Customer:
             # I4: a phone whose customer has no BSUID of its own is the same person: the BSUID joins it.
             target = _bsuid_less_holder(work, claim) or work.create(tenant, claim)
             target = _attach_bsuid(work, target, claim.bsuid, claim, status="current")
+        else:  # keep when it was first seen, whatever the order (a later number change outranks it)
+            target = _attach_bsuid(work, target, claim.bsuid, claim, status="previous")
     else:
         target = _phone_only(work, tenant, claim)
     if claim.phone and claim.bsuid:
         target = _link_phone(work, target, claim)
-    if claim.parent_bsuid and target.parent_bsuid != claim.parent_bsuid:
-        target = work.put(replace(target, parent_bsuid=claim.parent_bsuid))
+    parent = claim.parent_bsuid
+    if parent and claim.bsuid == target.current_bsuid() and target.parent_bsuid != parent:
+        # Only next to the current BSUID: an old event's parent is the parent of an old id.
+        target = work.put(replace(target, parent_bsuid=parent))
     return work.customers[target.id]
 
 
@@ -241,14 +272,14 @@ def _link_phone(work: _Working, target: Customer, claim: Claim) -> Customer:
     if holder is None:
         return _attach_phone(work, target, claim.phone, claim.phone_raw, claim)
     if holder.id == target.id:
-        return _refresh_phone(work, target, claim)
+        return _unless_left(work, _refresh_phone(work, target, claim), claim)
     record = holder.phone(claim.phone)
     holder_bsuid = holder.current_bsuid()
     if holder_bsuid is None and record is not None and record.status == "current":
         # I4: the phone's customer has no BSUID of its own: the same person, two profiles. Merge.
-        return _merge(work, holder, target, claim)
+        return _unless_left(work, _refresh_phone(work, _merge(work, holder, target, claim), claim), claim)
     # I6: the number belongs to another WhatsApp user now (or did, later than this event says).
-    return _take_phone(work, target, claim, holder)
+    return _unless_left(work, _take_phone(work, target, claim, holder), claim)
 
 
 def _take_phone(work: _Working, target: Customer, claim: Claim, holder: Customer | None) -> Customer:
@@ -278,11 +309,29 @@ def _attach_phone(
     if target.phone(phone):
         return target
     # A phone seen with a BSUID the customer has since replaced is an old number: stale from the start.
-    old_id = isinstance(cause, Claim) and cause.bsuid and cause.bsuid != target.current_bsuid()
-    status: PhoneStatus = "stale" if old_id and target.current_bsuid() else "current"
+    left = _left_at(target, cause) if isinstance(cause, Claim) else None
+    status: PhoneStatus = "stale" if left else "current"
     work.assign(Key("phone", phone), target.id)
     work.note(target.id, "linked", cause, key="phone", value=phone)
-    return work.put(target.with_phone(PhoneRecord(phone, status, cause.source, cause.at, raw)))
+    at = max(cause.at, left) if left else cause.at
+    return work.put(target.with_phone(PhoneRecord(phone, status, cause.source, at, raw)))
+
+
+def _left_at(target: Customer, claim: Claim) -> datetime | None:
+    """When the claim's BSUID was replaced on ``target`` (its current one's first sighting), if it was."""
+    current = next((b for b in target.bsuids if b.status == "current"), None)
+    if current is None or claim.bsuid is None or claim.bsuid == current.id:
+        return None
+    return current.at
+
+
+def _unless_left(work: _Working, target: Customer, claim: Claim) -> Customer:
+    """I7 whatever the order: a number last seen with an id the customer has since replaced was left."""
+    left = _left_at(target, claim)
+    record = target.phone(claim.phone or "")
+    if left is None or record is None or record.status != "current" or record.at >= left:
+        return target
+    return work.put(target.with_phone(replace(record, status="stale", at=left)))
 
 
 def _attach_bsuid(
@@ -303,18 +352,29 @@ def _attach_bsuid(
     outranked = current is not None and current.id != bsuid and (not rotate or current.at > cause.at)
     if status == "current" and outranked:
         status = "previous"
-    if existing and (existing.status == status or status == "previous"):
+    first_seen = min(existing.at, cause.at) if existing else cause.at
+    if existing and (existing.status == status or status == "previous") and existing.at == first_seen:
         return target
-    return work.put(target.with_bsuid(BsuidRecord(bsuid, status, existing.at if existing else cause.at)))
+    if existing and status == "previous":
+        status = existing.status
+    return work.put(target.with_bsuid(BsuidRecord(bsuid, status, first_seen)))
 
 
 def _refresh_phone(work: _Working, target: Customer, claim: Claim) -> Customer:
-    """The holder attests the number again: keep its newest attestation time."""
+    """The holder attests the number again: keep its newest attestation time, and that it is a WhatsApp
+    number once any WhatsApp event said so (a number change leaves those behind), whatever the order."""
     assert claim.phone
     record = target.phone(claim.phone)
-    if record is None or record.at >= claim.at:
+    if record is None:
         return target
-    return work.put(target.with_phone(replace(record, at=claim.at)))
+    refreshed = replace(record, at=max(record.at, claim.at))
+    if whatsapp_source(claim.source) and not whatsapp_source(record.source):
+        refreshed = replace(refreshed, source=claim.source)
+    again = claim.bsuid is not None and claim.bsuid == target.current_bsuid()
+    if record.status == "stale" and claim.at > record.at and again:
+        # Seen with the current id after it went stale: the number was not left after all.
+        refreshed = replace(refreshed, status="current")
+    return target if refreshed == record else work.put(target.with_phone(refreshed))
 
 
 def _merge(
@@ -326,7 +386,7 @@ def _merge(
     survivor, loser = (a, b) if a.id == survivor_id else (b, a)
     merged = survivor
     for record in loser.phones:
-        merged = merged.with_phone(record)
+        merged = merged.with_phone(_combined_phone(work, merged.phone(record.e164), record, loser.id))
     for bsuid in loser.bsuids:
         current = next((x for x in merged.bsuids if x.status == "current"), None)
         keep_current = bsuid.status == "current" and (current is None or bsuid.at > current.at)
@@ -334,7 +394,9 @@ def _merge(
     merged = _merge_attributes(merged, loser)
     merged = replace(merged, merged_from=(*merged.merged_from, loser.id, *loser.merged_from))
     for key in loser.keys:
-        work.assign(key, survivor.id)
+        # Not a phone that moved out of the loser (I6): that key is someone else's.
+        if work.holder_of.get(key, loser.id) == loser.id:
+            work.assign(key, survivor.id)
     tombstone = replace(loser, phones=(), bsuids=(), merged_into=survivor.id, merged_from=())
     work.put(tombstone)
     work.note(survivor.id, "merged", cause, merged_from=loser.id)
@@ -342,12 +404,27 @@ def _merge(
     return work.put(merged)
 
 
+def _combined_phone(
+    work: _Working, mine: PhoneRecord | None, theirs: PhoneRecord, loser_id: str
+) -> PhoneRecord:
+    """One number on both sides of a merge: the side holding its key says whether it is current (the
+    other has a stale copy, I6); the newest attestation and a WhatsApp source are kept either way."""
+    if mine is None:
+        return theirs
+    base = theirs if work.holder_of.get(Key("phone", theirs.e164)) == loser_id else mine
+    other = mine if base is theirs else theirs
+    upgrade = whatsapp_source(other.source) and not whatsapp_source(base.source)
+    source = other.source if upgrade else base.source
+    return replace(base, at=max(mine.at, theirs.at), source=source)
+
+
 def _merge_attributes(survivor: Customer, loser: Customer) -> Customer:
     """Latest-wins attributes take the newer side; windows take the later message per business number."""
     merged = survivor
     if _later(loser.profile_at, survivor.profile_at):
-        merged = replace(merged, username=loser.username or merged.username, name=loser.name or merged.name)
-        merged = replace(merged, profile_at=loser.profile_at)
+        merged = replace(merged, name=loser.name or merged.name, profile_at=loser.profile_at)
+    if _later(loser.username_at, survivor.username_at):
+        merged = replace(merged, username=loser.username or merged.username, username_at=loser.username_at)
     if _later(loser.sms_opt_at, survivor.sms_opt_at):
         merged = replace(merged, sms_opted_out=loser.sms_opted_out, sms_opt_at=loser.sms_opt_at)
     if _later(loser.marketing_opt_at, survivor.marketing_opt_at):
@@ -357,7 +434,9 @@ def _merge_attributes(survivor: Customer, loser: Customer) -> Customer:
     windows = dict(survivor.whatsapp_last_inbound)
     for business, at in loser.whatsapp_last_inbound.items():
         windows[business] = max(at, windows.get(business, at))
-    parent = merged.parent_bsuid or loser.parent_bsuid
+    # The parent goes with the current BSUID, whichever side it came from.
+    current = merged.current_bsuid()
+    parent = loser.parent_bsuid if current and loser.bsuid(current) else survivor.parent_bsuid
     return replace(
         merged,
         whatsapp_last_inbound=windows,

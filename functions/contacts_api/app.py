@@ -1,5 +1,11 @@
-"""Read API (IAM-authorised when deployed): a contact by phone, BSUID or id; its timeline; erasure (I10)."""
+"""The HTTP API (IAM-authorised when deployed): contacts by phone, BSUID or id, their timeline, erasure
+(I10), and ``POST /messages`` - a send request, answered with its ``request_id`` and queued for dispatch."""
 
+import json
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
@@ -9,14 +15,18 @@ from crossroute import ids
 from crossroute.config import RegistrySource, require_env
 from crossroute.contacts import contact_view, timeline_entry
 from crossroute.identity.model import Customer, Key
+from crossroute.routing.request import InvalidRequest, parse_send_request
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.store.sends import DynamoSendStore
 
 logger = Logger()
 app = APIGatewayHttpResolver()
 tables.bind(require_env("TABLE_NAME"))
 store = DynamoIdentityStore()
 registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
+sends = DynamoSendStore()
+sqs = boto3.client("sqs")
 
 
 def _tenant() -> str:
@@ -82,6 +92,37 @@ def erase(customer_id: str) -> Response[str]:
     deleted = store.erase(tenant, _customer(tenant, customer_id))
     logger.info("contact erased", extra={"tenant": tenant, "items": deleted})
     return Response(204, "application/json", "")
+
+
+@app.post("/messages")
+def post_message() -> Response[str]:
+    """Contract §7: 202 with the request id; the same idempotency key again answers the same id."""
+    try:
+        doc = json.loads(app.current_event.decoded_body or "")
+    except ValueError:
+        raise BadRequestError("the body must be a JSON send request") from None
+    if isinstance(doc, dict) and not doc.get("tenant"):
+        doc = {**doc, "tenant": _tenant()}
+    tenant = doc.get("tenant") if isinstance(doc, dict) else None
+    if tenant not in {t.id for t in registry.get().tenants}:
+        raise NotFoundError("unknown tenant")
+    try:
+        request = parse_send_request(doc, default_region=_region(str(tenant)))
+    except InvalidRequest as exc:
+        return Response(
+            400, "application/json", json.dumps({"message": "invalid send request", "errors": exc.problems})
+        )
+    request_id = sends.accept(
+        tenant=request.tenant,
+        key=request.idempotency_key,
+        request_id=uuid4().hex,
+        request=request.raw,
+        now=datetime.now(UTC),
+    )
+    # Queued after it is recorded: a retry of this POST queues it again, and dispatch is idempotent.
+    sqs.send_message(QueueUrl=require_env("SEND_QUEUE_URL"), MessageBody=json.dumps(request.raw))
+    logger.info("send request queued", extra={"tenant": request.tenant, "request_id": request_id})
+    return Response(202, "application/json", json.dumps({"request_id": request_id}))
 
 
 def _region(tenant: str) -> str:

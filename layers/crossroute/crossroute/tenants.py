@@ -3,7 +3,7 @@
 Deployed, the registry is one JSON document in Secrets Manager (template resource ``TenantsSecret``)::
 
     {"tenants": {"demo": {
-        "default_region": "US",
+        "default_region": "US", "channel_preference": ["whatsapp", "sms"],
         "meta": {"app_secret": "...", "verify_token": "...", "access_token": "...",
                  "waba_id": "100000000000000",
                  "phone_numbers": [{"phone_number_id": "100000000000001",
@@ -57,6 +57,7 @@ class Tenant:
     default_region: str = "US"
     meta: MetaChannel | None = None
     twilio: TwilioChannel | None = None
+    channel_preference: tuple[str, ...] = ("whatsapp", "sms")  # when a send request names no order
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,15 @@ def _tenant(tenant_id: str, doc: dict[str, Any]) -> Tenant:
     region = doc.get("default_region", "US")
     if not (isinstance(region, str) and len(region) == 2 and region.isalpha() and region.isupper()):
         raise RegistryError(f"{where}.default_region: expected an ISO 3166 alpha-2 code like 'US'")
-    return Tenant(id=tenant_id, default_region=region, meta=meta, twilio=twilio)
+    preference = doc.get("channel_preference", ["whatsapp", "sms"])
+    if (
+        not isinstance(preference, list)
+        or not preference
+        or not set(preference) <= {"whatsapp", "sms"}
+        or len(set(preference)) != len(preference)
+    ):
+        raise RegistryError(f"{where}.channel_preference: a list of distinct 'whatsapp', 'sms'")
+    return Tenant(tenant_id, region, meta, twilio, tuple(preference))
 
 
 def _meta_number(doc: dict[str, Any], where: str) -> MetaNumber:

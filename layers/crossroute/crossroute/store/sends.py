@@ -114,6 +114,24 @@ class DynamoSendStore:
             return _record(item, claimed=None)
         return _record(item, claimed=claim)
 
+    def accept(
+        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> str:
+        """``POST /messages``: remember the request under its key; its first request id is the answer."""
+        item = SendRequestItem(request_pk(tenant, key), REQUEST)
+        item.update(
+            [
+                SendRequestItem.type.set(SendRequestItem),
+                SendRequestItem.tenant.set(tenant),
+                SendRequestItem.idempotency_key.set(key),
+                SendRequestItem.request_id.set(SendRequestItem.request_id | request_id),
+                SendRequestItem.request.set(SendRequestItem.request | json.dumps(request, sort_keys=True)),
+                SendRequestItem.created_at.set(SendRequestItem.created_at | now),
+                SendRequestItem.expires_at.set(now + KEEP),
+            ]
+        )
+        return item.request_id
+
     def claim(self, tenant: str, key: str, channel: Channel, now: datetime) -> bool:
         """Claim a further channel (a fallback): at most one message per channel per key (R8)."""
         attribute = _state_attribute(channel)

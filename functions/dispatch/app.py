@@ -1,0 +1,75 @@
+"""Send queue consumer: send requests (the queue, EventBridge ``SendMessage``, ``POST /messages``) and
+failed WhatsApp statuses (EventBridge ``MessageStatusChanged``, for the SMS fallback R7)."""
+
+import json
+import os
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from crossroute.bus import EventBridgePublisher
+from crossroute.channels.setup import tenant_setup
+from crossroute.config import RegistrySource, require_env
+from crossroute.dispatch import Dispatch, TenantSetup
+from crossroute.store import tables
+from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.store.sends import DynamoSendStore
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+tables.bind(require_env("TABLE_NAME"))
+registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
+_setups: dict[str, TenantSetup] = {}
+
+
+def setup_of(tenant_id: str) -> TenantSetup | None:
+    """The tenant's channels and provider clients, built once per container (clients keep connections)."""
+    if tenant_id not in _setups:
+        tenant = next((t for t in registry.get().tenants if t.id == tenant_id), None)
+        if tenant is None:
+            return None
+        _setups[tenant_id] = tenant_setup(
+            tenant,
+            public_base_url=os.environ.get("PUBLIC_BASE_URL", ""),
+            graph_version=os.environ.get("GRAPH_API_VERSION", "v24.0"),
+            graph_base_url=os.environ.get("META_GRAPH_BASE_URL") or "https://graph.facebook.com",
+            twilio_base_url=os.environ.get("TWILIO_API_BASE_URL") or None,
+        )
+    return _setups[tenant_id]
+
+
+dispatch = Dispatch(
+    DynamoIdentityStore(),
+    DynamoSendStore(),
+    setup_of,
+    EventBridgePublisher(boto3.client("events"), require_env("EVENT_BUS_NAME")),
+)
+
+
+def record_handler(record: SQSRecord) -> None:
+    body = json.loads(record.body)
+    kind = body.get("detail-type") if isinstance(body, dict) else None
+    if kind == "MessageStatusChanged":  # a failed WhatsApp status (the rule filters): R7
+        detail = body["detail"]
+        code = next((e.get("code") for e in detail.get("errors") or []), None)
+        result = dispatch.fallback(detail["tenant"], detail["provider"], detail["message_id"], code)
+    else:
+        result = dispatch.send(body["detail"] if kind == "SendMessage" else body)
+    logger.info(
+        "dispatched",
+        extra={
+            "request_id": result.request_id,
+            "sent": sorted(result.sent),
+            "undeliverable": result.undeliverable,
+        },
+    )
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,190 @@
+"""Replies as a user of the local stack sees them: send requests in (POST /messages, EventBridge,
+the send queue), messages out through the real provider clients to the sandbox providers (contract §4, §7)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from infra.local import StackClient
+from tests.e2e.test_identity_scenarios import (
+    ANA_BSUID,
+    ANA_PHONE,
+    contact,
+    eventually,
+    new_bsuid,
+    new_phone,
+    personal,
+    post_meta,
+    post_twilio,
+)
+
+pytestmark = pytest.mark.e2e
+TEMPLATE = {"name": "order_shipped", "language": "en_US", "category": "utility", "components": []}
+
+
+@pytest.fixture(autouse=True)
+def clean_sandbox(local_stack: StackClient) -> None:
+    local_stack.request("DELETE", "/_sandbox/outbox")
+    local_stack.request("DELETE", "/_sandbox/recipients")
+
+
+def customer_writes(stack: StackClient, *, minutes_ago: float = 1) -> tuple[str, str, str]:
+    """A WhatsApp customer (phone + BSUID) whose last message was ``minutes_ago``: (id, phone, bsuid)."""
+    phone, bsuid = new_phone(), new_bsuid("BR")
+    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(
+        int(time.time() - 60 * minutes_ago)
+    )
+    assert post_meta(stack, json.dumps(doc).encode()).status == 200
+    view = eventually(lambda: contact(stack, bsuid=bsuid))
+    return view["id"], "+" + phone, bsuid
+
+
+def send(stack: StackClient, **fields: Any) -> str:
+    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
+    assert answer.status == 202, answer.text
+    request_id: str = answer.json()["request_id"]
+    return request_id
+
+
+def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
+    return [i for i in items if all(i.get(k) == v for k, v in match.items())]
+
+
+def test_inside_the_window_a_reply_goes_out_as_whatsapp_text_to_the_phone(local_stack: StackClient) -> None:
+    customer_id, phone, _ = customer_writes(local_stack)
+    send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
+    (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    assert (sent["to"], sent["recipient"], sent["type"], sent["text"]) == (
+        phone,
+        None,
+        "text",
+        "Your order has shipped",
+    )
+    assert outbox(local_stack, channel="sms") == []
+
+
+def test_the_same_idempotency_key_is_the_same_request_and_one_message(local_stack: StackClient) -> None:
+    customer_id, _, _ = customer_writes(local_stack)
+    body = {
+        "idempotency_key": f"order-{time.time_ns()}",
+        "to": {"customer_id": customer_id},
+        "text": "Shipped",
+    }
+    first = local_stack.post("/messages", json_body=body).json()["request_id"]
+    second = local_stack.post("/messages", json_body=body).json()["request_id"]
+    assert first == second
+    eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    time.sleep(1.0)
+    assert len(outbox(local_stack)) == 1
+
+
+def test_outside_the_window_whatsapp_needs_a_template(local_stack: StackClient) -> None:
+    customer_id, _, _ = customer_writes(local_stack, minutes_ago=60 * 25)
+    send(local_stack, to={"customer_id": customer_id}, template=TEMPLATE, channels=["whatsapp"])
+    (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    assert (sent["type"], sent["template"]) == ("template", "order_shipped")
+
+
+def test_an_authentication_template_never_goes_to_a_bsuid_only_user(local_stack: StackClient) -> None:
+    bsuid = new_bsuid("DE")
+    assert (
+        post_meta(
+            local_stack, personal("meta_text_bsuid_only.json", **{"DE.88201937465502911": bsuid})
+        ).status
+        == 200
+    )
+    customer = eventually(lambda: contact(local_stack, bsuid=bsuid))
+    auth = {**TEMPLATE, "name": "login_code", "category": "authentication"}
+    send(local_stack, to={"customer_id": customer["id"]}, template=auth)
+    time.sleep(1.5)
+    assert outbox(local_stack) == []
+    utility = send(local_stack, to={"bsuid": bsuid}, template=TEMPLATE)
+    (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    assert (sent["to"], sent["recipient"]) == (None, bsuid) and utility
+
+
+def test_a_later_whatsapp_failure_falls_back_to_exactly_one_sms(local_stack: StackClient) -> None:
+    customer_id, phone, _ = customer_writes(local_stack)
+    local_stack.post(
+        "/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "failed", "error_code": 131026}}}
+    )
+    send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
+    (sms,) = eventually(lambda: outbox(local_stack, channel="sms"), timeout=20)
+    assert (sms["to"], sms["text"]) == (phone, "Your order has shipped")
+    time.sleep(2.0)  # statuses may be redelivered: still one SMS
+    assert len(outbox(local_stack, channel="sms")) == 1 and len(outbox(local_stack, channel="whatsapp")) == 1
+
+
+def test_stop_then_start_by_sms(local_stack: StackClient) -> None:
+    phone = new_phone()
+    stop = personal("twilio_sms_stop.form", **{"%2B16505551234": "%2B" + phone})
+    assert post_twilio(local_stack, stop).status == 200
+    eventually(lambda: (c := contact(local_stack, phone="+" + phone)) and c["sms_opted_out"])
+    send(local_stack, to={"phone": "+" + phone}, text="Still there?", channels=["sms"])
+    time.sleep(1.5)
+    assert outbox(local_stack) == []
+    start = (
+        stop.replace(b"Body=Stop", b"Body=START")
+        .replace(b"OptOutType=STOP", b"OptOutType=START")
+        .replace(b"SM", b"SMs")
+    )
+    assert post_twilio(local_stack, start).status == 200
+    eventually(lambda: contact(local_stack, phone="+" + phone)["sms_opted_out"] is False)  # type: ignore[index]
+    send(local_stack, to={"phone": "+" + phone}, text="Welcome back", channels=["sms"])
+    (sms,) = eventually(lambda: outbox(local_stack, channel="sms"))
+    assert sms["text"] == "Welcome back"
+
+
+def test_a_send_message_event_put_on_the_bus_with_an_ordinary_sdk(local_stack: StackClient) -> None:
+    customer_id, phone, _ = customer_writes(local_stack)
+    detail = {
+        "tenant": "demo",
+        "idempotency_key": f"bus-{time.time_ns()}",
+        "to": {"customer_id": customer_id},
+        "text": "Via EventBridge",
+    }
+    answer = local_stack.client("events").put_events(
+        Entries=[
+            {
+                "Source": "shop.orders",
+                "DetailType": "SendMessage",
+                "Detail": json.dumps(detail),
+                "EventBusName": local_stack.event_bus_name,
+            }
+        ]
+    )
+    assert answer["FailedEntryCount"] == 0
+    (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    assert (sent["to"], sent["text"]) == (phone, "Via EventBridge")
+
+
+def test_a_request_put_on_the_send_queue_directly(local_stack: StackClient) -> None:
+    customer_id, _, _ = customer_writes(local_stack)
+    body = {
+        "tenant": "demo",
+        "idempotency_key": f"q-{time.time_ns()}",
+        "to": {"customer_id": customer_id},
+        "text": "Via SQS",
+    }
+    local_stack.client("sqs").send_message(
+        QueueUrl=local_stack.queue_urls()["SendQueue"], MessageBody=json.dumps(body)
+    )
+    (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    assert sent["text"] == "Via SQS"
+
+
+def test_invalid_send_requests_get_a_clear_400(local_stack: StackClient) -> None:
+    answer = local_stack.post("/messages", json_body={"to": {"phone": "nope"}})
+    assert answer.status == 400
+    errors = answer.json()["errors"]
+    assert any("idempotency_key" in e for e in errors) and any("to.phone" in e for e in errors)
+    assert (
+        local_stack.post("/messages", body=b"{not json", headers={"Content-Type": "application/json"}).status
+        == 400
+    )

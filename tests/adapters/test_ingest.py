@@ -149,3 +149,20 @@ def test_tenants_never_share_or_link_customers(world: Harness) -> None:
     acme = world.store.holders("acme", [Key("phone", "+16505551234")])[Key("phone", "+16505551234")]
     assert demo.id != acme.id and (demo.tenant, acme.tenant) == ("demo", "acme")
     assert world.store.customer("acme", demo.id) is None and world.store.customer("demo", acme.id) is None
+
+
+def test_erasing_the_old_owner_of_a_recycled_number_leaves_the_new_owner_whole(world: Harness) -> None:
+    """I6 then I10: the stale copy goes with the old owner; the number's key stays with its new owner."""
+    world.meta("meta_text_phone_and_bsuid.json")
+    old = world.by("bsuid", "BR.1502576394655843")
+    doc = json.loads(fixture_bytes("meta_text_phone_and_bsuid.json"))
+    value = doc["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["user_id"] = value["messages"][0]["from_user_id"] = "BR.999"
+    value["messages"][0].update(id="wamid.recycled", timestamp="1779999999")
+    world.meta(json.dumps(doc).encode())
+    new = world.by("phone", "+5511987654321")
+    old = world.store.customer("demo", old.id)
+    assert new.id != old.id and old.phone("+5511987654321").status == "stale"
+    world.store.erase("demo", old)
+    assert world.by("phone", "+5511987654321").id == new.id
+    assert world.by("bsuid", "BR.1502576394655843") is None and world.store.customer("demo", old.id) is None

@@ -3,6 +3,7 @@
 DynamoDB and EventBridge run in moto; faults are injected with botocore ``before-call`` hooks on the
 clients the function really uses (PynamoDB's DynamoDB client, the publisher's EventBridge client):
 a hook either raises or answers with a stubbed error response, so the request never reaches moto.
+A stubbed answer also skips botocore's own retries: it stands for a fault that outlasted them.
 
 What must hold (contract §9, "nothing accepted is lost", and the FIFO note in app.py):
 - the failing record and every later record of its message group are in ``batchItemFailures``;
@@ -24,7 +25,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -306,7 +307,7 @@ def test_a_dynamodb_fault_fails_its_record_and_the_rest_of_its_group_only(
 ) -> None:
     batch = harness.queue.records(ana(), sms(), ana(second=True), jonas())
     a1, b1, a2, _ = (r["messageId"] for r in batch)
-    harness.faults.add(fault)
+    fault = harness.faults.add(replace(fault, hits=0))
 
     failed = harness.invoke(batch)
 
@@ -360,9 +361,7 @@ def test_a_publish_failure_after_the_write_is_published_on_redelivery(
     assert fault.hits == 1 and failed == [a1, a2]
     _, found = stored()
     assert ANA_1 in found["messages"] and ANA_2 not in found["messages"]  # written, then the publish failed
-    assert harness.faults.of("MessageReceived") == [
-        e for e in harness.faults.of("MessageReceived") if e["message_id"] == SMS_1
-    ]
+    assert {e["message_id"] for e in harness.faults.of("MessageReceived")} == {SMS_1}
 
     harness.faults.clear()
     assert harness.invoke(harness.queue.again(batch, failed)) == []
@@ -370,12 +369,8 @@ def test_a_publish_failure_after_the_write_is_published_on_redelivery(
     ana_customer = next(
         e["customer_id"] for e in harness.faults.of("MessageReceived") if e["message_id"] == ANA_1
     )
-    assert {
-        e["change"] for e in harness.faults.of("IdentityChanged") if e["customer_id"] == ana_customer
-    } == {
-        "created",
-        "linked",
-    }
+    replayed = {e["change"] for e in harness.faults.of("IdentityChanged") if e["customer_id"] == ana_customer}
+    assert replayed == {"created", "linked"}  # what Ana's first message caused, published after all
 
 
 def test_a_status_whose_publish_failed_is_published_on_redelivery(harness: Harness) -> None:

@@ -70,7 +70,8 @@ class Customer:
 
     @property
     def keys(self) -> tuple[Key, ...]:
-        """Every key this customer holds (stale phones and previous BSUIDs still resolve to it)."""
+        """Every key this customer lists: stale phones and previous BSUIDs included. A stale phone's key may
+        belong to someone else by now (I6): the key items say who holds it."""
         return tuple(Key("phone", p.e164) for p in self.phones) + tuple(
             Key("bsuid", b.id) for b in self.bsuids
         )

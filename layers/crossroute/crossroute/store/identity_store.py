@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -94,16 +95,39 @@ class StatusOutcome:
 class DynamoIdentityStore:
     """``TableItem`` models over the table named in ``crossroute.store.tables.bind``."""
 
+    def __init__(self, *, remembered_keys: int = 10_000) -> None:
+        # Which customer held a key when this container last looked: a guess that lets the key items and
+        # the profiles be read in one batch. The key items are always read too, so the guess never decides.
+        self._owners: OrderedDict[tuple[str, Key], str] = OrderedDict()
+        self._remembered = remembered_keys
+
     def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
-        """The live customer holding each key that has one (two consistent batch reads)."""
+        """The live customer holding each key that has one: one consistent batch read when this container
+        has seen the keys before, two otherwise."""
         if not keys:
             return {}
         by_pk = {key_pk(tenant, k): k for k in keys}
-        owners = {
-            by_pk[i.pk]: i.customer_id for i in self._get((pk, KEY) for pk in by_pk) if isinstance(i, KeyItem)
-        }
-        customers = self.customers(tenant, set(owners.values()))
+        guesses = {cid for k in keys if (cid := self._owners.get((tenant, k)))}
+        wanted = [(pk, KEY) for pk in by_pk] + [(customer_pk(tenant, cid), PROFILE) for cid in guesses]
+        items = self._get(wanted)
+        owners = {by_pk[i.pk]: i.customer_id for i in items if isinstance(i, KeyItem)}
+        read = {i.customer_id: i for i in items if isinstance(i, CustomerItem) and not i.merged_into}
+        customers = {cid: to_customer(read[cid]) for cid in set(owners.values()) if cid in read}
+        missing = set(owners.values()) - set(customers)
+        if missing:
+            customers.update(self.customers(tenant, missing))
+        self._remember(tenant, keys, owners)
         return {k: customers[cid] for k, cid in owners.items() if cid in customers}
+
+    def _remember(self, tenant: str, keys: Sequence[Key], owners: dict[Key, str]) -> None:
+        for key in keys:
+            if key in owners:
+                self._owners[(tenant, key)] = owners[key]
+                self._owners.move_to_end((tenant, key))
+            else:
+                self._owners.pop((tenant, key), None)
+        while len(self._owners) > self._remembered:
+            self._owners.popitem(last=False)
 
     def customers(self, tenant: str, ids: Iterable[str]) -> dict[str, Customer]:
         """Customers by id; a merged-away id answers with its survivor."""
@@ -205,7 +229,6 @@ class DynamoIdentityStore:
     def apply_status(self, update: StatusRecord) -> StatusOutcome:
         """Move a message's status forward, never back; a status may arrive before its message."""
         rank = STATUS_RANK.get(update.status, 0)
-        item = MessageItem(message_pk(update.tenant, update.provider, update.message_id), MSG)
         actions: list[Action] = [
             MessageItem.type.set(MessageItem),
             MessageItem.tenant.set(update.tenant),
@@ -218,24 +241,40 @@ class DynamoIdentityStore:
             if update.errors
             else MessageItem.errors.remove(),
         ]
-        before = self.message(update.tenant, update.provider, update.message_id)
-        previous = before.status if before else None
         # Up the ladder; on the same rung (queued after accepted, failed or undelivered) the later wins.
         forward = (MessageItem.status_rank < rank) | (
             (MessageItem.status_rank == rank) & (MessageItem.status_at < update.at)
         )
+        pk = message_pk(update.tenant, update.provider, update.message_id)
         try:
-            item.update(actions, condition=MessageItem.status_rank.does_not_exist() | forward)
+            # One round trip: the old item comes back, with the status it had and whose message it is.
+            answer = MessageItem._get_connection().update_item(
+                pk,
+                MSG,
+                actions=actions,
+                condition=MessageItem.status_rank.does_not_exist() | forward,
+                return_values="ALL_OLD",
+            )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return StatusOutcome(
-                    False,
-                    before.customer_id if before else None,
-                    previous,
-                    before.channel if before else None,
-                )
-            raise
-        return StatusOutcome(True, item.customer_id, previous, item.channel)
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            current = self.message(
+                update.tenant, update.provider, update.message_id
+            )  # rare: stale or repeated
+            return StatusOutcome(
+                False,
+                current.customer_id if current else None,
+                current.status if current else None,
+                current.channel if current else None,
+            )
+        old = answer.get("Attributes")
+        before = MessageItem.from_raw_data(old) if old else None
+        return StatusOutcome(
+            True,
+            before.customer_id if before else None,
+            before.status if before else None,
+            before.channel if before else None,
+        )
 
     def timeline(
         self, tenant: str, customer_ids: Sequence[str], *, before: str | None, limit: int
@@ -259,10 +298,13 @@ class DynamoIdentityStore:
     def erase(self, tenant: str, customer: Customer) -> int:
         """I10: delete the customer, every id merged into it, their keys, timelines and identity events."""
         doomed: list[TableItem] = []
-        for cid in (customer.id, *customer.merged_from):
+        ids = {customer.id, *customer.merged_from}
+        for cid in ids:
             doomed.extend(TableItem.query(customer_pk(tenant, cid), consistent_read=True))
             doomed.extend(TableItem.timeline.query(customer_pk(tenant, cid)))
-        keys = [KeyItem(key_pk(tenant, key), KEY) for key in customer.keys]
+        # Only keys it still holds: a stale number that passed to someone else (I6) is theirs now.
+        listed = self._get((key_pk(tenant, key), KEY) for key in customer.keys)
+        keys = [k for k in listed if isinstance(k, KeyItem) and k.customer_id in ids]
         unique = {(i.pk, i.sk): i for i in [*doomed, *keys]}
         with TableItem.batch_write() as batch:
             for item in unique.values():

@@ -59,6 +59,15 @@ def test_a_known_customer_text_is_counted_as_pynamodb_sends_it() -> None:
     assert measured.attempts == measured.round_trips == 3
 
 
+def test_a_known_customer_in_a_warm_container_is_one_read_and_one_write() -> None:
+    measured = bench.measure_round_trips(_scenario("(a')"))
+    assert [c.operation for c in measured.calls] == ["BatchGetItem", "TransactWriteItems"]
+    assert [c.items for c in measured.calls] == [
+        3,
+        2,
+    ]  # two keys and the remembered profile; profile + message
+
+
 def test_a_first_message_from_a_new_bsuid_reads_once_and_writes_once() -> None:
     measured = bench.measure_round_trips(_scenario("(b)"))
     assert [c.operation for c in measured.calls] == ["BatchGetItem", "TransactWriteItems"]

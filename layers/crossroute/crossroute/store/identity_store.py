@@ -208,6 +208,8 @@ class DynamoIdentityStore:
             if reasons and any(r is not None and r.code in _RETRYABLE for r in reasons):
                 raise Conflict(str(exc)) from exc
             raise
+        for key, (_, holder) in key_owners.items():  # what this container just wrote, it knows
+            self._owners[(tenant, key)] = holder
         return True
 
     def keep_unrecognised(

@@ -304,3 +304,28 @@ def test_the_latest_username_wins_whatever_the_arrival_order(local_stack: StackC
         lambda: (c := contact(local_stack, bsuid=bsuid)) and len(messages(local_stack, c["id"])) == 2 and c
     )
     assert view["username"] == "jonas_new"
+
+
+def test_simultaneous_first_messages_from_one_person_make_one_customer(local_stack: StackClient) -> None:
+    """I3: an SMS and a WhatsApp message (phone + BSUID) from one number, posted at once, land in
+    different FIFO groups and may be ingested in parallel: still exactly one customer, no merge."""
+    for _ in range(3):
+        _first_contact_race(local_stack, new_phone(), new_bsuid("BR"))
+
+
+def _first_contact_race(stack: StackClient, phone: str, bsuid: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sms = personal("twilio_sms_inbound.form", **{"%2B16505551234": "%2B" + phone})
+    wa = personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid})
+    with ThreadPoolExecutor(2) as pool:
+        answers = [pool.submit(post_twilio, stack, sms), pool.submit(post_meta, stack, wa)]
+        assert [a.result().status for a in answers] == [200, 200]
+
+    def both_stored() -> dict[str, Any] | None:
+        found = contact(stack, bsuid=bsuid)
+        return found if found and len(messages(stack, found["id"])) == 2 else None
+
+    view = eventually(both_stored)
+    assert contact(stack, phone="+" + phone)["id"] == view["id"]  # type: ignore[index]
+    assert view["merged_from"] == []

@@ -13,12 +13,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crossroute.bus import EventBridgePublisher
 from crossroute.channels.setup import tenant_setup
 from crossroute.config import RegistrySource, require_env
-from crossroute.dispatch import Dispatch, TenantSetup
+from crossroute.dispatch import Dispatch, RetryLater, TenantSetup, retry_delay
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
 
 logger = Logger()
+sqs = boto3.client("sqs")
 processor = BatchProcessor(event_type=EventType.SQS)
 tables.bind(require_env("TABLE_NAME"))
 registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
@@ -50,6 +51,21 @@ dispatch = Dispatch(
 
 
 def record_handler(record: SQSRecord) -> None:
+    try:
+        _dispatch(record)
+    except RetryLater:
+        # Back off with jitter instead of the queue's fixed visibility timeout, then fail this record.
+        delay = retry_delay(int(record.attributes.approximate_receive_count))
+        sqs.change_message_visibility(
+            QueueUrl=require_env("SEND_QUEUE_URL"),
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=delay,
+        )
+        logger.info("send refused for now, retried later", extra={"delay_s": delay})
+        raise
+
+
+def _dispatch(record: SQSRecord) -> None:
     body = json.loads(record.body)
     kind = body.get("detail-type") if isinstance(body, dict) else None
     if kind == "MessageStatusChanged":  # a failed WhatsApp status (the rule filters): R7

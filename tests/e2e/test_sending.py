@@ -188,3 +188,19 @@ def test_invalid_send_requests_get_a_clear_400(local_stack: StackClient) -> None
         local_stack.post("/messages", body=b"{not json", headers={"Content-Type": "application/json"}).status
         == 400
     )
+
+
+def test_a_throttled_send_is_retried_later_and_goes_out_once(local_stack: StackClient) -> None:
+    customer_id, phone, _ = customer_writes(local_stack)
+    local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"sync_error_code": 130429}}})
+    send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
+    refused = eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    assert all(r.get("error_code") == 130429 for r in refused)
+    local_stack.request("DELETE", "/_sandbox/recipients")  # the throughput limit clears
+    sent = eventually(
+        lambda: [r for r in outbox(local_stack, channel="whatsapp") if r.get("provider_message_id")],
+        timeout=30,
+    )
+    time.sleep(1.0)
+    assert len(sent) == 1 and len([r for r in outbox(local_stack) if r.get("provider_message_id")]) == 1
+    assert outbox(local_stack, channel="sms") == []  # retry, not fallback

@@ -345,3 +345,14 @@ def test_never_a_bsuid_in_to(req: SendRequest, who: Customer | None) -> None:
 def test_a_customer_with_a_stale_phone_is_not_texted_at_it() -> None:
     who = replace(customer(phone_status="stale"), sms_opted_out=False)
     assert reasons(route(request(channels=["sms"]), who)) == {"sms": "sms.phone_stale"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=40))
+def test_refused_sends_back_off_exponentially_with_jitter_within_bounds(attempt: int) -> None:
+    from crossroute.dispatch import retry_delay
+
+    ceiling = min(900, 2 * 2 ** (attempt - 1))
+    low, high = retry_delay(attempt, rng=lambda a, b: a), retry_delay(attempt, rng=lambda a, b: b)
+    assert 1 <= low <= high <= 900 and high == round(ceiling)
+    assert retry_delay(attempt + 1, rng=lambda a, b: b) >= high  # never shorter for a later attempt

@@ -10,6 +10,7 @@ exactly one SMS, when SMS still qualifies (R7).
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,15 @@ logger = Logger(child=True)
 
 class RetryLater(Exception):
     """A provider refused for now (throughput, transient): the queue redelivers the request later."""
+
+
+def retry_delay(attempt: int, *, rng: Callable[[float, float], float] = random.uniform) -> int:
+    """Seconds before a refused send is tried again: exponential backoff with full jitter, 2 s to 15 min.
+
+    ``attempt`` is the SQS receive count (1 for the first delivery).
+    """
+    ceiling = min(900.0, 2.0 * 2 ** max(0, attempt - 1))
+    return max(1, round(rng(ceiling / 2, ceiling)))
 
 
 class Customers(Protocol):

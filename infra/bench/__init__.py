@@ -74,7 +74,7 @@ Section = Callable[[Context], Table]
 
 
 def sections() -> dict[str, Section]:
-    from infra.bench import imports, ingest, sizes
+    from infra.bench import dispatch, imports, ingest, sizes
 
     return {
         "imports": imports.venv_imports,
@@ -82,4 +82,6 @@ def sections() -> dict[str, Section]:
         "sizes": sizes.artifact_sizes,
         "ingest-round-trips": ingest.round_trips,
         "ingest-cpu": ingest.consumer_cpu,
+        "dispatch-round-trips": dispatch.round_trips,
+        "routing-cpu": dispatch.routing_cpu,
     }

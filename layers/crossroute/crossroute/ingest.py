@@ -155,21 +155,7 @@ class Ingest:
         ]
         if message.historical:  # coexistence history: stored, never a trigger
             published = _identity_events(message.tenant, resolution)
-        record = MessageRecord(
-            tenant=message.tenant,
-            provider=message.provider,
-            message_id=message.message_id,
-            customer_id=resolution.customer_id,
-            direction="in",
-            channel=message.channel,
-            business=message.business,
-            message_type=message.type,
-            sent_at=message.sent_at,
-            text=message.text,
-            historical=message.historical,
-            raw=message.raw,
-            published=[{"detail_type": e.detail_type, "detail": e.detail} for e in published],
-        )
+        record = _record(message, resolution.customer_id, published)
         return self._commit(message.tenant, resolution, customers, versions, record, published, outcome)
 
     def _echo(self, echo: OutboundEcho, outcome: Outcome) -> list[BusEvent]:
@@ -179,21 +165,7 @@ class Ingest:
             return []
         _, resolution = self._claimed(echo.tenant, claim)
         published = _identity_events(echo.tenant, resolution)
-        record = MessageRecord(
-            tenant=echo.tenant,
-            provider=echo.provider,
-            message_id=echo.message_id,
-            customer_id=resolution.customer_id,
-            direction="out",
-            channel=echo.channel,
-            business=echo.business,
-            message_type=echo.type,
-            sent_at=echo.sent_at,
-            text=echo.text,
-            historical=echo.historical,
-            raw=echo.raw,
-            published=[{"detail_type": e.detail_type, "detail": e.detail} for e in published],
-        )
+        record = _record(echo, resolution.customer_id, published)
         customers = dict(resolution.customers)
         return self._commit(
             echo.tenant, resolution, customers, resolution.base_versions, record, published, outcome
@@ -252,7 +224,7 @@ class Ingest:
             message_type="system",
             sent_at=change.at,
             raw=change.raw,
-            published=[{"detail_type": e.detail_type, "detail": e.detail} for e in published],
+            published=_replayable(published),
         )
         customers = dict(resolution.customers)
         return self._commit(
@@ -310,6 +282,32 @@ class Ingest:
         outcome.duplicates += 1
         replay = self._store.published(tenant, record.provider, record.message_id)
         return [BusEvent(e["detail_type"], e["detail"]) for e in replay]
+
+
+def _record(
+    event: InboundMessage | OutboundEcho, customer_id: str, published: list[BusEvent]
+) -> MessageRecord:
+    """A message in (from the customer) or out (an echo of the business app), as stored once."""
+    return MessageRecord(
+        tenant=event.tenant,
+        provider=event.provider,
+        message_id=event.message_id,
+        customer_id=customer_id,
+        direction="out" if isinstance(event, OutboundEcho) else "in",
+        channel=event.channel,
+        business=event.business,
+        message_type=event.type,
+        sent_at=event.sent_at,
+        text=event.text,
+        historical=event.historical,
+        raw=event.raw,
+        published=_replayable(published),
+    )
+
+
+def _replayable(published: list[BusEvent]) -> list[dict[str, Any]]:
+    """What a stored message caused, kept on it so a redelivery can publish it again."""
+    return [{"detail_type": e.detail_type, "detail": e.detail} for e in published]
 
 
 def _content_id(kind: str, raw: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from crossroute.bus import EventBridgePublisher
 from crossroute.channels.setup import tenant_setup
 from crossroute.config import RegistrySource, require_env
 from crossroute.dispatch import Dispatch, RetryLater, TenantSetup, retry_delay
+from crossroute.routing.pacing import Pacer
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
@@ -47,6 +48,8 @@ dispatch = Dispatch(
     DynamoSendStore(),
     setup_of,
     EventBridgePublisher(boto3.client("events"), require_env("EVENT_BUS_NAME")),
+    # Each container's share of a number's rate: the send queue feeds at most this many at once.
+    pacer=Pacer(int(os.environ.get("DISPATCH_CONCURRENCY", "10"))),
 )
 
 

@@ -183,3 +183,19 @@ def test_an_invalid_request_from_a_queue_is_reported_not_retried(world: World) -
     assert result.undeliverable and result.request_id is None
     (undeliverable,) = world.bus.of("MessageUndeliverable")
     assert undeliverable["reason"] == "request.invalid" and undeliverable["problems"]
+
+
+def test_a_send_over_the_numbers_rate_releases_its_claim_and_is_retried(world: World) -> None:
+    from crossroute.routing.pacing import Pacer
+
+    customer = world.ana()
+    # 80 containers share 80/s: one send a second here, and waiting is not allowed.
+    world.dispatch._pacer = Pacer(80, max_wait=0.0, clock=lambda: 0.0)
+    world.dispatch.send(request("first", to={"customer_id": customer}))
+    with pytest.raises(RetryLater):
+        world.dispatch.send(request("second", to={"customer_id": customer}))
+    assert len(world.whatsapp.calls) == 1
+    world.dispatch._pacer = None  # a second later, or another container
+    assert world.dispatch.send(request("second", to={"customer_id": customer})).sent == {
+        "whatsapp": "wamid.2"
+    }

@@ -23,6 +23,7 @@ from crossroute.bus import BusEvent, EventPublisher
 from crossroute.channels import Channel, Outbound, Sender, SendFailed, Sent
 from crossroute.channels.errors import is_fallback
 from crossroute.identity.model import Customer, Key
+from crossroute.routing.pacing import DEFAULT_RATE, PaceExceeded, Pacer
 from crossroute.routing.policy import (
     FALLBACK_PREFIX,
     ChannelDecision,
@@ -103,6 +104,7 @@ class TenantSetup:
     channels: TenantChannels
     senders: Mapping[Channel, Sender]
     default_region: str = "US"
+    whatsapp_rate: float = DEFAULT_RATE  # messages/s of its WhatsApp number (20 when coexistence)
 
 
 @dataclass
@@ -122,6 +124,7 @@ class Dispatch:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        pacer: Pacer | None = None,
     ) -> None:
         self._customers = customers
         self._sends = sends
@@ -129,6 +132,7 @@ class Dispatch:
         self._publisher = publisher
         self._clock = clock
         self._new_id = new_id
+        self._pacer = pacer
 
     # ------------------------------------------------------------------ a send request
 
@@ -190,6 +194,12 @@ class Dispatch:
         while current is not None:
             outbound = current.outbound
             assert outbound is not None
+            if self._pacer and current.channel == "whatsapp":
+                try:
+                    self._pacer.acquire(outbound.business, setup.whatsapp_rate)
+                except PaceExceeded as exc:  # over the number's rate: nothing sent, try again later
+                    self._sends.release(request.tenant, request.idempotency_key, current.channel)
+                    raise RetryLater(str(exc)) from exc
             now = self._clock()
             try:
                 sent = setup.senders[current.channel].send(outbound)

@@ -6,6 +6,7 @@ from typing import cast
 
 from crossroute.channels import Channel, Sender
 from crossroute.dispatch import TenantSetup
+from crossroute.routing.pacing import COEXISTENCE_RATE, DEFAULT_RATE
 from crossroute.routing.policy import TenantChannels
 from crossroute.tenants import Tenant
 
@@ -24,8 +25,11 @@ def tenant_setup(
 
     senders: dict[Channel, Sender] = {}
     business = None
+    rate = DEFAULT_RATE
     if tenant.meta and tenant.meta.phone_numbers and tenant.meta.access_token:
-        business = tenant.meta.phone_numbers[0].phone_number_id
+        number = tenant.meta.phone_numbers[0]
+        business = number.phone_number_id
+        rate = COEXISTENCE_RATE if number.coexistence else DEFAULT_RATE
         senders["whatsapp"] = MetaCloudClient(
             tenant.meta.access_token, graph_version=graph_version, base_url=graph_base_url
         )
@@ -41,4 +45,4 @@ def tenant_setup(
         preference=cast(tuple[Channel, ...], tenant.channel_preference),
         status_callback=callback,
     )
-    return TenantSetup(channels, senders, tenant.default_region)
+    return TenantSetup(channels, senders, tenant.default_region, whatsapp_rate=rate)

@@ -1,0 +1,321 @@
+"""What dispatch publishes on its bus matches docs/events/MessageRouted|MessageUndeliverable.schema.json.
+
+Real ``Dispatch`` scenarios run against DynamoDB (moto) with scripted provider senders, as in
+``test_dispatch``; every event is checked in its wire form, the JSON ``Detail`` that PutEvents sends.
+(``test_event_schemas`` does the same for the ingest events.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from jsonschema import Draft202012Validator
+from moto import mock_aws
+
+from crossroute.bus import SOURCE
+from crossroute.channels import SendFailed
+from crossroute.dispatch import Dispatch
+from crossroute.inbound_queue import QueuedEvent
+from crossroute.store.tables import bind
+from infra.local.provision import Provisioner
+from infra.template import load_template
+from tests.adapters.test_dispatch import AFTER_WINDOW, IN_WINDOW, TEMPLATE, World, request
+from tests.support import REPO
+
+DOCS = REPO / "docs" / "events.md"
+DISPATCH_EVENTS = ("MessageRouted", "MessageUndeliverable")
+SCHEMAS = {
+    name: json.loads((REPO / "docs" / "events" / f"{name}.schema.json").read_text())
+    for name in DISPATCH_EVENTS
+}
+TEXT = "Your order has shipped"  # every request's text (tests.adapters.test_dispatch.request)
+
+Published = list[tuple[str, dict[str, Any]]]  # (detail-type, detail) as sent to EventBridge
+
+
+def validator(detail_type: str) -> Draft202012Validator:
+    return Draft202012Validator(SCHEMAS[detail_type], format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def problems(detail_type: str, detail: dict[str, Any]) -> list[str]:
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator(detail_type).iter_errors(detail)]
+
+
+def wire(world: World) -> Published:
+    out: Published = []
+    for event in world.bus.events:
+        entry = event.entry("crossroute-test-events")
+        assert entry["Source"] == SOURCE == "crossroute"
+        out.append((entry["DetailType"], json.loads(entry["Detail"])))
+    return out
+
+
+def redelivered(world: World, send: Callable[[], object]) -> None:
+    """Run ``send`` again (a queue redelivery): it must publish nothing new."""
+    before = len(world.bus.events)
+    send()
+    assert len(world.bus.events) == before, "a redelivery published again"
+
+
+# ---------------------------------------------------------------- scenarios, each in a fresh account
+
+
+def sent_on_whatsapp(world: World) -> None:
+    customer = world.ana()
+    doc = request(to={"customer_id": customer})
+    result = world.dispatch.send(doc)
+    assert result.sent == {"whatsapp": "wamid.1"}
+    redelivered(world, lambda: world.dispatch.send(doc))
+
+
+def sms_after_a_whatsapp_fallback_failure(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "fallback", 131026, "undeliverable"))
+    doc = request(to={"customer_id": customer}, template=TEMPLATE)
+    assert world.dispatch.send(doc).sent == {"sms": "SM1"}
+    redelivered(world, lambda: world.dispatch.send(doc))
+
+
+def sms_after_the_window_to_an_unknown_phone(world: World) -> None:
+    world.now = AFTER_WINDOW
+    assert world.dispatch.send(request(to={"phone": "+14155550100"})).sent == {"sms": "SM1"}
+
+
+def r7_async_fallback(world: World) -> None:
+    customer = world.ana()
+    world.dispatch.send(request(to={"customer_id": customer}))
+    assert world.dispatch.fallback("demo", "meta", "wamid.1", 131026).sent == {"sms": "SM1"}
+    redelivered(world, lambda: world.dispatch.fallback("demo", "meta", "wamid.1", 131026))
+    redelivered(world, lambda: world.dispatch.fallback("demo", "meta", "wamid.1", 132001))  # not R7
+
+
+def r7_async_fallback_to_an_opted_out_phone(world: World) -> None:
+    customer = world.ana()
+    world.dispatch.send(request(to={"customer_id": customer}))
+    stop = (
+        "MessageSid=SMstop&AccountSid=AC00000000000000000000000000000000&From=%2B5511987654321"
+        "&To=%2B15550100002&Body=STOP"
+    )
+    world.ingest.body(
+        QueuedEvent.build(tenant="demo", sender="x", kind="twilio.message", content={"form": stop})
+    )
+    assert world.dispatch.fallback("demo", "meta", "wamid.1", 131026).undeliverable
+    assert world.dispatch.fallback("demo", "meta", "wamid.1", 131026).undeliverable  # again: nothing claimed
+
+
+def nothing_qualifies(world: World) -> None:
+    doc = request(to={"bsuid": "US.404"})
+    assert world.dispatch.send(doc).undeliverable
+    assert world.dispatch.send(doc).undeliverable  # nothing was claimed: a redelivery publishes it again
+
+
+def unknown_outcome(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "unknown", None, "read timeout"))
+    doc = request(to={"customer_id": customer})
+    assert world.dispatch.send(doc).undeliverable
+    redelivered(world, lambda: world.dispatch.send(doc))
+
+
+def every_channel_fails(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "permanent", 131009, "parameter invalid"))
+    world.sms.script.append(SendFailed("twilio", "permanent", 21610, "unsubscribed"))
+    assert world.dispatch.send(request(to={"customer_id": customer}, template=TEMPLATE)).undeliverable
+
+
+def invalid_requests(world: World) -> None:
+    assert world.dispatch.send({"tenant": "demo", "to": {"phone": "nope"}, "text": TEXT}).undeliverable
+    assert world.dispatch.send({"idempotency_key": "k-1", "text": TEXT}).undeliverable  # no tenant
+    assert world.dispatch.send(TEXT).undeliverable  # not a JSON object at all
+
+
+def unknown_tenant(world: World) -> None:
+    assert world.dispatch.send(request(tenant="nobody", to={"phone": "+14155550100"})).undeliverable
+
+
+SCENARIOS: dict[str, tuple[Callable[[World], None], list[tuple[str, str]]]] = {
+    # scenario: (run, [(detail-type, reason)] published, in order)
+    "sent_on_whatsapp": (sent_on_whatsapp, [("MessageRouted", "whatsapp.window_open")]),
+    "sms_after_a_whatsapp_fallback_failure": (
+        sms_after_a_whatsapp_fallback_failure,
+        [("MessageRouted", "sms.current_phone")],
+    ),
+    "sms_after_the_window_to_an_unknown_phone": (
+        sms_after_the_window_to_an_unknown_phone,
+        [("MessageRouted", "sms.current_phone")],
+    ),
+    "r7_async_fallback": (
+        r7_async_fallback,
+        [("MessageRouted", "whatsapp.window_open"), ("MessageRouted", "fallback.whatsapp_failed.131026")],
+    ),
+    "r7_async_fallback_to_an_opted_out_phone": (
+        r7_async_fallback_to_an_opted_out_phone,
+        [("MessageRouted", "whatsapp.window_open")]
+        + [("MessageUndeliverable", "fallback.whatsapp_failed.131026")] * 2,
+    ),
+    "nothing_qualifies": (nothing_qualifies, [("MessageUndeliverable", "no_channel")] * 2),
+    "unknown_outcome": (unknown_outcome, [("MessageUndeliverable", "send_failed")]),
+    "every_channel_fails": (every_channel_fails, [("MessageUndeliverable", "send_failed")]),
+    "invalid_requests": (invalid_requests, [("MessageUndeliverable", "request.invalid")] * 3),
+    "unknown_tenant": (unknown_tenant, [("MessageUndeliverable", "request.unknown_tenant")]),
+}
+
+
+@pytest.fixture(scope="module")
+def published() -> Iterator[dict[str, Published]]:
+    """Each scenario in a fresh emulated account (as the ``table`` fixture makes), run once per module."""
+    runs: dict[str, Published] = {}
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            env.setenv(key, value)
+        env.delenv("AWS_ENDPOINT_URL", raising=False)
+        for name, (scenario, _) in SCENARIOS.items():
+            with mock_aws():
+                provisioner = Provisioner(
+                    load_template(REPO / "template.yaml"), lambda service: boto3.client(service)
+                )
+                bind(str(provisioner.ref("IdentityTable")))
+                world = World(IN_WINDOW)
+                assert isinstance(world.dispatch, Dispatch)
+                scenario(world)
+                runs[name] = wire(world)
+    yield runs
+
+
+def everything(published: dict[str, Published]) -> Published:
+    return [event for run in published.values() for event in run]
+
+
+def required(detail_type: str, detail: dict[str, Any]) -> list[str]:
+    """The fields the schema requires of this detail, including MessageUndeliverable's per-reason ones."""
+    schema = SCHEMAS[detail_type]
+    names = list(schema["required"])
+    if "if" in schema:
+        branch = "then" if validator(detail_type).evolve(schema=schema["if"]).is_valid(detail) else "else"
+        names += schema[branch]["required"]
+    return names
+
+
+# ---------------------------------------------------------------- the schemas themselves
+
+
+@pytest.mark.parametrize("detail_type", DISPATCH_EVENTS)
+def test_each_schema_is_draft_2020_12_open_and_consistent(detail_type: str) -> None:
+    schema = SCHEMAS[detail_type]
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == detail_type
+    assert schema["type"] == "object" and schema["additionalProperties"] is True
+    every_required = set(schema["required"]) | {
+        name for branch in ("then", "else") for name in schema.get(branch, {}).get("required", [])
+    }
+    assert every_required <= set(schema["properties"])
+    assert {"tenant", "idempotency_key", "reason"} <= set(schema["required"])
+    assert not {"text", "body", "template"} & set(schema["properties"])
+
+
+# ---------------------------------------------------------------- what the code publishes
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_published_detail_matches_its_schema(published: dict[str, Published], scenario: str) -> None:
+    run = published[scenario]
+    assert [(detail_type, detail["reason"]) for detail_type, detail in run] == SCENARIOS[scenario][1]
+    for detail_type, detail in run:
+        assert problems(detail_type, detail) == [], (detail_type, detail)
+
+
+def test_every_schema_describes_a_published_event(published: dict[str, Published]) -> None:
+    assert {detail_type for detail_type, _ in everything(published)} == set(SCHEMAS)
+
+
+def test_schemas_reject_a_detail_missing_a_required_field(published: dict[str, Published]) -> None:
+    samples = {(t, d["reason"]): (t, d) for t, d in everything(published)}
+    for detail_type, detail in samples.values():
+        for name in required(detail_type, detail):
+            partial = {k: v for k, v in detail.items() if k != name}
+            assert problems(detail_type, partial), f"{detail_type} {detail['reason']} without {name} passed"
+        assert problems(detail_type, {**detail, "reason": "Not a reason code"})
+
+
+def test_schemas_reject_malformed_decisions_and_failures(published: dict[str, Published]) -> None:
+    routed = next(d for t, d in published["sms_after_a_whatsapp_fallback_failure"] if t == "MessageRouted")
+    assert routed["failures"] == [{"channel": "whatsapp", "outcome": "fallback", "code": 131026}]
+    for item in ("decision", "failures"):
+        for name in routed[item][0]:
+            broken = [{k: v for k, v in routed[item][0].items() if k != name}]
+            assert problems("MessageRouted", {**routed, item: broken}), f"{item} item without {name} passed"
+    unknown = {"channel": "whatsapp", "outcome": "unknown", "code": None}
+    assert problems("MessageRouted", {**routed, "failures": [unknown]}), "routed after an unknown outcome"
+    (undeliverable,) = (d for _, d in published["unknown_outcome"])
+    assert undeliverable["failures"] == [unknown]
+
+
+def test_no_dispatch_event_carries_the_message(published: dict[str, Published]) -> None:
+    for detail_type, detail in everything(published):
+        assert not {"text", "body", "template"} & set(detail), detail_type
+        dumped = json.dumps(detail, ensure_ascii=False)
+        assert TEXT not in dumped and TEMPLATE["name"] not in dumped, (detail_type, detail)
+
+
+def test_nullable_fields_are_null_where_the_code_knows_nothing(published: dict[str, Published]) -> None:
+    (phone_only,) = (d for _, d in published["sms_after_the_window_to_an_unknown_phone"])
+    assert phone_only["customer_id"] is None
+    nobody, _ = (d for _, d in published["nothing_qualifies"])
+    assert nobody["customer_id"] is None and nobody["request_id"]
+    (tenantless,) = (d for _, d in published["unknown_tenant"])
+    assert tenantless["request_id"] is None and tenantless["decision"] == []
+    bad_phone, no_tenant, not_an_object = (d for _, d in published["invalid_requests"])
+    assert (bad_phone["tenant"], bad_phone["idempotency_key"]) == ("demo", None)
+    assert (no_tenant["tenant"], no_tenant["idempotency_key"]) == (None, "k-1")
+    assert (not_an_object["tenant"], not_an_object["idempotency_key"]) == (None, None)
+    for invalid in (bad_phone, no_tenant, not_an_object):
+        assert invalid["problems"] and "request_id" not in invalid and "customer_id" not in invalid
+
+
+def test_one_request_keeps_its_request_id_across_its_events(published: dict[str, Published]) -> None:
+    first, fallback = (d for _, d in published["r7_async_fallback"])
+    assert first["request_id"] == fallback["request_id"] and first["channel"] == "whatsapp"
+    assert (fallback["channel"], fallback["provider"]) == ("sms", "twilio")
+    assert fallback["decision"] == [
+        {"channel": "sms", "qualified": True, "reason": "fallback.whatsapp_failed.131026"}
+    ]
+
+
+def test_an_undeliverable_without_a_claim_is_published_again_unchanged(
+    published: dict[str, Published],
+) -> None:
+    # no_channel and an R7 fallback that cannot go by SMS claim nothing: a redelivery publishes the
+    # same detail (same request_id). What was sent or tried (MessageRouted, send_failed) is published once.
+    first, again = published["nothing_qualifies"]
+    assert first == again
+    _, first, again = published["r7_async_fallback_to_an_opted_out_phone"]
+    assert first == again
+
+
+# ---------------------------------------------------------------- the documentation
+
+
+def doc_examples() -> list[dict[str, Any]]:
+    blocks = re.findall(r"```json\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
+    events = [json.loads(block) for block in blocks]
+    events = [e for e in events if isinstance(e.get("detail-type"), str)]  # not the rule patterns
+    return [e for e in events if e["detail-type"] in SCHEMAS]
+
+
+def test_every_documented_dispatch_example_matches_its_schema() -> None:
+    examples = doc_examples()
+    assert {e["detail-type"] for e in examples} == set(SCHEMAS)
+    for event in examples:
+        assert event["source"] == "crossroute"
+        assert problems(event["detail-type"], event["detail"]) == [], event["detail-type"]

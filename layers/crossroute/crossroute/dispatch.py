@@ -176,8 +176,28 @@ class Dispatch:
             result.undeliverable = True
             return result
         if record.claimed is None:
-            return self._already(record, result)
+            return self._resume(request, record, decision, chosen, setup, result, now)
         return self._send_from(request, record, decision, chosen, setup, result)
+
+    def _resume(
+        self,
+        request: SendRequest,
+        record: SendRecord,
+        decision: Decision,
+        chosen: ChannelDecision,
+        setup: TenantSetup,
+        result: Result,
+        now: datetime,
+    ) -> Result:
+        """A redelivery: an earlier attempt claimed the first channel. If every channel it tried failed
+        for good, carry on with the next one (say, an SMS that was throttled); if anything may have gone
+        out (sent, sending, unknown), report it and never send again (R8)."""
+        if any(state.get("state") != "failed" for state in record.sends.values()):
+            return self._already(record, result)
+        following = self._next(request, decision, chosen.channel, now)
+        if following is None:
+            return self._already(record, result)
+        return self._send_from(request, record, decision, following, setup, result)
 
     def _send_from(
         self,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -38,10 +37,10 @@ from crossroute.store.identity_store import (
     StatusOutcome,
     StatusRecord,
 )
-from crossroute.store.tables import TableItem, bind
+from crossroute.store.tables import TableItem
 from crossroute.webhooks.parse import parse
 from infra.bench import Context, Row, Table
-from infra.build.artifact import SOURCE_TEMPLATE
+from infra.local.emulated import emulated_account
 
 TENANT = "demo"
 PHONE_NUMBER_ID = "100000000000001"  # the local tenant's Meta number (tests/support.py)
@@ -224,35 +223,8 @@ class DynamoCalls:
 @contextmanager
 def moto_table() -> Iterator[str]:
     """moto in-process, template.yaml's identity table provisioned, PynamoDB's models bound to it."""
-    import boto3
-    from moto import mock_aws
-
-    from infra.local.provision import Provisioner
-    from infra.template import load_template
-
-    env = {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
-    saved = {key: os.environ.get(key) for key in [*env, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"]}
-    bound = TableItem.Meta.table_name
-    os.environ.update(env)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    try:
-        with mock_aws():
-            provisioner = Provisioner(load_template(SOURCE_TEMPLATE), lambda service: boto3.client(service))
-            name = str(provisioner.ref("IdentityTable"))
-            bind(name)
-            yield name
-    finally:
-        bind(bound)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with emulated_account() as account:
+        yield str(account.ref("IdentityTable"))
 
 
 # ---------------------------------------------------------------------- round-trip scenarios

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
+from infra.local.emulated import emulated_account
 from infra.local.provision import Provisioner
-from infra.template import load_template
-from tests.support import REPO
 
 
 @pytest.fixture
@@ -26,25 +23,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def provisioned(aws_env: None) -> Iterator[Provisioner]:
-    """A fresh emulated account with template.yaml's table, queues and bus."""
-    with mock_aws():
-        provisioner = Provisioner(
-            load_template(REPO / "template.yaml"), lambda service: boto3.client(service)
-        )
-        for logical_id in ("IdentityTable", "InboundQueue", "EventBus"):
-            provisioner.physical(logical_id)
-        yield provisioner
+def provisioned() -> Iterator[Provisioner]:
+    """A fresh emulated account with template.yaml's table, queues and bus; the models bound to the table."""
+    with emulated_account("InboundQueue", "EventBus") as account:
+        yield account
 
 
 @pytest.fixture
 def table(provisioned: Provisioner) -> str:
-    """The identity table's name, with every PynamoDB model bound to it."""
-    from crossroute.store.tables import bind
-
-    name = str(provisioned.ref("IdentityTable"))
-    bind(name)
-    return name
+    """The identity table's name (every PynamoDB model is bound to it)."""
+    return str(provisioned.ref("IdentityTable"))
 
 
 class ListPublisher:

@@ -12,18 +12,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from jsonschema import Draft202012Validator
-from moto import mock_aws
 
 from crossroute.bus import SOURCE
 from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch
 from crossroute.inbound_queue import QueuedEvent
-from crossroute.store.tables import bind
-from infra.local.provision import Provisioner
-from infra.template import load_template
+from infra.local.emulated import emulated_account
 from tests.adapters.test_dispatch import AFTER_WINDOW, IN_WINDOW, TEMPLATE, World, request
 from tests.support import REPO
 
@@ -171,24 +167,12 @@ SCENARIOS: dict[str, tuple[Callable[[World], None], list[tuple[str, str]]]] = {
 def published() -> Iterator[dict[str, Published]]:
     """Each scenario in a fresh emulated account (as the ``table`` fixture makes), run once per module."""
     runs: dict[str, Published] = {}
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }.items():
-            env.setenv(key, value)
-        env.delenv("AWS_ENDPOINT_URL", raising=False)
-        for name, (scenario, _) in SCENARIOS.items():
-            with mock_aws():
-                provisioner = Provisioner(
-                    load_template(REPO / "template.yaml"), lambda service: boto3.client(service)
-                )
-                bind(str(provisioner.ref("IdentityTable")))
-                world = World(IN_WINDOW)
-                assert isinstance(world.dispatch, Dispatch)
-                scenario(world)
-                runs[name] = wire(world)
+    for name, (scenario, _) in SCENARIOS.items():
+        with emulated_account():
+            world = World(IN_WINDOW)
+            assert isinstance(world.dispatch, Dispatch)
+            scenario(world)
+            runs[name] = wire(world)
     yield runs
 
 

@@ -11,21 +11,17 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from jsonschema import Draft202012Validator
-from moto import mock_aws
 
 from crossroute.bus import SOURCE
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest
 from crossroute.store.identity_store import DynamoIdentityStore
-from crossroute.store.tables import bind
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from crossroute.webhooks.parse import parse
-from infra.local.provision import Provisioner
-from infra.template import load_template
+from infra.local.emulated import emulated_account
 from tests.adapters.conftest import ListPublisher
 from tests.support import REPO, fixture_bytes, fixture_json, registry_document
 
@@ -159,23 +155,11 @@ SCENARIOS: dict[str, tuple[Callable[[World], None], set[str]]] = {
 def published() -> Iterator[dict[str, Published]]:
     """Each scenario in a fresh emulated account (as the ``table`` fixture makes), run once per module."""
     runs: dict[str, Published] = {}
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }.items():
-            env.setenv(key, value)
-        env.delenv("AWS_ENDPOINT_URL", raising=False)
-        for name, (scenario, _) in SCENARIOS.items():
-            with mock_aws():
-                provisioner = Provisioner(
-                    load_template(REPO / "template.yaml"), lambda service: boto3.client(service)
-                )
-                bind(str(provisioner.ref("IdentityTable")))
-                world = World()
-                scenario(world)
-                runs[name] = world.published()
+    for name, (scenario, _) in SCENARIOS.items():
+        with emulated_account():
+            world = World()
+            scenario(world)
+            runs[name] = world.published()
     yield runs
 
 

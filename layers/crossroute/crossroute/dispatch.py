@@ -139,7 +139,10 @@ class Dispatch:
     def send(self, doc: Any) -> Result:
         """Handle one send request document from any door. Raises ``RetryLater`` to be retried."""
         try:
-            request = parse_send_request(doc)
+            # National phone formats are read in the tenant's region, when the tenant is known.
+            tenant_id = doc.get("tenant") if isinstance(doc, dict) else None
+            known = self._tenants(tenant_id) if isinstance(tenant_id, str) and tenant_id else None
+            request = parse_send_request(doc, default_region=known.default_region if known else "US")
         except InvalidRequest as exc:
             tenant = doc.get("tenant") if isinstance(doc, dict) else None
             key = doc.get("idempotency_key") if isinstance(doc, dict) else None
@@ -151,7 +154,7 @@ class Dispatch:
             }
             self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
             return Result(None, undeliverable=True)
-        setup = self._tenants(request.tenant)
+        setup = known
         if setup is None:
             self._undeliverable(request, None, None, [], "request.unknown_tenant", [])
             return Result(None, undeliverable=True)
@@ -273,9 +276,9 @@ class Dispatch:
         if record is None or not is_fallback(code):
             return Result(record.request_id if record else None)
         setup = self._tenants(tenant)
-        request = parse_send_request(record.request)
         if setup is None:
             return Result(record.request_id)
+        request = parse_send_request(record.request, default_region=setup.default_region)
         now = self._clock()
         decision = decide(request, self._recipient(request), setup.channels, now)
         sms = next((c for c in decision.considered if c.channel == "sms"), None)

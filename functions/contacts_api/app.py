@@ -3,6 +3,8 @@
 
 import json
 from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import boto3
@@ -20,13 +22,21 @@ from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
 logger = Logger()
 app = APIGatewayHttpResolver()
 tables.bind(require_env("TABLE_NAME"))
 store = DynamoIdentityStore()
 registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
 sends = DynamoSendStore()
-sqs = boto3.client("sqs")
+
+
+@cache
+def _sqs() -> "SQSClient":
+    """Only POST /messages queues: reading contacts does not pay for an SQS client at cold start."""
+    return boto3.client("sqs")
 
 
 def _tenant() -> str:
@@ -120,7 +130,7 @@ def post_message() -> Response[str]:
         now=datetime.now(UTC),
     )
     # Queued after it is recorded: a retry of this POST queues it again, and dispatch is idempotent.
-    sqs.send_message(QueueUrl=require_env("SEND_QUEUE_URL"), MessageBody=json.dumps(request.raw))
+    _sqs().send_message(QueueUrl=require_env("SEND_QUEUE_URL"), MessageBody=json.dumps(request.raw))
     logger.info("send request queued", extra={"tenant": request.tenant, "request_id": request_id})
     return Response(202, "application/json", json.dumps({"request_id": request_id}))
 

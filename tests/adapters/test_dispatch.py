@@ -9,6 +9,7 @@ import pytest
 
 from crossroute.channels import Outbound, SendFailed, Sent
 from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
+from crossroute.routing.pacing import Pacer
 from crossroute.routing.policy import TenantChannels
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
@@ -35,20 +36,21 @@ class ScriptedSender:
 
 
 class World:
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, *, pacer: Pacer | None = None, region: str = "US") -> None:
         self.ingest = Harness()
         self.whatsapp = ScriptedSender("meta")
         self.sms = ScriptedSender("twilio")
         self.bus = ListPublisher()
         self.now = now
         channels = TenantChannels("100000000000001", "+15550100002")
-        setup = TenantSetup(channels, {"whatsapp": self.whatsapp, "sms": self.sms})
+        setup = TenantSetup(channels, {"whatsapp": self.whatsapp, "sms": self.sms}, default_region=region)
         self.dispatch = Dispatch(
             DynamoIdentityStore(),
             DynamoSendStore(),
             lambda tenant: setup if tenant == "demo" else None,
             self.bus,
             clock=lambda: self.now,
+            pacer=pacer,
         )
 
     def ana(self) -> str:
@@ -185,17 +187,26 @@ def test_an_invalid_request_from_a_queue_is_reported_not_retried(world: World) -
     assert undeliverable["reason"] == "request.invalid" and undeliverable["problems"]
 
 
-def test_a_send_over_the_numbers_rate_releases_its_claim_and_is_retried(world: World) -> None:
-    from crossroute.routing.pacing import Pacer
-
-    customer = world.ana()
-    # 80 containers share 80/s: one send a second here, and waiting is not allowed.
-    world.dispatch._pacer = Pacer(80, max_wait=0.0, clock=lambda: 0.0)
-    world.dispatch.send(request("first", to={"customer_id": customer}))
+def test_a_send_over_the_numbers_rate_releases_its_claim_and_is_retried(table: str) -> None:
+    # 80 containers share 80/s: one send a second here, and waiting is not allowed; the clock stands still.
+    paced = World(IN_WINDOW, pacer=Pacer(80, max_wait=0.0, clock=lambda: 0.0))
+    customer = paced.ana()
+    paced.dispatch.send(request("first", to={"customer_id": customer}))
     with pytest.raises(RetryLater):
-        world.dispatch.send(request("second", to={"customer_id": customer}))
-    assert len(world.whatsapp.calls) == 1
-    world.dispatch._pacer = None  # a second later, or another container
-    assert world.dispatch.send(request("second", to={"customer_id": customer})).sent == {
-        "whatsapp": "wamid.2"
+        paced.dispatch.send(request("second", to={"customer_id": customer}))
+    assert len(paced.whatsapp.calls) == 1
+    # Another container (same table, its own share) gets the released claim and sends it, once.
+    other = World(IN_WINDOW)
+    assert other.dispatch.send(request("second", to={"customer_id": customer})).sent == {
+        "whatsapp": "wamid.1"
     }
+    assert other.dispatch.send(request("second", to={"customer_id": customer})).sent == {
+        "whatsapp": "wamid.1"
+    }
+    assert len(other.whatsapp.calls) == 1
+
+
+def test_a_national_phone_in_a_request_is_read_in_the_tenants_region(table: str) -> None:
+    germany = World(IN_WINDOW, region="DE")
+    result = germany.dispatch.send(request(to={"phone": "0151 23456789"}, channels=["sms"]))
+    assert result.sent == {"sms": "SM1"} and germany.sms.calls[0].to == "+4915123456789"

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crossroute.bus import EventBridgePublisher
 from crossroute.channels.setup import tenant_setup
 from crossroute.config import RegistrySource, require_env
-from crossroute.dispatch import Dispatch, RetryLater, TenantSetup, retry_delay
+from crossroute.dispatch import Dispatch, RetryLater, TenantSetup, Unsettled, retry_delay
 from crossroute.routing.pacing import Pacer
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
@@ -53,9 +53,16 @@ dispatch = Dispatch(
 )
 
 
+FOLLOW_UP = "crossroute:settle"  # a follow-up: a settlement to record, then the body to handle again
+
+
 def record_handler(record: SQSRecord) -> None:
+    body = json.loads(record.body)
+    if isinstance(body, dict) and FOLLOW_UP in body:
+        dispatch.settle(body[FOLLOW_UP])
+        body = body["then"]
     try:
-        _dispatch(record)
+        _dispatch(body)
     except RetryLater:
         # Back off with jitter instead of the queue's fixed visibility timeout, then fail this record.
         delay = retry_delay(int(record.attributes.approximate_receive_count))
@@ -66,10 +73,19 @@ def record_handler(record: SQSRecord) -> None:
         )
         logger.info("send refused for now, retried later", extra={"delay_s": delay})
         raise
+    except Unsettled as exc:
+        # The provider answered but the table did not take it: the follow-up carries the answer, and
+        # this record is done. If the follow-up cannot be queued either, this record fails and is retried.
+        delay = retry_delay(int(record.attributes.approximate_receive_count)) if exc.later else 0
+        sqs.send_message(
+            QueueUrl=require_env("SEND_QUEUE_URL"),
+            MessageBody=json.dumps({FOLLOW_UP: exc.settlement.as_doc(), "then": body}),
+            DelaySeconds=min(delay, 900),
+        )
+        logger.warning("send outcome carried forward on the send queue", extra={"delay_s": delay})
 
 
-def _dispatch(record: SQSRecord) -> None:
-    body = json.loads(record.body)
+def _dispatch(body: dict) -> None:
     kind = body.get("detail-type") if isinstance(body, dict) else None
     if kind == "MessageStatusChanged":  # a failed WhatsApp status (the rule filters): R7
         detail = body["detail"]

@@ -36,12 +36,16 @@ def table(provisioned: Provisioner) -> str:
 
 
 class ListPublisher:
-    """An ``EventPublisher`` that remembers what it published."""
+    """An ``EventPublisher`` that remembers what it published; ``fail_next`` publishes fail first."""
 
     def __init__(self) -> None:
         self.events: list[Any] = []
+        self.fail_next = 0
 
     def publish(self, events: Any) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("injected: PutEvents failed")
         self.events.extend(events)
 
     def of(self, detail_type: str) -> list[dict[str, Any]]:

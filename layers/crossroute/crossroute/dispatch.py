@@ -6,6 +6,11 @@ chosen channel in one write, send, record the result. A definite failure moves o
 qualifying channel; a refused-but-retryable send releases its claim and is retried by the queue; an
 unknown outcome is never sent again (R8). A WhatsApp send that later fails with a fallback code gets
 exactly one SMS, when SMS still qualifies (R7).
+
+Each claim is settled by the attempt that took it (``routing/settlement.py``). When that record cannot
+be written after the provider answered, ``Unsettled`` hands the settlement to the caller, which carries
+it forward on the send queue: ``settle`` records it later and the request is handled again from there.
+Events are published at least once: a handled-again request reports what its record says went out.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from crossroute.bus import BusEvent, EventPublisher
-from crossroute.channels import Channel, Outbound, Sender, SendFailed, Sent
+from crossroute.channels import Channel, Sender, SendFailed
 from crossroute.channels.errors import is_fallback
 from crossroute.identity.model import Customer, Key
 from crossroute.routing.pacing import DEFAULT_RATE, PaceExceeded, Pacer
@@ -33,6 +38,7 @@ from crossroute.routing.policy import (
     decide,
 )
 from crossroute.routing.request import InvalidRequest, SendRequest, parse_send_request
+from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.sends import SendRecord
 
 logger = Logger(child=True)
@@ -40,6 +46,17 @@ logger = Logger(child=True)
 
 class RetryLater(Exception):
     """A provider refused for now (throughput, transient): the queue redelivers the request later."""
+
+
+class Unsettled(Exception):
+    """The provider answered but its answer could not be recorded: carry ``settlement`` forward (the send
+    queue) and hand it to ``Dispatch.settle``, then handle the request again. ``later``: it was refused
+    for now, so the request is to be handled again after a backoff."""
+
+    def __init__(self, settlement: Settlement) -> None:
+        super().__init__(f"{settlement.claim.channel} {settlement.result} not recorded")
+        self.settlement = settlement
+        self.later = settlement.result == "released"
 
 
 def retry_delay(attempt: int, *, rng: Callable[[float, float], float] = random.uniform) -> int:
@@ -67,32 +84,15 @@ class Sends(Protocol):
         request: dict[str, Any],
         decision: list[dict[str, Any]],
         customer_id: str | None,
-        claim: Channel | None,
+        claim: Claim | None,
         now: datetime,
     ) -> SendRecord: ...
 
-    def claim(self, tenant: str, key: str, channel: Channel, now: datetime) -> bool: ...
+    def claim(self, claim: Claim, now: datetime) -> bool: ...
 
-    def finish(
-        self,
-        tenant: str,
-        key: str,
-        channel: Channel,
-        state: str,
-        now: datetime,
-        *,
-        provider_message_id: str | None = None,
-        code: int | None = None,
-        reason: str | None = None,
-    ) -> None: ...
-
-    def release(self, tenant: str, key: str, channel: Channel) -> None: ...
+    def settle(self, settlement: Settlement) -> bool: ...
 
     def get(self, tenant: str, key: str) -> SendRecord | None: ...
-
-    def outbound(
-        self, record: SendRecord, channel: Channel, outbound: Outbound, sent: Sent, now: datetime
-    ) -> None: ...
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None: ...
 
@@ -163,6 +163,7 @@ class Dispatch:
         decision = decide(request, recipient, setup.channels, now)
         chosen = decision.chosen
         customer_id = recipient.customer.id if recipient.customer else None
+        attempt = self._new_id()
         record = self._sends.begin(
             tenant=request.tenant,
             key=request.idempotency_key,
@@ -170,7 +171,7 @@ class Dispatch:
             request=request.raw,
             decision=decision.as_record(),
             customer_id=customer_id,
-            claim=chosen.channel if chosen else None,
+            claim=self._claim(request, chosen.channel, attempt) if chosen else None,
             now=now,
         )
         result = Result(record.request_id)
@@ -179,8 +180,13 @@ class Dispatch:
             result.undeliverable = True
             return result
         if record.claimed is None:
-            return self._resume(request, record, decision, chosen, setup, result, now)
-        return self._send_from(request, record, decision, chosen, setup, result)
+            return self._resume(request, record, decision, chosen, setup, result, now, attempt)
+        return self._send_from(request, record, decision, chosen, setup, result, attempt)
+
+    def settle(self, doc: dict[str, Any]) -> bool:
+        """A follow-up from the send queue: record the settlement an earlier attempt could not
+        (``Unsettled``). False when it was recorded already. The caller then handles the request again."""
+        return self._sends.settle(Settlement.from_doc(doc))
 
     def _resume(
         self,
@@ -191,16 +197,17 @@ class Dispatch:
         setup: TenantSetup,
         result: Result,
         now: datetime,
+        attempt: str,
     ) -> Result:
-        """A redelivery: an earlier attempt claimed the first channel. If every channel it tried failed
+        """Handled again: an earlier attempt claimed the first channel. If every channel it tried failed
         for good, carry on with the next one (say, an SMS that was throttled); if anything may have gone
         out (sent, sending, unknown), report it and never send again (R8)."""
         if any(state.get("state") != "failed" for state in record.sends.values()):
             return self._already(record, result)
-        following = self._next(request, decision, chosen.channel, now)
+        following = self._next(request, decision, chosen.channel, now, attempt)
         if following is None:
             return self._already(record, result)
-        return self._send_from(request, record, decision, following, setup, result)
+        return self._send_from(request, record, decision, following, setup, result, attempt)
 
     def _send_from(
         self,
@@ -210,60 +217,101 @@ class Dispatch:
         first: ChannelDecision,
         setup: TenantSetup,
         result: Result,
+        attempt: str,
     ) -> Result:
         """Send on ``first`` (claimed); on a definite failure claim and try the next qualifying channel."""
-        failures: list[dict[str, Any]] = []
+        failures = _failures(record, record.sends)  # earlier attempts' (a request handled again)
         current: ChannelDecision | None = first
         while current is not None:
+            claim = self._claim(request, current.channel, attempt)
             outbound = current.outbound
             assert outbound is not None
             if self._pacer and current.channel == "whatsapp":
                 try:
                     self._pacer.acquire(outbound.business, setup.whatsapp_rate)
                 except PaceExceeded as exc:  # over the number's rate: nothing sent, try again later
-                    self._sends.release(request.tenant, request.idempotency_key, current.channel)
+                    self._settle(Settlement.released(claim, self._clock()))
                     raise RetryLater(str(exc)) from exc
             now = self._clock()
             try:
                 sent = setup.senders[current.channel].send(outbound)
             except SendFailed as failed:
                 if failed.outcome == "retry":
-                    self._sends.release(request.tenant, request.idempotency_key, current.channel)
+                    self._settle(Settlement.released(claim, now))
                     raise RetryLater(str(failed)) from failed
-                state = "unknown" if failed.outcome == "unknown" else "failed"
-                self._sends.finish(
-                    request.tenant, request.idempotency_key, current.channel, state, now, code=failed.code
-                )
+                self._settle(Settlement.failed(claim, now, failed.outcome, failed.code))
                 failures.append({"channel": current.channel, "outcome": failed.outcome, "code": failed.code})
                 if failed.outcome == "unknown":  # it may have gone out: never a second message (R8)
                     break
-                current = self._next(request, decision, current.channel, now)
+                current = self._next(request, decision, current.channel, now, attempt)
                 continue
-            self._sends.outbound(record, current.channel, outbound, sent, now)
+            self._settle(Settlement.delivered(claim, now, sent, current.reason, outbound, record.customer_id))
             result.sent[current.channel] = sent.message_id
-            self._routed(request, record, current, sent, decision.as_record(), failures)
+            routed = self._routed(
+                record, current.channel, current.reason, sent.provider, sent.message_id, failures
+            )
+            self._publisher.publish([routed])
             return result
-        self._undeliverable(
-            request, record, record.customer_id, decision.as_record(), "send_failed", failures
-        )
+        self._undeliverable(request, record, record.customer_id, record.decision, "send_failed", failures)
         result.undeliverable = True
         return result
 
+    def _settle(self, settlement: Settlement) -> None:
+        """Record how a claimed send ended. The provider has answered: if the record cannot be written,
+        whatever the store's error, the settlement is handed on rather than lost (``Unsettled``)."""
+        try:
+            self._sends.settle(settlement)
+        except Exception as exc:  # whatever the store's error, the provider's answer is carried forward
+            logger.warning("could not record a send's outcome: carried forward", exc_info=True)
+            raise Unsettled(settlement) from exc
+
+    @staticmethod
+    def _claim(request: SendRequest, channel: Channel, attempt: str) -> Claim:
+        return Claim(request.tenant, request.idempotency_key, channel, attempt)
+
     def _next(
-        self, request: SendRequest, decision: Decision, after: Channel, now: datetime
+        self, request: SendRequest, decision: Decision, after: Channel, now: datetime, attempt: str
     ) -> ChannelDecision | None:
         following = decision.after(after)
         while following is not None:
-            if self._sends.claim(request.tenant, request.idempotency_key, following.channel, now):
+            if self._sends.claim(self._claim(request, following.channel, attempt), now):
                 return following
             following = decision.after(following.channel)
         return None
 
-    def _already(self, record: SendRecord, result: Result) -> Result:
-        """A redelivery: an earlier attempt claimed the channel. Report, never send again (R8)."""
-        for channel, state in record.sends.items():
-            if state.get("provider_message_id"):
+    def _already(self, record: SendRecord, result: Result, only: Channel | None = None) -> Result:
+        """Handled again: earlier attempts claimed the channels. Never send again (R8); report what the
+        record says, and publish its events again (at least once: the first publish may have failed)."""
+        states = {c: s for c, s in record.sends.items() if only is None or c == only}
+        failures = _failures(record, states)
+        events = []
+        for channel, state in states.items():
+            if state["state"] == "sent":
                 result.sent[channel] = state["provider_message_id"]
+                events.append(
+                    self._routed(
+                        record,
+                        channel,
+                        state.get("reason"),
+                        state.get("provider"),
+                        state["provider_message_id"],
+                        _failures(record, record.sends, before=channel),
+                    )
+                )
+        if states and len(failures) == len(states):  # every channel tried ended without a message
+            result.undeliverable = True
+            detail = self._undeliverable_detail(
+                record.tenant,
+                record.idempotency_key,
+                record,
+                record.customer_id,
+                record.decision,
+                "send_failed",
+                failures,
+            )
+            events.append(BusEvent("MessageUndeliverable", detail))
+        if events:
+            self._publisher.publish(events)
         return result
 
     # ------------------------------------------------------------------ R7: a WhatsApp failure later
@@ -289,10 +337,12 @@ class Dispatch:
             self._undeliverable(request, record, record.customer_id, reasons, reason, [])
             result.undeliverable = True
             return result
-        if not self._sends.claim(tenant, request.idempotency_key, "sms", now):
-            return self._already(record, result)  # exactly once: someone sent (or is sending) it
+        attempt = self._new_id()
+        if not self._sends.claim(self._claim(request, "sms", attempt), now):
+            # Exactly once: someone sent (or is sending) it. Report the SMS only.
+            return self._already(record, result, only="sms")
         fallback = ChannelDecision("sms", reason, sms.outbound)
-        return self._send_from(request, record, Decision((fallback,)), fallback, setup, result)
+        return self._send_from(request, record, Decision((fallback,)), fallback, setup, result, attempt)
 
     # ------------------------------------------------------------------ helpers
 
@@ -322,28 +372,29 @@ class Dispatch:
             phone_stale=record is not None and record.status == "stale",
         )
 
+    @staticmethod
     def _routed(
-        self,
-        request: SendRequest,
         record: SendRecord,
-        channel: ChannelDecision,
-        sent: Sent,
-        decision: list[dict[str, Any]],
+        channel: str,
+        reason: str | None,
+        provider: str | None,
+        message_id: str,
         failures: list[dict[str, Any]],
-    ) -> None:
+    ) -> BusEvent:
+        """``MessageRouted``: built from the record alone, so publishing it again gives the same event."""
         detail = {
-            "tenant": request.tenant,
+            "tenant": record.tenant,
             "request_id": record.request_id,
-            "idempotency_key": request.idempotency_key,
+            "idempotency_key": record.idempotency_key,
             "customer_id": record.customer_id,
-            "channel": channel.channel,
-            "reason": channel.reason,
-            "provider": sent.provider,
-            "provider_message_id": sent.message_id,
-            "decision": decision,
+            "channel": channel,
+            "reason": reason,
+            "provider": provider,
+            "provider_message_id": message_id,
+            "decision": record.decision,
             "failures": failures,
         }
-        self._publisher.publish([BusEvent("MessageRouted", detail)])
+        return BusEvent("MessageRouted", detail)
 
     def _undeliverable(
         self,
@@ -354,13 +405,49 @@ class Dispatch:
         reason: str,
         failures: list[dict[str, Any]],
     ) -> None:
-        detail = {
-            "tenant": request.tenant,
+        detail = self._undeliverable_detail(
+            request.tenant, request.idempotency_key, record, customer_id, decision, reason, failures
+        )
+        self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
+
+    @staticmethod
+    def _undeliverable_detail(
+        tenant: str,
+        key: str,
+        record: SendRecord | None,
+        customer_id: str | None,
+        decision: list[dict[str, Any]],
+        reason: str,
+        failures: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        return {
+            "tenant": tenant,
             "request_id": record.request_id if record else None,
-            "idempotency_key": request.idempotency_key,
+            "idempotency_key": key,
             "customer_id": customer_id,
             "reason": reason,
             "decision": decision,
             "failures": failures,
         }
-        self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
+
+
+def _failures(
+    record: SendRecord, states: Mapping[str, dict[str, Any]], before: str | None = None
+) -> list[dict[str, Any]]:
+    """The channels that ended without a message, in the decision's order (as they were tried); with
+    ``before``, only those tried before that channel."""
+    order = [entry.get("channel") for entry in record.decision]
+    rank = {c: order.index(c) if c in order else len(order) for c in states}
+    ended = [c for c, s in states.items() if s.get("state") in ("failed", "unknown")]
+    if before is not None:
+        ended = [c for c in ended if rank[c] < rank.get(before, len(order))]
+    ended.sort(key=rank.__getitem__)
+    return [
+        {"channel": c, "outcome": states[c].get("outcome", states[c]["state"]), "code": _code(states[c])}
+        for c in ended
+    ]
+
+
+def _code(state: dict[str, Any]) -> int | None:
+    code = state.get("code")
+    return int(code) if code is not None and str(code).lstrip("-").isdigit() else None

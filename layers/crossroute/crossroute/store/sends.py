@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.attributes import MapAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from crossroute.channels import Channel, Outbound, Sent
+from crossroute.channels import Channel
+from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.identity_store import MessageRecord, message_actions, message_shell
 from crossroute.store.tables import MessageItem, TableItem, customer_pk, message_pk
 
@@ -29,9 +30,12 @@ KEEP = timedelta(days=90)  # how long an idempotency key is remembered
 class SendState(MapAttribute[str, Any]):
     state = UnicodeAttribute()  # sending | sent | failed | unknown
     at = UTCDateTimeAttribute()
+    attempt = UnicodeAttribute(null=True)  # the attempt that claimed it: only that attempt settles it
+    provider = UnicodeAttribute(null=True)
     provider_message_id = UnicodeAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)  # a failure's outcome: fallback | permanent | unknown
     code = UnicodeAttribute(null=True)
-    reason = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)  # the routing reason it was sent for (R9, or an R7 fallback)
 
 
 class SendRequestItem(TableItem, discriminator="send_request"):
@@ -72,10 +76,10 @@ class DynamoSendStore:
         request: dict[str, Any],
         decision: list[dict[str, Any]],
         customer_id: str | None,
-        claim: Channel | None,
+        claim: Claim | None,
         now: datetime,
     ) -> SendRecord:
-        """Record the request and its decision (the first ones win) and claim ``claim``: one round trip.
+        """Record the request and its decision (the first ones win) and take ``claim``: one round trip.
 
         Whether the claim was granted is ``SendRecord.claimed``.
         """
@@ -101,18 +105,16 @@ class DynamoSendStore:
         if claim is None:
             item.update(actions)
             return _record(item, claimed=None)
-        attribute = _state_attribute(claim)
+        attribute = _state_attribute(claim.channel)
         try:
-            item.update(
-                [*actions, attribute.set({"state": "sending", "at": now})], attribute.does_not_exist()
-            )
+            item.update([*actions, attribute.set(_sending(claim, now))], attribute.does_not_exist())
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
             # Claimed by an earlier attempt: the record and decision are there; this claim is not ours.
             item.update(actions)
             return _record(item, claimed=None)
-        return _record(item, claimed=claim)
+        return _record(item, claimed=claim.channel)
 
     def accept(
         self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
@@ -132,12 +134,12 @@ class DynamoSendStore:
         )
         return item.request_id
 
-    def claim(self, tenant: str, key: str, channel: Channel, now: datetime) -> bool:
+    def claim(self, claim: Claim, now: datetime) -> bool:
         """Claim a further channel (a fallback): at most one message per channel per key (R8)."""
-        attribute = _state_attribute(channel)
+        attribute = _state_attribute(claim.channel)
         try:
-            SendRequestItem(request_pk(tenant, key), REQUEST).update(
-                [attribute.set({"state": "sending", "at": now})],
+            SendRequestItem(request_pk(claim.tenant, claim.key), REQUEST).update(
+                [attribute.set(_sending(claim, now))],
                 condition=SendRequestItem.request_id.exists() & attribute.does_not_exist(),
             )
         except UpdateError as exc:
@@ -146,58 +148,56 @@ class DynamoSendStore:
             raise
         return True
 
-    def finish(
-        self,
-        tenant: str,
-        key: str,
-        channel: Channel,
-        state: str,
-        now: datetime,
-        *,
-        provider_message_id: str | None = None,
-        code: int | None = None,
-        reason: str | None = None,
-    ) -> None:
-        value = {"state": state, "at": now, "provider_message_id": provider_message_id, "reason": reason}
-        value["code"] = str(code) if code is not None else None
-        SendRequestItem(request_pk(tenant, key), REQUEST).update(
-            [_state_attribute(channel).set({k: v for k, v in value.items() if v is not None})]
-        )
+    def settle(self, settlement: Settlement) -> bool:
+        """Record how a claimed send ended, if the claim is still that attempt's and unsettled.
 
-    def release(self, tenant: str, key: str, channel: Channel) -> None:
-        """Undo a claim whose send was refused before it was accepted (outcome ``retry``): try again later."""
-        attribute = _state_attribute(channel)
-        SendRequestItem(request_pk(tenant, key), REQUEST).update(
-            [attribute.remove()], condition=attribute["state"] == "sending"
-        )
+        False: it was settled already (a follow-up delivered twice); nothing is written then.
+        """
+        claim = settlement.claim
+        item = SendRequestItem(request_pk(claim.tenant, claim.key), REQUEST)
+        attribute = _state_attribute(claim.channel)
+        ours = (attribute["state"] == "sending") & (attribute["attempt"] == claim.attempt)
+        try:
+            if settlement.result == "released":  # refused before it was accepted: try again later
+                item.update([attribute.remove()], condition=ours)
+            elif settlement.result == "sent":
+                self._sent(settlement, item, attribute, ours)
+            else:
+                item.update([attribute.set(_ended(settlement))], condition=ours)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        except TransactWriteError as exc:
+            if any(r and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons):
+                return False
+            raise
+        return True
 
-    def outbound(
-        self, record: SendRecord, channel: Channel, outbound: Outbound, sent: Sent, now: datetime
-    ) -> None:
+    @staticmethod
+    def _sent(settlement: Settlement, item: SendRequestItem, attribute: SendState, ours: Any) -> None:
         """The send went out: the channel's state and the message on the customer's timeline, atomically.
 
         The message item carries the request's key, so a later status can find the request (R7).
         """
+        claim, sent, outbound = settlement.claim, settlement.sent, settlement.outbound
+        assert sent is not None and outbound is not None
         message = MessageRecord(
-            tenant=record.tenant,
+            tenant=claim.tenant,
             provider=sent.provider,
             message_id=sent.message_id,
-            customer_id=record.customer_id,
+            customer_id=settlement.customer_id,
             direction="out",
-            channel=channel,
+            channel=claim.channel,
             business=outbound.business,
             message_type="template" if outbound.template else "text",
-            sent_at=now,
+            sent_at=settlement.at,
             text=outbound.text,
             raw={"template": outbound.template.name if outbound.template else None},
-            request_key=record.idempotency_key,
+            request_key=claim.key,
         )
-        state = {"state": "sent", "at": now, "provider_message_id": sent.message_id}
         with TransactWrite(connection=TableItem._get_connection().connection) as tx:
-            tx.update(
-                SendRequestItem(request_pk(record.tenant, record.idempotency_key), REQUEST),
-                [_state_attribute(channel).set(state)],
-            )
+            tx.update(item, [attribute.set(_ended(settlement))], condition=ours)
             tx.update(message_shell(message), message_actions(message))
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
@@ -218,6 +218,25 @@ class DynamoSendStore:
 
 def _state_attribute(channel: Channel) -> SendState:
     return SendRequestItem.whatsapp if channel == "whatsapp" else SendRequestItem.sms
+
+
+def _sending(claim: Claim, now: datetime) -> dict[str, Any]:
+    return {"state": "sending", "at": now, "attempt": claim.attempt}
+
+
+def _ended(settlement: Settlement) -> dict[str, Any]:
+    sent = settlement.sent
+    value = {
+        "state": settlement.result,
+        "at": settlement.at,
+        "attempt": settlement.claim.attempt,
+        "provider": sent.provider if sent else None,
+        "provider_message_id": sent.message_id if sent else None,
+        "outcome": settlement.outcome,
+        "code": str(settlement.code) if settlement.code is not None else None,
+        "reason": settlement.reason,
+    }
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def _record(item: SendRequestItem, *, claimed: Channel | None) -> SendRecord:

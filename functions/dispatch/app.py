@@ -63,9 +63,9 @@ def record_handler(record: SQSRecord) -> None:
         body = body["then"]
     try:
         _dispatch(body)
-    except RetryLater:
+    except RetryLater as exc:
         # Back off with jitter instead of the queue's fixed visibility timeout, then fail this record.
-        delay = retry_delay(int(record.attributes.approximate_receive_count))
+        delay = retry_delay(int(record.attributes.approximate_receive_count), after=exc.after)
         sqs.change_message_visibility(
             QueueUrl=require_env("SEND_QUEUE_URL"),
             ReceiptHandle=record.receipt_handle,

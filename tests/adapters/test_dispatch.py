@@ -9,7 +9,7 @@ import pytest
 
 from crossroute.channels import Outbound, SendFailed, Sent
 from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
-from crossroute.routing.pacing import Pacer
+from crossroute.routing.pacing import PAIR_BURST, PAIR_INTERVAL, Pacer
 from crossroute.routing.policy import TenantChannels
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
@@ -210,3 +210,49 @@ def test_a_national_phone_in_a_request_is_read_in_the_tenants_region(table: str)
     germany = World(IN_WINDOW, region="DE")
     result = germany.dispatch.send(request(to={"phone": "0151 23456789"}, channels=["sms"]))
     assert result.sent == {"sms": "SM1"} and germany.sms.calls[0].to == "+4915123456789"
+
+
+# --------------------------------------------------------------------------- the pair rate (per user)
+
+
+def test_a_user_gets_a_burst_then_the_pair_rate_across_containers(table: str) -> None:
+    customer = World(IN_WINDOW).ana()
+    sent = 0
+    for n in range(PAIR_BURST):  # each send in a new container: the pace is in the table, not in memory
+        sent += len(World(IN_WINDOW).dispatch.send(request(f"burst-{n}", to={"customer_id": customer})).sent)
+    assert sent == PAIR_BURST
+    over = World(IN_WINDOW)
+    with pytest.raises(RetryLater) as paced:
+        over.dispatch.send(request("one-too-many", to={"customer_id": customer}))
+    assert paced.value.after == pytest.approx(PAIR_INTERVAL) and over.whatsapp.calls == []
+    assert DynamoSendStore().get("demo", "one-too-many").sends == {}  # the claim was released
+    # Another user of the same number is not held back.
+    other = World(IN_WINDOW)
+    assert other.dispatch.send(request("to-bob", to={"phone": "+14155550100"}, template=TEMPLATE)).sent == {
+        "whatsapp": "wamid.1"
+    }
+    # When the interval has passed, the queue's redelivery sends it, once.
+    later = World(IN_WINDOW + timedelta(seconds=PAIR_INTERVAL))
+    assert later.dispatch.send(request("one-too-many", to={"customer_id": customer})).sent == {
+        "whatsapp": "wamid.1"
+    }
+    with pytest.raises(RetryLater):  # and the next one waits its turn again
+        later.dispatch.send(request("next", to={"customer_id": customer}))
+
+
+def test_the_pair_rate_counts_whatsapp_only(table: str) -> None:
+    customer = World(IN_WINDOW).ana()
+    for n in range(PAIR_BURST):
+        World(IN_WINDOW).dispatch.send(request(f"burst-{n}", to={"customer_id": customer}))
+    sms = World(IN_WINDOW)
+    result = sms.dispatch.send(request("by-sms", to={"customer_id": customer}, channels=["sms"]))
+    assert result.sent == {"sms": "SM1"}
+
+
+def test_a_pair_rate_error_from_meta_is_retried_after_the_interval(world: World) -> None:
+    customer = world.ana()
+    world.whatsapp.script.append(SendFailed("meta", "retry", 131056, "pair rate limit hit"))
+    with pytest.raises(RetryLater) as refused:
+        world.dispatch.send(request(to={"customer_id": customer}))
+    assert refused.value.after == PAIR_INTERVAL
+    assert world.dispatch.send(request(to={"customer_id": customer})).sent == {"whatsapp": "wamid.2"}

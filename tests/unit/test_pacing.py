@@ -1,4 +1,5 @@
-"""Per-number pacing: each container's share of the number's rate, as a token bucket."""
+"""Pacing: per number, each container's share of the number's rate as a token bucket; per user, the
+pair rate as a GCRA (``pair_pace``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossroute.routing.pacing import COEXISTENCE_RATE, DEFAULT_RATE, PaceExceeded, Pacer
+from crossroute.routing.pacing import (
+    COEXISTENCE_RATE,
+    DEFAULT_RATE,
+    PAIR_BURST,
+    PAIR_INTERVAL,
+    PaceExceeded,
+    Pacer,
+    Pair,
+    pair_pace,
+)
 
 
 class Clock:
@@ -71,3 +81,62 @@ def test_never_faster_than_the_share(containers: int, limit: float, sends: int) 
     share = limit / containers
     burst = max(1.0, share)
     assert sends <= burst + (clock.now - start) * share + 1e-6
+
+
+# --------------------------------------------------------------------------- per user: the pair rate
+
+
+def run_pair(times: list[float], interval: float = PAIR_INTERVAL, burst: int = PAIR_BURST) -> list[float]:
+    """Offer one message at each time (sorted); send it when ``pair_pace`` allows, keeping ``tat`` as the
+    store would (set, or an atomic add). Returns the times messages went out."""
+    tat: float | None = None
+    sent: list[float] = []
+    for now in times:
+        pace = pair_pace(tat, now, interval=interval, burst=burst)
+        if pace.wait:
+            assert pace.set_to is None and pace.add is None  # nothing to record: nothing was sent
+            continue
+        tat = pace.set_to if pace.add is None else (tat or 0.0) + pace.add
+        sent.append(now)
+    return sent
+
+
+def test_a_user_gets_a_burst_then_one_message_per_interval() -> None:
+    assert run_pair([0.0] * 25) == [0.0] * PAIR_BURST
+    tat = 0.0 + PAIR_BURST * PAIR_INTERVAL  # after the burst at t=0
+    assert pair_pace(tat, 0.0).wait == pytest.approx(PAIR_INTERVAL)
+    assert pair_pace(tat, PAIR_INTERVAL).wait == 0.0
+    # Steady: one offer every interval always goes.
+    steady = [i * PAIR_INTERVAL for i in range(50)]
+    assert run_pair(steady) == steady
+
+
+def test_a_quiet_pair_starts_afresh() -> None:
+    pace = pair_pace(100.0, 10_000.0)
+    assert (pace.wait, pace.set_to, pace.add) == (0.0, 10_000.0 + PAIR_INTERVAL, None)
+    assert pair_pace(None, 5.0).set_to == 5.0 + PAIR_INTERVAL
+
+
+def test_pairs_are_keyed_without_the_address() -> None:
+    by_phone = Pair.of("demo", "100000000000001", customer_id=None, address="+5511987654321")
+    assert "5511987654321" not in by_phone.user and by_phone.user.startswith("A:")
+    assert by_phone == Pair.of("demo", "100000000000001", customer_id=None, address="+5511987654321")
+    assert Pair.of("demo", "1", customer_id="c-1", address="+5511987654321").user == "C:c-1"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.floats(min_value=0.0, max_value=30.0), min_size=1, max_size=120),
+    window=st.floats(min_value=1.0, max_value=600.0),
+)
+def test_no_window_of_time_carries_more_than_the_burst_plus_the_rate(
+    gaps: list[float], window: float
+) -> None:
+    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    sent = run_pair(times)
+    for i, start in enumerate(sent):
+        within = [t for t in sent[i:] if t < start + window]
+        assert len(within) <= PAIR_BURST + window / PAIR_INTERVAL + 1e-9, (start, within)
+    # And it never holds back a message the rate allows: offers spaced by the interval all go.
+    if all(g >= PAIR_INTERVAL for g in gaps[1:]):
+        assert sent == times

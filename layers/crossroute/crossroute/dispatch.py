@@ -15,6 +15,7 @@ Events are published at least once: a handled-again request reports what its rec
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +29,15 @@ from crossroute.bus import BusEvent, EventPublisher
 from crossroute.channels import Channel, Sender, SendFailed
 from crossroute.channels.errors import is_fallback
 from crossroute.identity.model import Customer, Key
-from crossroute.routing.pacing import DEFAULT_RATE, PaceExceeded, Pacer
+from crossroute.routing.pacing import (
+    DEFAULT_RATE,
+    PAIR_INTERVAL,
+    PaceExceeded,
+    Pacer,
+    Pair,
+    PairPace,
+    pair_pace,
+)
 from crossroute.routing.policy import (
     FALLBACK_PREFIX,
     ChannelDecision,
@@ -42,10 +51,16 @@ from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.sends import SendRecord
 
 logger = Logger(child=True)
+PAIR_RATE_HIT = 131056  # Meta: too many messages to one user in a short time
 
 
 class RetryLater(Exception):
-    """A provider refused for now (throughput, transient): the queue redelivers the request later."""
+    """A provider refused for now (throughput, transient), or a rate says wait: the queue redelivers the
+    request later, not before ``after`` seconds when that is known."""
+
+    def __init__(self, message: str, *, after: float | None = None) -> None:
+        super().__init__(message)
+        self.after = after
 
 
 class Unsettled(Exception):
@@ -59,19 +74,24 @@ class Unsettled(Exception):
         self.later = settlement.result == "released"
 
 
-def retry_delay(attempt: int, *, rng: Callable[[float, float], float] = random.uniform) -> int:
-    """Seconds before a refused send is tried again: exponential backoff with full jitter, 2 s to 15 min.
+def retry_delay(
+    attempt: int, *, after: float | None = None, rng: Callable[[float, float], float] = random.uniform
+) -> int:
+    """Seconds before a refused send is tried again: exponential backoff with full jitter, 2 s to 15 min,
+    and never sooner than ``after`` (a rate's wait, a provider's Retry-After).
 
     ``attempt`` is the SQS receive count (1 for the first delivery).
     """
     ceiling = min(900.0, 2.0 * 2 ** max(0, attempt - 1))
-    return max(1, round(rng(ceiling / 2, ceiling)))
+    backoff = max(1, round(rng(ceiling / 2, ceiling)))
+    return min(900, max(backoff, math.ceil(after or 0)))
 
 
 class Customers(Protocol):
-    def holders(self, tenant: str, keys: list[Key]) -> dict[Key, Customer]: ...
+    # ``along``: what ``Sends.pair_along`` gave, read in the same round trip (opaque here)
+    def holders(self, tenant: str, keys: list[Key], *, along: Any = None) -> dict[Key, Customer]: ...
 
-    def customer(self, tenant: str, customer_id: str) -> Customer | None: ...
+    def customer(self, tenant: str, customer_id: str, *, along: Any = None) -> Customer | None: ...
 
 
 class Sends(Protocol):
@@ -95,6 +115,10 @@ class Sends(Protocol):
     def get(self, tenant: str, key: str) -> SendRecord | None: ...
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None: ...
+
+    def pair_along(self, pair: Pair) -> Any: ...
+
+    def pair_tat(self, along: Any) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +183,10 @@ class Dispatch:
             self._undeliverable(request, None, None, [], "request.unknown_tenant", [])
             return Result(None, undeliverable=True)
         now = self._clock()
-        recipient = self._recipient(request)
+        pair = self._pair(request, setup)
+        along = self._sends.pair_along(pair) if pair else None
+        recipient = self._recipient(request, along)
+        paced = (pair, self._sends.pair_tat(along)) if pair else None
         decision = decide(request, recipient, setup.channels, now)
         chosen = decision.chosen
         customer_id = recipient.customer.id if recipient.customer else None
@@ -180,8 +207,8 @@ class Dispatch:
             result.undeliverable = True
             return result
         if record.claimed is None:
-            return self._resume(request, record, decision, chosen, setup, result, now, attempt)
-        return self._send_from(request, record, decision, chosen, setup, result, attempt)
+            return self._resume(request, record, decision, chosen, setup, result, now, attempt, paced)
+        return self._send_from(request, record, decision, chosen, setup, result, attempt, paced)
 
     def settle(self, doc: dict[str, Any]) -> bool:
         """A follow-up from the send queue: record the settlement an earlier attempt could not
@@ -198,6 +225,7 @@ class Dispatch:
         result: Result,
         now: datetime,
         attempt: str,
+        paced: tuple[Pair, float | None] | None,
     ) -> Result:
         """Handled again: an earlier attempt claimed the first channel. If every channel it tried failed
         for good, carry on with the next one (say, an SMS that was throttled); if anything may have gone
@@ -207,7 +235,7 @@ class Dispatch:
         following = self._next(request, decision, chosen.channel, now, attempt)
         if following is None:
             return self._already(record, result)
-        return self._send_from(request, record, decision, following, setup, result, attempt)
+        return self._send_from(request, record, decision, following, setup, result, attempt, paced)
 
     def _send_from(
         self,
@@ -218,8 +246,10 @@ class Dispatch:
         setup: TenantSetup,
         result: Result,
         attempt: str,
+        paced: tuple[Pair, float | None] | None = None,
     ) -> Result:
-        """Send on ``first`` (claimed); on a definite failure claim and try the next qualifying channel."""
+        """Send on ``first`` (claimed); on a definite failure claim and try the next qualifying channel.
+        ``paced``: the pair (business number, user) and its stored ``tat``, for WhatsApp's pair rate."""
         failures = _failures(record, record.sends)  # earlier attempts' (a request handled again)
         current: ChannelDecision | None = first
         while current is not None:
@@ -233,19 +263,29 @@ class Dispatch:
                     self._settle(Settlement.released(claim, self._clock()))
                     raise RetryLater(str(exc)) from exc
             now = self._clock()
+            pair: tuple[Pair, PairPace] | None = None
+            if paced and current.channel == "whatsapp":
+                pace = pair_pace(paced[1], now.timestamp())
+                if pace.wait > 0:  # over the pair rate (131056 if sent now): nothing sent, try later
+                    self._settle(Settlement.released(claim, now))
+                    raise RetryLater(f"pair rate: {pace.wait:.1f}s to wait", after=pace.wait)
+                pair = (paced[0], pace)
             try:
                 sent = setup.senders[current.channel].send(outbound)
             except SendFailed as failed:
                 if failed.outcome == "retry":
                     self._settle(Settlement.released(claim, now))
-                    raise RetryLater(str(failed)) from failed
+                    after = PAIR_INTERVAL if failed.code == PAIR_RATE_HIT else failed.retry_after
+                    raise RetryLater(str(failed), after=after) from failed
                 self._settle(Settlement.failed(claim, now, failed.outcome, failed.code))
                 failures.append({"channel": current.channel, "outcome": failed.outcome, "code": failed.code})
                 if failed.outcome == "unknown":  # it may have gone out: never a second message (R8)
                     break
                 current = self._next(request, decision, current.channel, now, attempt)
                 continue
-            self._settle(Settlement.delivered(claim, now, sent, current.reason, outbound, record.customer_id))
+            self._settle(
+                Settlement.delivered(claim, now, sent, current.reason, outbound, record.customer_id, pair)
+            )
             result.sent[current.channel] = sent.message_id
             routed = self._routed(
                 record, current.channel, current.reason, sent.provider, sent.message_id, failures
@@ -346,10 +386,19 @@ class Dispatch:
 
     # ------------------------------------------------------------------ helpers
 
-    def _recipient(self, request: SendRequest) -> Recipient:
+    @staticmethod
+    def _pair(request: SendRequest, setup: TenantSetup) -> Pair | None:
+        """Whom a WhatsApp message of this request counts against in the pair rate, if it may send one."""
+        business = setup.channels.whatsapp_business
+        if not business or "whatsapp" not in (request.channels or setup.channels.preference):
+            return None
+        to = request.to
+        return Pair.of(request.tenant, business, customer_id=to.customer_id, address=to.bsuid or to.phone)
+
+    def _recipient(self, request: SendRequest, along: Any = None) -> Recipient:
         tenant, to = request.tenant, request.to
         if to.customer_id:
-            customer = self._customers.customer(tenant, to.customer_id)
+            customer = self._customers.customer(tenant, to.customer_id, along=along)
             if customer is None:
                 return Recipient(None, customer_id_unknown=True)
             stale = bool(to.phone and (r := customer.phone(to.phone)) and r.status == "stale")
@@ -362,7 +411,7 @@ class Dispatch:
             )
             if k
         ]
-        holders = self._customers.holders(tenant, keys)
+        holders = self._customers.holders(tenant, keys, along=along)
         by_bsuid = holders.get(Key("bsuid", to.bsuid)) if to.bsuid else None
         by_phone = holders.get(Key("phone", to.phone)) if to.phone else None
         record = by_phone.phone(to.phone) if by_phone and to.phone else None

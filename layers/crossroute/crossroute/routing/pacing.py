@@ -1,18 +1,68 @@
-"""Pacing sends per business number (Meta: 80 messages/s by default, 20/s for coexistence numbers).
+"""Pacing WhatsApp sends per business number and per user (Meta's two throughput limits).
 
-Each dispatch container takes an equal share of a number's rate: the number's limit divided by the
-send queue's ``MaximumConcurrency`` (template.yaml), so all containers together stay under it without
-coordinating. A token bucket per number, in memory; a send that would wait too long is retried later.
+Per number (80 messages/s by default, 20/s for coexistence numbers; error 130429): each dispatch
+container takes an equal share of a number's rate, the number's limit divided by the send queue's
+``MaximumConcurrency`` (template.yaml), so all containers together stay under it without coordinating.
+A token bucket per number, in memory; a send that would wait too long is retried later.
+
+Per user (the pair rate: one business number to one user, about one message every 6 s, in short
+bursts; error 131056): ``pair_pace``, a GCRA over a theoretical arrival time (``tat``) that all
+containers share in DynamoDB. The rule is pure; where ``tat`` lives is the store's business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_RATE = 80.0  # messages per second per WhatsApp business number
 COEXISTENCE_RATE = 20.0  # a number shared with the WhatsApp Business App
+
+
+PAIR_INTERVAL = 6.0  # seconds per message, on average, from one business number to one user
+PAIR_BURST = 10  # messages a user may get at once before the interval applies (Meta tolerates bursts)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One business number and one user, as the pair rate counts them."""
+
+    tenant: str
+    business: str  # Meta phone_number_id
+    user: str  # who the request names: ``C:<customer id>``, or a digest of the BSUID or phone
+
+    @classmethod
+    def of(cls, tenant: str, business: str, *, customer_id: str | None, address: str | None) -> Pair:
+        """By customer id when the request names one, else by a digest of the address (no PII in keys)."""
+        if customer_id:
+            return cls(tenant, business, f"C:{customer_id}")
+        return cls(tenant, business, "A:" + hashlib.sha256((address or "").encode()).hexdigest()[:32])
+
+
+@dataclass(frozen=True)
+class PairPace:
+    """What the pair rate says about one more message: wait ``wait`` seconds first (0: send now); after
+    sending, either set the stored ``tat`` to ``set_to`` (it had fallen behind) or add ``add`` to it
+    (an atomic add: two containers sending at once both count)."""
+
+    wait: float
+    set_to: float | None = None
+    add: float | None = None
+
+
+def pair_pace(
+    tat: float | None, now: float, *, interval: float = PAIR_INTERVAL, burst: int = PAIR_BURST
+) -> PairPace:
+    """GCRA: a message may go when ``now >= tat - (burst - 1) * interval``; each one moves ``tat`` on by
+    ``interval`` from ``max(tat, now)``. Times are seconds since the epoch."""
+    if tat is None or tat < now:
+        return PairPace(0.0, set_to=now + interval)
+    allowed_at = tat - (burst - 1) * interval
+    if now < allowed_at:
+        return PairPace(allowed_at - now)
+    return PairPace(0.0, add=interval)
 
 
 class PaceExceeded(Exception):

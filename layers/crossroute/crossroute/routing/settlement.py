@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from crossroute.channels import Channel, Outbound, Sent, Template
+from crossroute.routing.pacing import Pair, PairPace
 
 Result = Literal["released", "failed", "unknown", "sent"]
 
@@ -37,6 +38,8 @@ class Settlement:
     reason: str | None = None  # sent: the routing reason it went out for (R9, or an R7 fallback)
     outbound: Outbound | None = None  # sent: the message, for the customer's timeline
     customer_id: str | None = None
+    pair: Pair | None = None  # sent on WhatsApp: the pair rate to count it against
+    pace: PairPace | None = None
 
     @classmethod
     def released(cls, claim: Claim, at: datetime) -> Settlement:
@@ -48,9 +51,27 @@ class Settlement:
 
     @classmethod
     def delivered(
-        cls, claim: Claim, at: datetime, sent: Sent, reason: str, outbound: Outbound, customer_id: str | None
+        cls,
+        claim: Claim,
+        at: datetime,
+        sent: Sent,
+        reason: str,
+        outbound: Outbound,
+        customer_id: str | None,
+        paced: tuple[Pair, PairPace] | None = None,
     ) -> Settlement:
-        return cls(claim, "sent", at, sent=sent, reason=reason, outbound=outbound, customer_id=customer_id)
+        pair, pace = paced or (None, None)
+        return cls(
+            claim,
+            "sent",
+            at,
+            sent=sent,
+            reason=reason,
+            outbound=outbound,
+            customer_id=customer_id,
+            pair=pair,
+            pace=pace,
+        )
 
     def as_doc(self) -> dict[str, Any]:
         """JSON for the send queue. No recipient address: the timeline record needs none."""
@@ -68,6 +89,13 @@ class Settlement:
         }
         if self.sent:
             doc["sent"] = {"provider": self.sent.provider, "message_id": self.sent.message_id}
+        if self.pair and self.pace:
+            doc["pace"] = {
+                "business": self.pair.business,
+                "user": self.pair.user,
+                "set_to": self.pace.set_to,
+                "add": self.pace.add,
+            }
         if self.outbound:
             template = self.outbound.template
             doc["message"] = {
@@ -88,6 +116,7 @@ class Settlement:
             outbound = Outbound(
                 claim.channel, message["business"], text=message.get("text"), template=template
             )
+        pace = doc.get("pace")
         return cls(
             claim,
             cast(Result, doc["result"]),
@@ -98,4 +127,6 @@ class Settlement:
             reason=doc.get("reason"),
             outbound=outbound,
             customer_id=doc.get("customer_id"),
+            pair=Pair(claim.tenant, pace["business"], pace["user"]) if pace else None,
+            pace=PairPace(0.0, set_to=pace["set_to"], add=pace["add"]) if pace else None,
         )

@@ -25,6 +25,7 @@ from crossroute.store.tables import (
     KeyItem,
     MessageItem,
     PhoneMap,
+    ReadAlong,
     TableItem,
     UnrecognisedItem,
     customer_pk,
@@ -101,15 +102,17 @@ class DynamoIdentityStore:
         self._owners: OrderedDict[tuple[str, Key], str] = OrderedDict()
         self._remembered = remembered_keys
 
-    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
+    def holders(
+        self, tenant: str, keys: Sequence[Key], *, along: ReadAlong | None = None
+    ) -> dict[Key, Customer]:
         """The live customer holding each key that has one: one consistent batch read when this container
-        has seen the keys before, two otherwise."""
+        has seen the keys before, two otherwise. ``along``: other items to read in the first one."""
         if not keys:
             return {}
         by_pk = {key_pk(tenant, k): k for k in keys}
         guesses = {cid for k in keys if (cid := self._owners.get((tenant, k)))}
         wanted = [(pk, KEY) for pk in by_pk] + [(customer_pk(tenant, cid), PROFILE) for cid in guesses]
-        items = self._get(wanted)
+        items = self._get(wanted, along)
         owners = {by_pk[i.pk]: i.customer_id for i in items if isinstance(i, KeyItem)}
         read = {i.customer_id: i for i in items if isinstance(i, CustomerItem) and not i.merged_into}
         customers = {cid: to_customer(read[cid]) for cid in set(owners.values()) if cid in read}
@@ -129,12 +132,17 @@ class DynamoIdentityStore:
         while len(self._owners) > self._remembered:
             self._owners.popitem(last=False)
 
-    def customers(self, tenant: str, ids: Iterable[str]) -> dict[str, Customer]:
-        """Customers by id; a merged-away id answers with its survivor."""
+    def customers(
+        self, tenant: str, ids: Iterable[str], *, along: ReadAlong | None = None
+    ) -> dict[str, Customer]:
+        """Customers by id; a merged-away id answers with its survivor. ``along``: other items to read in
+        the first batch read."""
         wanted = {customer_pk(tenant, cid): cid for cid in ids}
         found: dict[str, Customer] = {}
         while wanted:
-            items = [i for i in self._get((pk, PROFILE) for pk in wanted) if isinstance(i, CustomerItem)]
+            batch = self._get(((pk, PROFILE) for pk in wanted), along)
+            along = None
+            items = [i for i in batch if isinstance(i, CustomerItem)]
             follow: dict[str, str] = {}
             for item in items:
                 asked = wanted[item.pk]
@@ -145,8 +153,8 @@ class DynamoIdentityStore:
             wanted = follow
         return found
 
-    def customer(self, tenant: str, customer_id: str) -> Customer | None:
-        return self.customers(tenant, [customer_id]).get(customer_id)
+    def customer(self, tenant: str, customer_id: str, *, along: ReadAlong | None = None) -> Customer | None:
+        return self.customers(tenant, [customer_id], along=along).get(customer_id)
 
     def message(self, tenant: str, provider: str, message_id: str) -> MessageItem | None:
         try:
@@ -316,8 +324,14 @@ class DynamoIdentityStore:
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _get(keys: Iterable[tuple[str, str]]) -> list[TableItem]:
-        return list(TableItem.batch_get(list(keys), consistent_read=True))
+    def _get(keys: Iterable[tuple[str, str]], along: ReadAlong | None = None) -> list[TableItem]:
+        wanted = list(keys)
+        if along:
+            wanted += [k for k in along.keys if k not in wanted]
+        items = list(TableItem.batch_get(wanted, consistent_read=True))
+        if along:
+            along.take(items)
+        return items
 
     @staticmethod
     def _connection() -> Connection:

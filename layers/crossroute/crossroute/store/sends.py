@@ -19,12 +19,22 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from crossroute.channels import Channel
+from crossroute.routing.pacing import Pair
 from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.identity_store import MessageRecord, message_actions, message_shell
-from crossroute.store.tables import MessageItem, TableItem, customer_pk, message_pk
+from crossroute.store.tables import (
+    MessageItem,
+    PaceItem,
+    ReadAlong,
+    TableItem,
+    customer_pk,
+    message_pk,
+)
 
 REQUEST = "REQUEST"
 KEEP = timedelta(days=90)  # how long an idempotency key is remembered
+PACE = "PACE"
+PACE_KEEP = timedelta(days=1)  # a pair's pace outlives its last send by far more than the interval
 
 
 class SendState(MapAttribute[str, Any]):
@@ -52,6 +62,10 @@ class SendRequestItem(TableItem, discriminator="send_request"):
 
 def request_pk(tenant: str, key: str) -> str:
     return f"T#{tenant}#R#{key}"
+
+
+def pace_pk(pair: Pair) -> str:
+    return f"T#{pair.tenant}#P#{pair.business}#{pair.user}"
 
 
 @dataclass(frozen=True)
@@ -199,6 +213,28 @@ class DynamoSendStore:
         with TransactWrite(connection=TableItem._get_connection().connection) as tx:
             tx.update(item, [attribute.set(_ended(settlement))], condition=ours)
             tx.update(message_shell(message), message_actions(message))
+            if settlement.pair and settlement.pace:  # count it against the pair rate
+                pace = settlement.pace
+                moved: Action
+                if pace.add is not None:  # an atomic add: two containers sending at once both count
+                    moved = PaceItem.tat.add(pace.add)
+                else:
+                    assert pace.set_to is not None
+                    moved = PaceItem.tat.set(pace.set_to)
+                expires = settlement.at + PACE_KEEP
+                actions: list[Action] = [PaceItem.type.set(PaceItem), moved, PaceItem.expires_at.set(expires)]
+                tx.update(PaceItem(pace_pk(settlement.pair), PACE), actions)
+
+    @staticmethod
+    def pair_along(pair: Pair) -> ReadAlong:
+        """The pair's pace item, to read along with the recipient (``DynamoIdentityStore``)."""
+        return ReadAlong([(pace_pk(pair), PACE)])
+
+    @staticmethod
+    def pair_tat(along: ReadAlong) -> float | None:
+        """The pair's ``tat`` from a read along: ``None`` when it has none (or it expired)."""
+        item = next((i for i in along.found.values() if isinstance(i, PaceItem)), None)
+        return float(item.tat) if item is not None else None
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         """The idempotency key of the request that sent this provider message, if crossroute sent it."""

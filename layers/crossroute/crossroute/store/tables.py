@@ -7,6 +7,9 @@
 - unrecognised provider event: pk ``T#<tenant>#U#<content hash>``, sk ``RAW`` (expires after 90 days)
 - message: pk ``T#<tenant>#M#<provider>#<provider message id>``, sk ``MSG``;
   timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#message#<provider>#<provider message id>``
+- send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST`` (``store/sends.py``)
+- pair pace (WhatsApp, one business number to one user): pk ``T#<tenant>#P#<number>#<user>``, sk
+  ``PACE`` (expires a day after its last send)
 
 A key item names the one customer holding that phone or BSUID (I3: claimed with a conditional put,
 moved with a condition on its old owner). A message item is keyed by the provider's id, so it is
@@ -17,6 +20,7 @@ customer is the ``gsi1`` partition of its id (and of the ids merged into it).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.attributes import (
@@ -146,6 +150,22 @@ class MessageItem(TableItem, discriminator="message"):
     raw = UnicodeAttribute(null=True)  # JSON: the provider's item, kept whole
     published = UnicodeAttribute(null=True)  # JSON: the events this message caused, replayed on redelivery
     request_key = UnicodeAttribute(null=True)  # a message crossroute sent: its send request's key
+
+
+class PaceItem(TableItem, discriminator="pace"):
+    tat = NumberAttribute()  # the pair rate's theoretical arrival time, seconds since the epoch
+
+
+@dataclass
+class ReadAlong:
+    """Items one store wants read in another store's batch read: one round trip instead of two."""
+
+    keys: list[tuple[str, str]]
+    found: dict[tuple[str, str], TableItem] = field(default_factory=dict)
+
+    def take(self, items: list[TableItem]) -> None:
+        wanted = set(self.keys)
+        self.found.update({(i.pk, i.sk): i for i in items if (i.pk, i.sk) in wanted})
 
 
 class UnrecognisedItem(TableItem, discriminator="unrecognised"):

@@ -76,12 +76,27 @@ def record_handler(record: SQSRecord) -> None:
     except Unsettled as exc:
         # The provider answered but the table did not take it: the follow-up carries the answer, and
         # this record is done. If the follow-up cannot be queued either, this record fails and is retried.
-        delay = retry_delay(int(record.attributes.approximate_receive_count)) if exc.later else 0
-        sqs.send_message(
-            QueueUrl=require_env("SEND_QUEUE_URL"),
-            MessageBody=json.dumps({FOLLOW_UP: exc.settlement.as_doc(), "then": body}),
-            DelaySeconds=min(delay, 900),
-        )
+        count = int(record.attributes.approximate_receive_count)
+        delay = retry_delay(count, after=exc.after) if exc.later else 0
+        try:
+            sqs.send_message(
+                QueueUrl=require_env("SEND_QUEUE_URL"),
+                MessageBody=json.dumps({FOLLOW_UP: exc.settlement.as_doc(), "then": body}),
+                DelaySeconds=min(delay, 900),
+            )
+        except Exception:
+            # Both stores failed: the claim stays "sending" and is never sent again (R8), but what the
+            # provider answered is lost. Say so, without personal data.
+            settlement = exc.settlement
+            logger.error(
+                "send outcome could not be recorded nor carried forward",
+                extra={
+                    "result": settlement.result,
+                    "channel": settlement.claim.channel,
+                    "attempt": settlement.claim.attempt,
+                },
+            )
+            raise
         logger.warning("send outcome carried forward on the send queue", extra={"delay_s": delay})
 
 

@@ -68,10 +68,11 @@ class Unsettled(Exception):
     queue) and hand it to ``Dispatch.settle``, then handle the request again. ``later``: it was refused
     for now, so the request is to be handled again after a backoff."""
 
-    def __init__(self, settlement: Settlement) -> None:
+    def __init__(self, settlement: Settlement, *, after: float | None = None) -> None:
         super().__init__(f"{settlement.claim.channel} {settlement.result} not recorded")
         self.settlement = settlement
         self.later = settlement.result == "released"
+        self.after = after  # as ``RetryLater.after``: not sooner than this
 
 
 def retry_delay(
@@ -267,15 +268,15 @@ class Dispatch:
             if paced and current.channel == "whatsapp":
                 pace = pair_pace(paced[1], now.timestamp())
                 if pace.wait > 0:  # over the pair rate (131056 if sent now): nothing sent, try later
-                    self._settle(Settlement.released(claim, now))
+                    self._settle(Settlement.released(claim, now), after=pace.wait)
                     raise RetryLater(f"pair rate: {pace.wait:.1f}s to wait", after=pace.wait)
                 pair = (paced[0], pace)
             try:
                 sent = setup.senders[current.channel].send(outbound)
             except SendFailed as failed:
                 if failed.outcome == "retry":
-                    self._settle(Settlement.released(claim, now))
                     after = PAIR_INTERVAL if failed.code == PAIR_RATE_HIT else failed.retry_after
+                    self._settle(Settlement.released(claim, now), after=after)
                     raise RetryLater(str(failed), after=after) from failed
                 self._settle(Settlement.failed(claim, now, failed.outcome, failed.code))
                 failures.append({"channel": current.channel, "outcome": failed.outcome, "code": failed.code})
@@ -296,14 +297,14 @@ class Dispatch:
         result.undeliverable = True
         return result
 
-    def _settle(self, settlement: Settlement) -> None:
+    def _settle(self, settlement: Settlement, *, after: float | None = None) -> None:
         """Record how a claimed send ended. The provider has answered: if the record cannot be written,
         whatever the store's error, the settlement is handed on rather than lost (``Unsettled``)."""
         try:
             self._sends.settle(settlement)
         except Exception as exc:  # whatever the store's error, the provider's answer is carried forward
             logger.warning("could not record a send's outcome: carried forward", exc_info=True)
-            raise Unsettled(settlement) from exc
+            raise Unsettled(settlement, after=after) from exc
 
     @staticmethod
     def _claim(request: SendRequest, channel: Channel, attempt: str) -> Claim:

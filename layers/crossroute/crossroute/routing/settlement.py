@@ -4,7 +4,9 @@ A claim (a channel's state ``sending``) is taken before the provider is called a
 answered: released (refused for now, send again later), failed (for good, or outcome unknown), or sent.
 Only the attempt that took a claim settles it. When recording fails after the provider answered, the
 settlement travels as a follow-up on the send queue (``as_doc`` / ``from_doc``) and is recorded from
-there, so what the provider said is never lost and a claim is never left looking like a crash mid-send.
+there, so what the provider said is not lost and a claim is not left looking like a crash mid-send.
+Only when the send queue refuses the follow-up too is the answer lost: the claim then stays ``sending``
+and is never sent again (R8 prefers at most once), and the dispatch function logs it as an error.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ lint: $(VENV)/.installed
 cfn-lint: $(SAM_VENV)/.installed
 	$(CFN_LINT) template.yaml
 	$(SAM) validate --lint --template-file template.yaml --region $(AWS_DEFAULT_REGION)
+	$(SAM) validate --template-file template.yaml --region $(AWS_DEFAULT_REGION)  # the SAM transform itself
 
 # Layers are cross-built for arm64 by layers/*/Makefile (no docker); the functions by SAM's python builder,
 # which needs python$(LAMBDA_PYTHON_VERSION) on PATH. Then every module is precompiled with that interpreter:

@@ -20,7 +20,7 @@ class ConfigurationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """What template.yaml passes to every function (Globals.Function.Environment)."""
+    """What template.yaml passes to the webhook functions (Globals, and PUBLIC_BASE_URL on each)."""
 
     tenants_secret_id: str
     inbound_queue_url: str

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from crossroute.routing.pacing import PAIR_BURST, PAIR_INTERVAL
 from infra.local import StackClient
 from tests.e2e.test_identity_scenarios import (
     ANA_BSUID,
@@ -204,3 +206,21 @@ def test_a_throttled_send_is_retried_later_and_goes_out_once(local_stack: StackC
     time.sleep(1.0)
     assert len(sent) == 1 and len([r for r in outbox(local_stack) if r.get("provider_message_id")]) == 1
     assert outbox(local_stack, channel="sms") == []  # retry, not fallback
+
+
+def test_a_burst_to_one_user_is_paced_to_the_pair_rate_and_all_of_it_goes_out(
+    local_stack: StackClient,
+) -> None:
+    customer_id, phone, _ = customer_writes(local_stack)
+    for n in range(PAIR_BURST + 1):
+        send(local_stack, to={"customer_id": customer_id}, text=f"Update {n}")
+    sent = eventually(
+        lambda: s if len(s := outbox(local_stack, channel="whatsapp", to=phone)) > PAIR_BURST else None,
+        timeout=60,
+    )
+    assert len(sent) == PAIR_BURST + 1 and all(s.get("provider_message_id") for s in sent)
+    times = sorted(datetime.fromisoformat(s["at"]) for s in sent)
+    # Ten go at once; the eleventh waits for the pair rate (Meta would answer 131056), then goes, once.
+    assert (times[-1] - times[0]).total_seconds() >= PAIR_INTERVAL - 1
+    assert sorted(s["text"] for s in sent) == sorted(f"Update {n}" for n in range(PAIR_BURST + 1))
+    assert outbox(local_stack, channel="sms") == []

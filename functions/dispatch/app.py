@@ -3,6 +3,8 @@ failed WhatsApp statuses (EventBridge ``MessageStatusChanged``, for the SMS fall
 
 import json
 import os
+from functools import cache
+from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -19,12 +21,20 @@ from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
 logger = Logger()
-sqs = boto3.client("sqs")
 processor = BatchProcessor(event_type=EventType.SQS)
 tables.bind(require_env("TABLE_NAME"))
 registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
 _setups: dict[str, TenantSetup] = {}
+
+
+@cache
+def _sqs() -> "SQSClient":
+    """Only a send retried later or carried forward needs the send queue: not every cold start."""
+    return boto3.client("sqs")
 
 
 def setup_of(tenant_id: str) -> TenantSetup | None:
@@ -66,7 +76,7 @@ def record_handler(record: SQSRecord) -> None:
     except RetryLater as exc:
         # Back off with jitter instead of the queue's fixed visibility timeout, then fail this record.
         delay = retry_delay(int(record.attributes.approximate_receive_count), after=exc.after)
-        sqs.change_message_visibility(
+        _sqs().change_message_visibility(
             QueueUrl=require_env("SEND_QUEUE_URL"),
             ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=delay,
@@ -79,7 +89,7 @@ def record_handler(record: SQSRecord) -> None:
         count = int(record.attributes.approximate_receive_count)
         delay = retry_delay(count, after=exc.after) if exc.later else 0
         try:
-            sqs.send_message(
+            _sqs().send_message(
                 QueueUrl=require_env("SEND_QUEUE_URL"),
                 MessageBody=json.dumps({FOLLOW_UP: exc.settlement.as_doc(), "then": body}),
                 DelaySeconds=min(delay, 900),

@@ -130,8 +130,8 @@ def fn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Function]:
             monkeypatch.setenv(name, value)
         module = _load("dispatch")  # binds the models to TABLE_NAME: before the faults find the clients
         world = FaultWorld()
-        sqs = RecordingSqs(module.sqs)
-        monkeypatch.setattr(module, "sqs", sqs)
+        sqs = RecordingSqs(module._sqs())
+        monkeypatch.setattr(module, "_sqs", lambda: sqs)
         monkeypatch.setattr(module, "dispatch", world.container())
         try:
             yield Function(module, world, sqs, queue_url, str(account.get_att("SendQueue", "Arn")))

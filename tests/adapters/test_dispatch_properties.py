@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from crossroute.channels import Channel, Outbound, SendFailed, Sent
@@ -177,6 +177,13 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
             request_ids.add(record.request_id)
         note(f"  record sends: {record.sends if record else None}")
 
+    check_at_most_once_per_channel(calls, bus, request_ids)
+
+
+def check_at_most_once_per_channel(
+    calls: list[Call], bus: ListPublisher, request_ids: set[str | None]
+) -> None:
+    """R8 over everything the providers were asked, and the store agreeing with what they answered."""
     note("calls: " + ", ".join(f"{c.channel}:{c.answer}@{c.step}/{c.during}" for c in calls))
     # The request id stays the same across deliveries, restarts and fallbacks.
     assert len(request_ids - {None}) <= 1, request_ids
@@ -202,9 +209,10 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
                 assert later.during == "fallback" and later.code in FALLBACK_CODES, later
         sms_sent = [i for i, c in enumerate(calls) if c.channel == "sms" and c.answer == "sent"]
         if sms_sent and sms_sent[0] > first_whatsapp:
-            (routed,) = [r for r in bus.of("MessageRouted") if r["channel"] == "sms"]
+            routed = [r for r in bus.of("MessageRouted") if r["channel"] == "sms"]
+            assert routed and all(r == routed[0] for r in routed), routed  # at least once, identical
             code = calls[sms_sent[0]].code
-            assert routed["reason"] == f"{FALLBACK_PREFIX}{code}", routed
+            assert routed[0]["reason"] == f"{FALLBACK_PREFIX}{code}", routed
     # What the store says agrees with the providers.
     record = DynamoSendStore().get("demo", KEY)
     for channel in ("whatsapp", "sms"):
@@ -214,6 +222,123 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
             assert state == "sent", (channel, record)
         elif "unknown" in answered:
             assert state == "unknown", (channel, record)
+
+
+# --------------------------------------------------------------------------- a property with faults
+# The same request, but DynamoDB fails now and then (any step of a send: reading the customer, the claim,
+# recording how a send ended) and what the dispatch function carries forward on the send queue
+# (``Unsettled``) comes back as a follow-up at some later step, possibly failing again. At the end the
+# faults stop, the providers accept, the follow-ups left are handled and the request is delivered once
+# more: then besides R8, nothing may be left ``sending`` (nothing the providers answered was lost).
+
+FAULTS = [
+    None,
+    ("BatchGetItem", 1),  # reading the recipient
+    ("UpdateItem", 1),  # begin: the request and its claim
+    ("UpdateItem", 2),  # a settlement (released, failed), or the next claim
+    ("UpdateItem", 2),
+    ("UpdateItem", 3),
+    ("TransactWriteItems", 1),  # the sent settlement: state + timeline + pair pace
+    ("TransactWriteItems", 1),
+]
+fault_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["deliver", "deliver", "fallback", "follow_up"]),
+        st.sampled_from(FAULTS),
+        st.sampled_from([131026, 131047, 132001]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_with_dynamodb_faults_and_follow_ups_nothing_is_sent_twice_or_left_sending(
+    table: str, data: st.DataObject
+) -> None:
+    wipe()
+    customer = ana()
+    now = data.draw(st.sampled_from([IN_WINDOW, AFTER_WINDOW]), label="now")
+    with_template = data.draw(st.booleans(), label="template")
+    plan = data.draw(fault_steps, label="steps")
+    doc = request(KEY, to={"customer_id": customer}, **({"template": TEMPLATE} if with_template else {}))
+
+    calls: list[Call] = []
+    where: list[tuple[int, str, int | None]] = [(0, "send", None)]
+    accepting = [False]  # at the end every provider accepts
+
+    def answers(channel: str) -> Callable[[], str]:
+        return lambda: "sent" if accepting[0] else data.draw(st.sampled_from(ANSWERS), label=f"{channel}")
+
+    whatsapp = Provider("meta", "whatsapp", answers("whatsapp"), calls, lambda: where[-1])
+    sms = Provider("twilio", "sms", answers("sms"), calls, lambda: where[-1])
+    setup = TenantSetup(TenantChannels("100000000000001", "+15550100002"), {"whatsapp": whatsapp, "sms": sms})
+    bus = ListPublisher()
+    request_ids: set[str | None] = set()
+    wamids: list[str] = []
+    pending: list[tuple[dict[str, Any], tuple[Any, ...]]] = []  # (settlement doc, what to handle then)
+
+    def handle(action: tuple[Any, ...], settle: dict[str, Any] | None = None) -> bool:
+        """One SQS record in a new container: True when it is done with (handled, or carried forward)."""
+        dispatch = Container(setup, bus, now).dispatch
+        try:
+            if settle is not None:
+                dispatch.settle(settle)
+            result = dispatch.send(doc) if action[0] == "deliver" else dispatch.fallback(*action[1:])
+        except Unsettled as unsettled:
+            pending.append((json.loads(json.dumps(unsettled.settlement.as_doc())), action))
+            note(f"  carried forward: {unsettled.settlement.result} on {unsettled.settlement.claim.channel}")
+            event(f"carried forward: {unsettled.settlement.result}")
+            return True
+        except Exception as exc:  # the queue redelivers the record (RetryLater, or a DynamoDB error)
+            note(f"  failed: {type(exc).__name__}")
+            event(f"failed: {type(exc).__name__}")
+            return False
+        request_ids.add(result.request_id)
+        if "whatsapp" in result.sent and result.sent["whatsapp"] not in wamids:
+            wamids.append(result.sent["whatsapp"])
+        return True
+
+    faults = Faults()
+    try:
+        for n, (kind, fault, code) in enumerate(plan):
+            faults.clear()
+            if fault:
+                faults.arm(Fault(fault[0], nth=fault[1]))
+            where.append((n, "fallback" if kind == "fallback" else "send", code))
+            note(f"step {n} {kind} fault={fault}")
+            if kind == "deliver":
+                handle(("deliver",))
+            elif kind == "fallback" and wamids:
+                handle(("fallback", "demo", "meta", wamids[-1], code))
+            elif kind == "follow_up" and pending:
+                settle, action = pending[0]
+                if handle(action, settle):
+                    pending.remove((settle, action))
+        faults.clear()
+        accepting[0] = True
+        where.append((len(plan), "send", None))
+        for _ in range(10):  # the follow-ups left, then the request once more
+            while pending:
+                settle, action = pending.pop(0)
+                assert handle(action, settle)
+            if handle(("deliver",)) and not pending:
+                break
+    finally:
+        faults.close()
+
+    check_at_most_once_per_channel(calls, bus, request_ids)
+    record = DynamoSendStore().get("demo", KEY)
+    assert record is not None
+    note(f"record sends: {record.sends}")
+    assert all(state["state"] != "sending" for state in record.sends.values()), record.sends
+    for wamid in wamids:  # every message that went out is on the timeline, findable for R7
+        assert DynamoSendStore().request_of("demo", "meta", wamid) == KEY
 
 
 # --------------------------------------------------------------------------- faults

@@ -69,11 +69,24 @@ class FunctionSpec:
         return self.handler.rpartition(".")[2]
 
 
+_INTRINSICS = {"Ref", "Condition"} | {
+    f"Fn::{name}"
+    for name in (
+        *("If", "Sub", "GetAtt", "Join", "Select", "Split", "FindInMap", "ImportValue", "Base64"),
+        *("Equals", "Not", "And", "Or", "GetAZs", "Cidr", "Transform", "ToJsonString", "Length"),
+    )
+}
+
+
 def _merge_globals(globals_fn: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
-    """SAM's Globals merge: maps merge (resource wins), lists concatenate, scalars are replaced."""
+    """SAM's Globals merge: maps merge (resource wins), lists concatenate, scalars are replaced. An
+    intrinsic (``{"Ref": ...}``, ``{"Fn::If": ...}``) is a value, not a map: the resource's replaces it."""
+
+    def intrinsic(value: Any) -> bool:
+        return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSICS
 
     def merge(g: Any, r: Any) -> Any:
-        if isinstance(g, dict) and isinstance(r, dict):
+        if isinstance(g, dict) and isinstance(r, dict) and not (intrinsic(g) or intrinsic(r)):
             out = dict(g)
             for k, v in r.items():
                 out[k] = merge(g[k], v) if k in g else v

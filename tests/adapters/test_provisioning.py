@@ -25,7 +25,12 @@ if str(REPO_ROOT) not in sys.path:  # `infra` lives at the repository root, next
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 from infra.local.aws import ClientFactory  # noqa: E402
-from infra.local.functions import EnvironmentConflict, FunctionSpec, merged_environment  # noqa: E402
+from infra.local.functions import (  # noqa: E402
+    EnvironmentConflict,
+    FunctionSpec,
+    _merge_globals,
+    merged_environment,
+)
 from infra.local.gateway import (  # noqa: E402
     HttpRoute,
     LocalRequest,
@@ -433,6 +438,18 @@ def test_environment_conflicts_fail_clearly(tmp_path: Path) -> None:
     }
     with pytest.raises(EnvironmentConflict, match=r"A and B set X"):
         merged_environment([spec("A", {"X": "1"}), spec("B", {"X": "2"})])
+
+
+def test_a_functions_intrinsic_replaces_the_globals_value_as_sam_does() -> None:
+    globals_fn = {
+        "Environment": {"Variables": {"BASE": {"Ref": "PublicBaseUrl"}, "KEEP": "1"}},
+        "Layers": ["a"],
+    }
+    chosen = {"Fn::If": ["HasBase", {"Ref": "PublicBaseUrl"}, "https://api.example"]}
+    props = {"Environment": {"Variables": {"BASE": chosen}}, "Layers": ["b"]}
+    merged = _merge_globals(globals_fn, props)
+    assert merged["Environment"]["Variables"] == {"BASE": chosen, "KEEP": "1"}  # not {"Ref", "Fn::If"}
+    assert merged["Layers"] == ["a", "b"]
 
 
 def test_tenants_document_override(tmp_path: Path) -> None:

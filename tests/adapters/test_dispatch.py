@@ -192,9 +192,10 @@ def test_a_send_over_the_numbers_rate_releases_its_claim_and_is_retried(table: s
     paced = World(IN_WINDOW, pacer=Pacer(80, max_wait=0.0, clock=lambda: 0.0))
     customer = paced.ana()
     paced.dispatch.send(request("first", to={"customer_id": customer}))
-    with pytest.raises(RetryLater):
+    with pytest.raises(RetryLater) as refused:
         paced.dispatch.send(request("second", to={"customer_id": customer}))
     assert len(paced.whatsapp.calls) == 1
+    assert refused.value.after == pytest.approx(1.0)  # the number's next token, a second on
     # Another container (same table, its own share) gets the released claim and sends it, once.
     other = World(IN_WINDOW)
     assert other.dispatch.send(request("second", to={"customer_id": customer})).sent == {

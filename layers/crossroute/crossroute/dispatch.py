@@ -261,8 +261,8 @@ class Dispatch:
                 try:
                     self._pacer.acquire(outbound.business, setup.whatsapp_rate)
                 except PaceExceeded as exc:  # over the number's rate: nothing sent, try again later
-                    self._settle(Settlement.released(claim, self._clock()))
-                    raise RetryLater(str(exc)) from exc
+                    self._settle(Settlement.released(claim, self._clock()), after=exc.wait)
+                    raise RetryLater(str(exc), after=exc.wait) from exc
             now = self._clock()
             pair: tuple[Pair, PairPace] | None = None
             if paced and current.channel == "whatsapp":

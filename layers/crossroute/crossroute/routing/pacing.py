@@ -66,7 +66,11 @@ def pair_pace(
 
 
 class PaceExceeded(Exception):
-    """Sending now would exceed the number's rate for longer than the pacer may wait."""
+    """Sending now would exceed the number's rate for longer than the pacer may wait (``wait`` s)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"{wait:.2f}s to wait")
+        self.wait = wait
 
 
 @dataclass
@@ -104,7 +108,7 @@ class Pacer:
         bucket.at = now
         wait = 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / rate
         if wait > self._max_wait:
-            raise PaceExceeded(f"{wait:.2f}s to wait")
+            raise PaceExceeded(wait)
         if wait:
             self._sleep(wait)
             bucket.tokens += wait * rate

@@ -1,0 +1,359 @@
+"""Least privilege: every AWS call a function makes is granted by its own policy in template.yaml.
+
+moto does not check IAM, so a Lambda role that lacks a permission passes every other test and fails in
+AWS. Here each function's real handler module runs against a fresh moto account provisioned from
+template.yaml, through representative paths; every botocore call made *during a handler invocation*
+is recorded (a transaction as each item's own action, as IAM checks it) and must be among the actions
+the function's inline policy statements allow. The dispatch function's test is in
+``test_dispatch_function.py``, whose ``allowed_actions`` and ``TRANSACT_ACTIONS`` are used here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from botocore.client import BaseClient
+
+from crossroute.identity.model import Key
+from crossroute.inbound_queue import QueuedEvent
+from crossroute.ingest import Ingest
+from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.store.tables import TableItem
+from crossroute.tenants import TenantRegistry
+from crossroute.webhooks import meta
+from crossroute.webhooks.parse import parse
+from infra.local.emulated import emulated_account
+from infra.local.gateway import build_http_event
+from infra.local.provision import Provisioner
+from infra.template import load_template
+from tests.adapters.conftest import ListPublisher
+from tests.adapters.test_dispatch_function import TRANSACT_ACTIONS, allowed_actions
+from tests.adapters.test_ingest_faults import Queue
+from tests.adapters.test_webhook_functions import BASE, FORM, JSON, Context, _load
+from tests.support import (
+    APP_SECRET,
+    REPO,
+    VERIFY_TOKEN,
+    fixture_bytes,
+    fixture_json,
+    http_event,
+    meta_signature,
+    registry_document,
+    twilio_signature,
+)
+
+REGISTRY = TenantRegistry.from_json(registry_document())
+GSI_RESOURCE = {"Fn::Sub": "${IdentityTable.Arn}/index/*"}
+JONAS_PHONE = "+4915123456789"  # the phone Jonas shares in meta_contacts_request_answer.json
+# SQS has no IAM actions of its own for its batch calls: the single message's action grants them.
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html
+IAM_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+# --------------------------------------------------------------------------- recording
+@dataclass
+class Recorder:
+    """Every botocore call made while ``invocation()`` is open, as the IAM actions it needs."""
+
+    calls: set[str] = field(default_factory=set)  # IAM actions
+    operations: set[str] = field(default_factory=set)  # the API calls, as made
+    indexes: set[str] = field(default_factory=set)  # the GSIs queried
+    on: bool = False
+
+    def record(self, client: BaseClient, operation: str, params: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        service = client.meta.service_model.signing_name
+        self.operations.add(f"{service}:{operation}")
+        if operation == "TransactWriteItems":  # IAM checks each item's own action
+            self.calls.update(
+                f"dynamodb:{TRANSACT_ACTIONS[kind]}" for item in params["TransactItems"] for kind in item
+            )
+            return
+        self.calls.add(IAM_ACTIONS.get(f"{service}:{operation}", f"{service}:{operation}"))
+        if service == "dynamodb" and operation in ("Query", "Scan") and params.get("IndexName"):
+            self.indexes.add(str(params["IndexName"]))
+
+    @contextmanager
+    def invocation(self) -> Iterator[None]:
+        self.on = True
+        try:
+            yield
+        finally:
+            self.on = False
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder()
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def make_api_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        recorder.record(client, operation, params)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    # Powertools caches secrets per process: the registry must really be read by the handler under test.
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    return recorder
+
+
+def resources_granting(function: str, action: str) -> list[Any]:
+    """The resources of ``function``'s Allow statements that grant ``action``."""
+    properties = load_template(REPO / "template.yaml")["Resources"][function]["Properties"]
+    found: list[Any] = []
+    for policy in properties.get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            granted = statement["Action"]
+            if statement.get("Effect") == "Allow" and action in (
+                [granted] if isinstance(granted, str) else granted
+            ):
+                resource = statement["Resource"]
+                found.extend(resource if isinstance(resource, list) else [resource])
+    return found
+
+
+def assert_least_privilege(function: str, recorder: Recorder, expected: set[str]) -> None:
+    assert expected <= recorder.calls, f"not exercised: {sorted(expected - recorder.calls)}"
+    assert recorder.calls - allowed_actions(function) == set(), f"{function} lacks these permissions"
+    if recorder.indexes:  # a query on a GSI needs the index's own ARN
+        assert GSI_RESOURCE in resources_granting(function, "dynamodb:Query"), recorder.indexes
+
+
+@pytest.fixture
+def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provisioner]:
+    """A fresh account from template.yaml, the registry in its secret, the environment the template sets."""
+    with emulated_account("InboundQueue", "SendQueue", "EventBus") as account:
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="tenants", SecretString=registry_document()
+        )
+        env = {
+            "TABLE_NAME": str(account.ref("IdentityTable")),
+            "INBOUND_QUEUE_URL": str(account.ref("InboundQueue")),
+            "EVENT_BUS_NAME": str(account.ref("EventBus")),
+            "TENANTS_SECRET_ID": secret["ARN"],
+            "SEND_QUEUE_URL": str(account.ref("SendQueue")),
+            "PUBLIC_BASE_URL": BASE,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield account
+
+
+# --------------------------------------------------------------------------- webhooks
+def queued(account: Provisioner, queue: str) -> list[dict[str, Any]]:
+    """The bodies on ``queue`` (read by the test, not recorded), removed from it."""
+    sqs, url = boto3.client("sqs"), str(account.ref(queue))
+    bodies: list[dict[str, Any]] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def queued_kinds(account: Provisioner) -> list[str]:
+    return sorted(body["kind"] for body in queued(account, "InboundQueue"))
+
+
+def invoke_http(module: ModuleType, recorder: Recorder, event: dict[str, Any]) -> dict[str, Any]:
+    with recorder.invocation():
+        answer: dict[str, Any] = module.lambda_handler(event, Context())
+    return answer
+
+
+def test_the_whatsapp_webhook_calls_only_what_its_policy_grants(
+    account: Provisioner, recorder: Recorder
+) -> None:
+    module = _load("whatsapp_webhook")  # a cold start: the registry is read on first use
+    for fixture in ("meta_text_phone_and_bsuid.json", "meta_status_delivered_bsuid.json"):
+        raw = fixture_bytes(fixture)
+        post = http_event(
+            "POST",
+            "/webhooks/whatsapp",
+            body=raw,
+            headers=JSON | {"X-Hub-Signature-256": meta_signature(raw)},
+        )
+        assert invoke_http(module, recorder, post)["statusCode"] == 200
+    query = f"hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444"
+    handshake = invoke_http(module, recorder, http_event("GET", "/webhooks/whatsapp", query=query))
+    assert handshake["statusCode"] == 200 and handshake["body"] == "1158201444"
+    assert queued_kinds(account) == [meta.KIND, meta.KIND]  # the message and the status
+    assert_least_privilege(
+        "WhatsAppWebhookFunction", recorder, {"secretsmanager:GetSecretValue", "sqs:SendMessage"}
+    )
+
+
+def test_the_twilio_webhook_calls_only_what_its_policy_grants(
+    account: Provisioner, recorder: Recorder
+) -> None:
+    module = _load("twilio_webhook")  # a cold start: the registry is read on first use
+    for fixture, path in (
+        ("twilio_sms_inbound.form", "/webhooks/twilio"),
+        ("twilio_whatsapp_inbound_bsuid.form", "/webhooks/twilio"),
+        ("twilio_status_undelivered.form", "/webhooks/twilio/status"),
+    ):
+        raw = fixture_bytes(fixture)
+        headers = FORM | {"X-Twilio-Signature": twilio_signature(BASE + path, raw)}
+        post = http_event("POST", path, body=raw, headers=headers, base64_body=True)
+        assert invoke_http(module, recorder, post)["statusCode"] == 200
+    assert queued_kinds(account) == ["twilio.message", "twilio.message", "twilio.status"]
+    assert_least_privilege(
+        "TwilioWebhookFunction", recorder, {"secretsmanager:GetSecretValue", "sqs:SendMessage"}
+    )
+
+
+# --------------------------------------------------------------------------- ingest
+def meta_events(doc: dict[str, Any]) -> list[QueuedEvent]:
+    """What the WhatsApp webhook queues for ``doc``."""
+    return meta.split(REGISTRY, APP_SECRET, doc)
+
+
+def sms_from(phone: str) -> QueuedEvent:
+    """What the Twilio webhook queues for an SMS from ``phone``."""
+    form = fixture_bytes("twilio_sms_inbound.form").replace(b"%2B16505551234", quote(phone).encode())
+    return QueuedEvent.build(
+        tenant="demo", sender=phone, kind="twilio.message", content={"form": form.decode()}
+    )
+
+
+def second_message(doc: dict[str, Any]) -> dict[str, Any]:
+    message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+    message.update(id="wamid.ANA-SECOND", timestamp=str(int(message["timestamp"]) + 60))
+    return doc
+
+
+def unknown_field() -> dict[str, Any]:
+    doc = fixture_json("meta_text_phone_and_bsuid.json")
+    change = doc["entry"][0]["changes"][0]
+    change.update(field="business_username_update", value={"display_phone_number": "15550100001"})
+    return doc
+
+
+def merge() -> list[QueuedEvent]:
+    """An SMS customer, then a WhatsApp customer who shares that phone: one customer (a merge)."""
+    return [
+        sms_from(JONAS_PHONE),
+        *meta_events(fixture_json("meta_text_bsuid_only.json")),
+        *meta_events(fixture_json("meta_contacts_request_answer.json")),
+    ]
+
+
+def test_the_ingest_function_calls_only_what_its_policy_grants(
+    account: Provisioner, recorder: Recorder
+) -> None:
+    module = _load("ingest")
+    module.ingest._sleep = lambda _: None
+    queue = Queue(str(account.get_att("InboundQueue", "Arn")))
+
+    def invoke(*events: QueuedEvent) -> None:
+        records = queue.records(*events)
+        with recorder.invocation():
+            answer = module.lambda_handler({"Records": records}, Context())
+        assert answer["batchItemFailures"] == []
+
+    ana = meta_events(fixture_json("meta_text_phone_and_bsuid.json"))
+    invoke(*ana)  # a new customer
+    invoke(*meta_events(second_message(fixture_json("meta_text_phone_and_bsuid.json"))))  # known
+    invoke(*ana)  # redelivered: stored once, what it caused published again
+    status = meta_events(fixture_json("meta_status_delivered_bsuid.json"))
+    invoke(*status)
+    invoke(*status)  # the same status again: not applied, published again
+    invoke(*meta_events(fixture_json("meta_batch_messages_and_status.json")))
+    invoke(*meta_events(fixture_json("meta_user_preferences_stop.json")))  # an identity-only change
+    invoke(*meta_events(fixture_json("meta_system_user_changed_number.json")))  # a number change
+    for event in merge():
+        invoke(event)
+    invoke(*meta_events(unknown_field()))  # kept, unrecognised
+
+    store = DynamoIdentityStore()
+    jonas = store.holders("demo", [Key("phone", JONAS_PHONE)])[Key("phone", JONAS_PHONE)]
+    assert len(jonas.merged_from) == 1 and Key("bsuid", "DE.88201937465502911") in jonas.keys
+    kept = [i for i in TableItem.scan() if i.pk.startswith("T#demo#U#")]
+    assert len(kept) == 1
+    assert_least_privilege(
+        "IngestFunction",
+        recorder,
+        {
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",  # a transaction's puts, and the unrecognised event kept
+            "dynamodb:UpdateItem",  # a transaction's message, and a status
+            "dynamodb:GetItem",  # a redelivery's events, a status not applied
+            "events:PutEvents",
+        },
+    )
+
+
+# --------------------------------------------------------------------------- contacts API
+ROUTES = {
+    "/contacts": "GET /contacts",
+    "/messages": "POST /messages",
+    "/contacts/{customer_id}/timeline": "GET /contacts/{customer_id}/timeline",
+    "/contacts/{customer_id}": "DELETE /contacts/{customer_id}",
+}
+
+
+def api_event(method: str, route: str, *, query: str = "", customer_id: str = "", body: Any = None) -> Any:
+    """The payload 2.0 event API Gateway passes for ``route`` (as the local gateway builds it)."""
+    raw = json.dumps(body).encode() if body is not None else b""
+    return build_http_event(
+        method=method,
+        raw_path=route.replace("{customer_id}", customer_id),
+        raw_query=query,
+        headers=[("host", "127.0.0.1:3000"), ("content-type", "application/json")],
+        body=raw,
+        route_key=ROUTES[route],
+        path_parameters={"customer_id": customer_id} if customer_id else None,
+    )
+
+
+def test_the_contacts_api_calls_only_what_its_policy_grants(account: Provisioner, recorder: Recorder) -> None:
+    # The contacts, by the test's own ingest (not recorded): Jonas, an SMS customer merged into him.
+    ingest = Ingest(DynamoIdentityStore(), ListPublisher(), sleep=lambda _: None)
+    for event in merge():
+        ingest.handle(parse(event.body).events)
+    module = _load("contacts_api")
+
+    def call(method: str, route: str, **request: Any) -> dict[str, Any]:
+        return invoke_http(module, recorder, api_event(method, route, **request))
+
+    found = call("GET", "/contacts", query=f"phone={quote(JONAS_PHONE)}")
+    assert found["statusCode"] == 200, found
+    jonas = json.loads(found["body"])
+    assert len(jonas["merged_from"]) == 1
+    timeline = call("GET", "/contacts/{customer_id}/timeline", customer_id=jonas["id"])
+    assert timeline["statusCode"] == 200 and len(json.loads(timeline["body"])["items"]) >= 3
+    send = {"idempotency_key": "order-42", "to": {"customer_id": jonas["id"]}, "text": "Shipped"}
+    accepted = call("POST", "/messages", body=send)
+    assert accepted["statusCode"] == 202, accepted
+    (request,) = queued(account, "SendQueue")
+    assert request["idempotency_key"] == "order-42"
+    assert call("DELETE", "/contacts/{customer_id}", customer_id=jonas["id"])["statusCode"] == 204
+    assert call("GET", "/contacts", query=f"id={jonas['id']}")["statusCode"] == 404
+
+    assert recorder.indexes == {"gsi1"}
+    assert_least_privilege(
+        "ContactsApiFunction",
+        recorder,
+        {
+            "secretsmanager:GetSecretValue",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",  # the timeline (gsi1), and erasure
+            "dynamodb:UpdateItem",  # the send request accepted
+            "dynamodb:BatchWriteItem",  # erasure
+            "sqs:SendMessage",
+        },
+    )

@@ -179,13 +179,19 @@ def test_an_accepted_send_not_recorded_is_recorded_from_the_follow_up_and_sent_o
     assert len(fn.sqs.sends) == 1 and fn.receive() == []  # no further follow-up
 
 
+def accepted_not_recorded(fn: Function) -> dict[str, Any]:
+    """A WhatsApp send the provider accepted whose record failed: its follow-up, received."""
+    fn.world.faults.arm(Fault("TransactWriteItems"))
+    original, _ = fn.deliver(fn.world.doc())
+    fn.done(original)
+    fn.world.faults.clear()
+    (message,) = fn.receive()
+    return message
+
+
 def test_a_follow_up_delivered_twice_sends_nothing_more(fn: Function) -> None:
     world = fn.world
-    world.faults.arm(Fault("TransactWriteItems"))
-    original, _ = fn.deliver(world.doc())
-    fn.done(original)
-    world.faults.clear()
-    (message,) = fn.receive()
+    message = accepted_not_recorded(fn)
     assert fn.invoke(message) == [] and fn.invoke(message) == []  # SQS delivers at least once
     assert len(world.whatsapp.calls) == 1 and world.state("whatsapp") == "sent"
     routed = world.bus.of("MessageRouted")  # published at least once: the same event again
@@ -288,11 +294,7 @@ def test_an_unknown_outcome_not_recorded_is_recorded_from_the_follow_up_and_neve
 
 def test_a_follow_up_whose_settlement_cannot_be_recorded_fails_and_is_redelivered(fn: Function) -> None:
     world = fn.world
-    world.faults.arm(Fault("TransactWriteItems"))
-    original, _ = fn.deliver(world.doc())
-    fn.done(original)
-    world.faults.clear()
-    (message,) = fn.receive()
+    message = accepted_not_recorded(fn)
     fault = world.faults.arm(Fault("TransactWriteItems"))
     assert fn.invoke(message) == [message["MessageId"]] and fault.hits == 1
     assert world.state("whatsapp") == "sending" and len(fn.sqs.sends) == 1

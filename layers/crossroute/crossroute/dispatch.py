@@ -181,7 +181,7 @@ class Dispatch:
             return Result(None, undeliverable=True)
         setup = known
         if setup is None:
-            self._undeliverable(request, None, None, [], "request.unknown_tenant", [])
+            self._publisher.publish([_undeliverable(request, None, None, [], "request.unknown_tenant", [])])
             return Result(None, undeliverable=True)
         now = self._clock()
         pair = self._pair(request, setup)
@@ -204,7 +204,9 @@ class Dispatch:
         )
         result = Result(record.request_id)
         if chosen is None:
-            self._undeliverable(request, record, customer_id, decision.as_record(), "no_channel", [])
+            self._publisher.publish(
+                [_undeliverable(request, record, customer_id, decision.as_record(), "no_channel", [])]
+            )
             result.undeliverable = True
             return result
         if record.claimed is None:
@@ -293,7 +295,9 @@ class Dispatch:
             )
             self._publisher.publish([routed])
             return result
-        self._undeliverable(request, record, record.customer_id, record.decision, "send_failed", failures)
+        self._publisher.publish(
+            [_undeliverable(request, record, record.customer_id, record.decision, "send_failed", failures)]
+        )
         result.undeliverable = True
         return result
 
@@ -341,16 +345,9 @@ class Dispatch:
                 )
         if states and len(failures) == len(states):  # every channel tried ended without a message
             result.undeliverable = True
-            detail = self._undeliverable_detail(
-                record.tenant,
-                record.idempotency_key,
-                record,
-                record.customer_id,
-                record.decision,
-                "send_failed",
-                failures,
+            events.append(
+                _undeliverable(record, record, record.customer_id, record.decision, "send_failed", failures)
             )
-            events.append(BusEvent("MessageUndeliverable", detail))
         if events:
             self._publisher.publish(events)
         return result
@@ -375,7 +372,9 @@ class Dispatch:
         result = Result(record.request_id)
         if sms is None or sms.outbound is None:
             reasons = [*decision.as_record(), {"channel": "whatsapp", "qualified": False, "reason": reason}]
-            self._undeliverable(request, record, record.customer_id, reasons, reason, [])
+            self._publisher.publish(
+                [_undeliverable(request, record, record.customer_id, reasons, reason, [])]
+            )
             result.undeliverable = True
             return result
         attempt = self._new_id()
@@ -446,39 +445,35 @@ class Dispatch:
         }
         return BusEvent("MessageRouted", detail)
 
-    def _undeliverable(
-        self,
-        request: SendRequest,
-        record: SendRecord | None,
-        customer_id: str | None,
-        decision: list[dict[str, Any]],
-        reason: str,
-        failures: list[dict[str, Any]],
-    ) -> None:
-        detail = self._undeliverable_detail(
-            request.tenant, request.idempotency_key, record, customer_id, decision, reason, failures
-        )
-        self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
 
-    @staticmethod
-    def _undeliverable_detail(
-        tenant: str,
-        key: str,
-        record: SendRecord | None,
-        customer_id: str | None,
-        decision: list[dict[str, Any]],
-        reason: str,
-        failures: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        return {
-            "tenant": tenant,
-            "request_id": record.request_id if record else None,
-            "idempotency_key": key,
-            "customer_id": customer_id,
-            "reason": reason,
-            "decision": decision,
-            "failures": failures,
-        }
+class _Keyed(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def idempotency_key(self) -> str: ...
+
+
+def _undeliverable(
+    of: _Keyed,
+    record: SendRecord | None,
+    customer_id: str | None,
+    decision: list[dict[str, Any]],
+    reason: str,
+    failures: list[dict[str, Any]],
+) -> BusEvent:
+    """``MessageUndeliverable`` about ``of`` (a request, or its record): from the record when there is
+    one, so publishing it again gives the same event."""
+    detail = {
+        "tenant": of.tenant,
+        "request_id": record.request_id if record else None,
+        "idempotency_key": of.idempotency_key,
+        "customer_id": customer_id,
+        "reason": reason,
+        "decision": decision,
+        "failures": failures,
+    }
+    return BusEvent("MessageUndeliverable", detail)
 
 
 def _failures(

@@ -307,7 +307,9 @@ class Dispatch:
         try:
             self._sends.settle(settlement)
         except Exception as exc:  # whatever the store's error, the provider's answer is carried forward
-            logger.warning("could not record a send's outcome: carried forward", exc_info=True)
+            # The error's class only: a store's message may quote item values (personal data).
+            error = type(exc).__name__
+            logger.warning("could not record a send's outcome: carried forward", extra={"error": error})
             raise Unsettled(settlement, after=after) from exc
 
     @staticmethod

@@ -8,11 +8,18 @@ import hmac
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
+from jsonschema import Draft202012Validator
 from twilio.request_validator import RequestValidator
 
 REPO = Path(__file__).resolve().parents[1]
+# docs/events/<detail-type>.schema.json: every event crossroute publishes (contract §8)
+EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
+    path.name.removesuffix(".schema.json"): json.loads(path.read_text())
+    for path in sorted((REPO / "docs" / "events").glob("*.schema.json"))
+}
 SHARED_FIXTURES = Path(os.environ.get("CROSSROUTE_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 # The built-in local tenant (contract §4).
@@ -109,3 +116,14 @@ def http_event(
         "body": b64(body) if base64_body else body.decode("utf-8"),
         "isBase64Encoded": base64_body,
     }
+
+
+def schema_validator(detail_type: str) -> Draft202012Validator:
+    schema = EVENT_SCHEMAS[detail_type]
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_problems(detail_type: str, detail: dict[str, Any]) -> list[str]:
+    """What the event's schema finds wrong with ``detail`` (empty: it conforms)."""
+    errors = schema_validator(detail_type).iter_errors(detail)
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from crossroute.bus import SOURCE
 from infra.local.emulated import emulated_account
 from infra.local.provision import Provisioner
 
@@ -50,3 +52,12 @@ class ListPublisher:
 
     def of(self, detail_type: str) -> list[dict[str, Any]]:
         return [e.detail for e in self.events if e.detail_type == detail_type]
+
+    def wire(self) -> list[tuple[str, dict[str, Any]]]:
+        """(detail-type, detail) of each event as PutEvents sends it: the JSON ``Detail`` read back."""
+        out = []
+        for event in self.events:
+            entry = event.entry("crossroute-test-events")
+            assert entry["Source"] == SOURCE == "crossroute"
+            out.append((entry["DetailType"], json.loads(entry["Detail"])))
+        return out

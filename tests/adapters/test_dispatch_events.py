@@ -15,40 +15,22 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from crossroute.bus import SOURCE
 from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch
 from crossroute.inbound_queue import QueuedEvent
 from infra.local.emulated import emulated_account
 from tests.adapters.test_dispatch import AFTER_WINDOW, IN_WINDOW, TEMPLATE, World, request
-from tests.support import REPO
+from tests.support import EVENT_SCHEMAS, REPO, schema_problems, schema_validator
 
 DOCS = REPO / "docs" / "events.md"
 DISPATCH_EVENTS = ("MessageRouted", "MessageUndeliverable")
-SCHEMAS = {
-    name: json.loads((REPO / "docs" / "events" / f"{name}.schema.json").read_text())
-    for name in DISPATCH_EVENTS
-}
+SCHEMAS = {name: EVENT_SCHEMAS[name] for name in DISPATCH_EVENTS}
 TEXT = "Your order has shipped"  # every request's text (tests.adapters.test_dispatch.request)
 
 Published = list[tuple[str, dict[str, Any]]]  # (detail-type, detail) as sent to EventBridge
 
 
-def validator(detail_type: str) -> Draft202012Validator:
-    return Draft202012Validator(SCHEMAS[detail_type], format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def problems(detail_type: str, detail: dict[str, Any]) -> list[str]:
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator(detail_type).iter_errors(detail)]
-
-
-def wire(world: World) -> Published:
-    out: Published = []
-    for event in world.bus.events:
-        entry = event.entry("crossroute-test-events")
-        assert entry["Source"] == SOURCE == "crossroute"
-        out.append((entry["DetailType"], json.loads(entry["Detail"])))
-    return out
+validator, problems = schema_validator, schema_problems
 
 
 def redelivered(world: World, send: Callable[[], object]) -> None:
@@ -175,7 +157,7 @@ def published() -> Iterator[dict[str, Published]]:
             world = World(IN_WINDOW)
             assert isinstance(world.dispatch, Dispatch)
             scenario(world)
-            runs[name] = wire(world)
+            runs[name] = world.bus.wire()
     yield runs
 
 

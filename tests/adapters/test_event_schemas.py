@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from crossroute.bus import SOURCE
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest
 from crossroute.store.identity_store import DynamoIdentityStore
@@ -23,29 +22,27 @@ from crossroute.webhooks import meta
 from crossroute.webhooks.parse import parse
 from infra.local.emulated import emulated_account
 from tests.adapters.conftest import ListPublisher
-from tests.support import REPO, fixture_bytes, fixture_json, registry_document
+from tests.support import (
+    EVENT_SCHEMAS,
+    REPO,
+    fixture_bytes,
+    fixture_json,
+    registry_document,
+    schema_problems,
+)
 
 DOCS = REPO / "docs" / "events.md"
 # The ingest events only: the dispatch events (MessageRouted, MessageUndeliverable) are published by
 # Dispatch, not by these scenarios; tests/adapters/test_dispatch_events.py checks them and their examples.
 DISPATCH_EVENTS = {"MessageRouted", "MessageUndeliverable"}
-SCHEMAS = {
-    path.name.removesuffix(".schema.json"): json.loads(path.read_text())
-    for path in sorted((REPO / "docs" / "events").glob("*.schema.json"))
-    if path.name.removesuffix(".schema.json") not in DISPATCH_EVENTS
-}
+SCHEMAS = {name: schema for name, schema in EVENT_SCHEMAS.items() if name not in DISPATCH_EVENTS}
 LOCAL_FIXTURES = REPO / "tests" / "fixtures"
 REGISTRY = TenantRegistry.from_json(registry_document())
 
 Published = list[tuple[str, dict[str, Any]]]  # (detail-type, detail) as sent to EventBridge
 
 
-def validator(detail_type: str) -> Draft202012Validator:
-    return Draft202012Validator(SCHEMAS[detail_type], format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def problems(detail_type: str, detail: dict[str, Any]) -> list[str]:
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator(detail_type).iter_errors(detail)]
+problems = schema_problems
 
 
 class World:
@@ -62,12 +59,7 @@ class World:
         self.ingest.handle(parse(queued.body).events)
 
     def published(self) -> Published:
-        out: Published = []
-        for event in self.bus.events:
-            entry = event.entry("crossroute-test-events")
-            assert entry["Source"] == SOURCE == "crossroute"
-            out.append((entry["DetailType"], json.loads(entry["Detail"])))
-        return out
+        return self.bus.wire()
 
 
 def local_json(name: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -132,6 +132,22 @@ class TenantSetup:
     whatsapp_rate: float = DEFAULT_RATE  # messages/s of its WhatsApp number (20 when coexistence)
 
 
+@dataclass(frozen=True)
+class _Handling:
+    """One handling of a request: what every step of sending it needs."""
+
+    request: SendRequest
+    record: SendRecord
+    decision: Decision
+    setup: TenantSetup
+    result: Result
+    attempt: str  # who takes and settles this handling's claims
+    paced: tuple[Pair, float | None] | None = None  # the pair (number, user) and its stored tat
+
+    def claim(self, channel: Channel) -> Claim:
+        return Claim(self.request.tenant, self.request.idempotency_key, channel, self.attempt)
+
+
 @dataclass
 class Result:
     request_id: str | None
@@ -199,7 +215,7 @@ class Dispatch:
             request=request.raw,
             decision=decision.as_record(),
             customer_id=customer_id,
-            claim=self._claim(request, chosen.channel, attempt) if chosen else None,
+            claim=Claim(request.tenant, request.idempotency_key, chosen.channel, attempt) if chosen else None,
             now=now,
         )
         result = Result(record.request_id)
@@ -209,82 +225,59 @@ class Dispatch:
             )
             result.undeliverable = True
             return result
+        handling = _Handling(request, record, decision, setup, result, attempt, paced)
         if record.claimed is None:
-            return self._resume(request, record, decision, chosen, setup, result, now, attempt, paced)
-        return self._send_from(request, record, decision, chosen, setup, result, attempt, paced)
+            return self._resume(handling, chosen, now)
+        return self._send_from(handling, chosen)
 
     def settle(self, doc: dict[str, Any]) -> bool:
         """A follow-up from the send queue: record the settlement an earlier attempt could not
         (``Unsettled``). False when it was recorded already. The caller then handles the request again."""
         return self._sends.settle(Settlement.from_doc(doc))
 
-    def _resume(
-        self,
-        request: SendRequest,
-        record: SendRecord,
-        decision: Decision,
-        chosen: ChannelDecision,
-        setup: TenantSetup,
-        result: Result,
-        now: datetime,
-        attempt: str,
-        paced: tuple[Pair, float | None] | None,
-    ) -> Result:
+    def _resume(self, h: _Handling, chosen: ChannelDecision, now: datetime) -> Result:
         """Handled again: an earlier attempt claimed the first channel. If every channel it tried failed
         for good, carry on with the next one (say, an SMS that was throttled); if anything may have gone
         out (sent, sending, unknown), report it and never send again (R8)."""
-        if any(state.get("state") != "failed" for state in record.sends.values()):
-            return self._already(record, result)
-        following = self._next(request, decision, chosen.channel, now, attempt)
+        if any(state.get("state") != "failed" for state in h.record.sends.values()):
+            return self._already(h.record, h.result)
+        following = self._next(h, chosen.channel, now)
         if following is None:
-            return self._already(record, result)
-        return self._send_from(request, record, decision, following, setup, result, attempt, paced)
+            return self._already(h.record, h.result)
+        return self._send_from(h, following)
 
-    def _send_from(
-        self,
-        request: SendRequest,
-        record: SendRecord,
-        decision: Decision,
-        first: ChannelDecision,
-        setup: TenantSetup,
-        result: Result,
-        attempt: str,
-        paced: tuple[Pair, float | None] | None = None,
-    ) -> Result:
-        """Send on ``first`` (claimed); on a definite failure claim and try the next qualifying channel.
-        ``paced``: the pair (business number, user) and its stored ``tat``, for WhatsApp's pair rate."""
+    def _send_from(self, h: _Handling, first: ChannelDecision) -> Result:
+        """Send on ``first`` (claimed); on a definite failure claim and try the next qualifying channel."""
+        record, result = h.record, h.result
         failures = _failures(record, record.sends)  # earlier attempts' (a request handled again)
         current: ChannelDecision | None = first
         while current is not None:
-            claim = self._claim(request, current.channel, attempt)
+            claim = h.claim(current.channel)
             outbound = current.outbound
             assert outbound is not None
             if self._pacer and current.channel == "whatsapp":
                 try:
-                    self._pacer.acquire(outbound.business, setup.whatsapp_rate)
-                except PaceExceeded as exc:  # over the number's rate: nothing sent, try again later
-                    self._settle(Settlement.released(claim, self._clock()), after=exc.wait)
-                    raise RetryLater(str(exc), after=exc.wait) from exc
+                    self._pacer.acquire(outbound.business, h.setup.whatsapp_rate)
+                except PaceExceeded as exc:  # over the number's rate
+                    self._later(claim, self._clock(), str(exc), exc.wait)
             now = self._clock()
             pair: tuple[Pair, PairPace] | None = None
-            if paced and current.channel == "whatsapp":
-                pace = pair_pace(paced[1], now.timestamp())
-                if pace.wait > 0:  # over the pair rate (131056 if sent now): nothing sent, try later
-                    self._settle(Settlement.released(claim, now), after=pace.wait)
-                    raise RetryLater(f"pair rate: {pace.wait:.1f}s to wait", after=pace.wait)
-                pair = (paced[0], pace)
+            if h.paced and current.channel == "whatsapp":
+                pace = pair_pace(h.paced[1], now.timestamp())
+                if pace.wait > 0:  # over the pair rate (Meta would answer 131056)
+                    self._later(claim, now, f"pair rate: {pace.wait:.1f}s to wait", pace.wait)
+                pair = (h.paced[0], pace)
             try:
-                sent = setup.senders[current.channel].send(outbound)
+                sent = h.setup.senders[current.channel].send(outbound)
             except SendFailed as failed:
                 if failed.outcome == "retry":
                     after = PAIR_INTERVAL if failed.code == PAIR_RATE_HIT else failed.retry_after
-                    self._settle(Settlement.released(claim, now), after=after)
-                    raise RetryLater(str(failed), after=after) from failed
+                    self._later(claim, now, str(failed), after)
                 self._settle(Settlement.failed(claim, now, failed.outcome, failed.code))
                 failures.append({"channel": current.channel, "outcome": failed.outcome, "code": failed.code})
                 if failed.outcome == "unknown":  # it may have gone out: never a second message (R8)
                     break
-                current = self._next(request, decision, current.channel, now, attempt)
+                current = self._next(h, current.channel, now)
                 continue
             self._settle(
                 Settlement.delivered(claim, now, sent, current.reason, outbound, record.customer_id, pair)
@@ -296,10 +289,16 @@ class Dispatch:
             self._publisher.publish([routed])
             return result
         self._publisher.publish(
-            [_undeliverable(request, record, record.customer_id, record.decision, "send_failed", failures)]
+            [_undeliverable(h.request, record, record.customer_id, record.decision, "send_failed", failures)]
         )
         result.undeliverable = True
         return result
+
+    def _later(self, claim: Claim, now: datetime, why: str, after: float | None) -> NoReturn:
+        """Nothing was sent (a rate says wait, or the provider refused for now): release the claim and
+        have the queue bring the request back, not before ``after`` seconds."""
+        self._settle(Settlement.released(claim, now), after=after)
+        raise RetryLater(why, after=after)
 
     def _settle(self, settlement: Settlement, *, after: float | None = None) -> None:
         """Record how a claimed send ended. The provider has answered: if the record cannot be written,
@@ -312,18 +311,12 @@ class Dispatch:
             logger.warning("could not record a send's outcome: carried forward", extra={"error": error})
             raise Unsettled(settlement, after=after) from exc
 
-    @staticmethod
-    def _claim(request: SendRequest, channel: Channel, attempt: str) -> Claim:
-        return Claim(request.tenant, request.idempotency_key, channel, attempt)
-
-    def _next(
-        self, request: SendRequest, decision: Decision, after: Channel, now: datetime, attempt: str
-    ) -> ChannelDecision | None:
-        following = decision.after(after)
+    def _next(self, h: _Handling, after: Channel, now: datetime) -> ChannelDecision | None:
+        following = h.decision.after(after)
         while following is not None:
-            if self._sends.claim(self._claim(request, following.channel, attempt), now):
+            if self._sends.claim(h.claim(following.channel), now):
                 return following
-            following = decision.after(following.channel)
+            following = h.decision.after(following.channel)
         return None
 
     def _already(self, record: SendRecord, result: Result, only: Channel | None = None) -> Result:
@@ -379,12 +372,12 @@ class Dispatch:
             )
             result.undeliverable = True
             return result
-        attempt = self._new_id()
-        if not self._sends.claim(self._claim(request, "sms", attempt), now):
+        fallback = ChannelDecision("sms", reason, sms.outbound)
+        h = _Handling(request, record, Decision((fallback,)), setup, result, self._new_id())
+        if not self._sends.claim(h.claim("sms"), now):
             # Exactly once: someone sent (or is sending) it. Report the SMS only.
             return self._already(record, result, only="sms")
-        fallback = ChannelDecision("sms", reason, sms.outbound)
-        return self._send_from(request, record, Decision((fallback,)), fallback, setup, result, attempt)
+        return self._send_from(h, fallback)
 
     # ------------------------------------------------------------------ helpers
 

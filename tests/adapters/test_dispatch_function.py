@@ -19,7 +19,6 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from crossroute.channels import Outbound, SendFailed, Sent
@@ -27,11 +26,10 @@ from crossroute.routing.pacing import PAIR_INTERVAL
 from crossroute.store.sends import DynamoSendStore
 from infra.local.emulated import emulated_account
 from infra.local.sqs_runner import build_sqs_event
-from infra.template import load_template
 from tests.adapters.test_dispatch import TEMPLATE, request
-from tests.adapters.test_dispatch_properties import KEY, Fault, Faults, FaultWorld, finishes, releases
+from tests.adapters.test_dispatch_properties import KEY, Fault, FaultWorld, finishes, releases
 from tests.adapters.test_webhook_functions import Context, _load
-from tests.support import REPO, registry_document
+from tests.support import registry_document
 
 FOLLOW_UP = "crossroute:settle"
 OTHER = "order-43-shipped"  # a second request in the same batch
@@ -359,85 +357,3 @@ def test_a_refused_send_whose_release_fails_keeps_its_minimum_wait_in_the_follow
     (queued,) = fn.sqs.sends
     assert queued["DelaySeconds"] >= PAIR_INTERVAL  # not the 1-2 s of a first backoff
     assert json.loads(queued["MessageBody"])[FOLLOW_UP]["result"] == "released"
-
-
-# --------------------------------------------------------------------------- least privilege
-TRANSACT_ACTIONS = {
-    "Update": "UpdateItem",
-    "Put": "PutItem",
-    "Delete": "DeleteItem",
-    "ConditionCheck": "ConditionCheckItem",
-}
-
-
-def allowed_actions(function: str) -> set[str]:
-    """The IAM actions template.yaml's inline policy statements grant ``function``."""
-    properties = load_template(REPO / "template.yaml")["Resources"][function]["Properties"]
-    actions: set[str] = set()
-    for policy in properties.get("Policies", []):
-        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
-            if statement.get("Effect") == "Allow":
-                granted = statement["Action"]
-                actions.update([granted] if isinstance(granted, str) else granted)
-    return actions
-
-
-def test_least_privilege_every_aws_call_the_function_makes_is_granted_by_its_template_policy(
-    fn: Function, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The function as deployed (its own Dispatch: DynamoDB, EventBridge, the send queue), the providers
-    # scripted through the tenant cache; faults on clients made after the module is loaded again.
-    module = _load("dispatch")
-    module._setups["demo"] = fn.world.setup
-    sqs = RecordingSqs(module._sqs())
-    monkeypatch.setattr(module, "_sqs", lambda: sqs)
-    deployed = Function(module, fn.world, sqs, fn.queue_url, fn.queue_arn)
-    faults = Faults()
-    calls: set[str] = set()
-    recording = [False]
-    original = BaseClient._make_api_call
-
-    def record(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        if recording[0]:
-            if operation == "TransactWriteItems":  # IAM checks each item's own action
-                calls.update(
-                    f"dynamodb:{TRANSACT_ACTIONS[kind]}" for item in params["TransactItems"] for kind in item
-                )
-            else:
-                calls.add(f"{client.meta.service_model.signing_name}:{operation}")
-        return original(client, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", record)
-
-    def invoke(body: dict[str, Any]) -> list[str]:
-        deployed.enqueue(body)
-        received = deployed.receive(wait=3)
-        recording[0] = True
-        try:
-            return deployed.invoke(*received)
-        finally:
-            recording[0] = False
-            for message in received:
-                deployed.done(message)
-
-    try:
-        # The module's clock is the real one: Ana's window (May 2026) is closed, so WhatsApp templates.
-        faults.arm(Fault("TransactWriteItems"))
-        assert invoke(fn.world.doc(template=TEMPLATE)) == []  # sent, not recorded: carried forward
-        faults.clear()
-        assert invoke(json.loads(sqs.sends[-1]["MessageBody"])) == []  # the follow-up: recorded
-        fn.world.whatsapp.script.append("retry")
-        refused = invoke(fn.world.doc(idempotency_key="order-44", template=TEMPLATE))
-        assert len(refused) == 1 and sqs.visibility  # refused: put back with a backoff
-        status = {"tenant": "demo", "provider": "meta", "message_id": "wamid.1", "errors": [{"code": 131026}]}
-        assert invoke({"detail-type": "MessageStatusChanged", "detail": status}) == []  # R7: one SMS
-    finally:
-        faults.close()
-    assert len(fn.world.whatsapp.calls) == 2 and len(fn.world.sms.calls) == 1
-    assert {
-        "sqs:SendMessage",
-        "sqs:ChangeMessageVisibility",
-        "events:PutEvents",
-        "dynamodb:UpdateItem",
-    } <= calls
-    assert calls - allowed_actions("DispatchFunction") == set()

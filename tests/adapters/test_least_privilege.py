@@ -4,8 +4,8 @@ moto does not check IAM, so a Lambda role that lacks a permission passes every o
 AWS. Here each function's real handler module runs against a fresh moto account provisioned from
 template.yaml, through representative paths; every botocore call made *during a handler invocation*
 is recorded (a transaction as each item's own action, as IAM checks it) and must be among the actions
-the function's inline policy statements allow. The dispatch function's test is in
-``test_dispatch_function.py``, whose ``allowed_actions`` and ``TRANSACT_ACTIONS`` are used here.
+the function's inline policy statements allow. The dispatch function is driven as in
+``test_dispatch_function.py`` (its fixture and helpers).
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from infra.local.gateway import build_http_event
 from infra.local.provision import Provisioner
 from infra.template import load_template
 from tests.adapters.conftest import ListPublisher
-from tests.adapters.test_dispatch_function import TRANSACT_ACTIONS, allowed_actions
+from tests.adapters.test_dispatch import TEMPLATE
+from tests.adapters.test_dispatch_function import Function, RecordingSqs
+from tests.adapters.test_dispatch_function import fn as dispatch_function  # noqa: F401 - a fixture
+from tests.adapters.test_dispatch_properties import Fault, Faults
 from tests.adapters.test_ingest_faults import Queue
 from tests.adapters.test_webhook_functions import BASE, FORM, JSON, Context, _load
 from tests.support import (
@@ -64,6 +67,26 @@ IAM_ACTIONS = {
 
 
 # --------------------------------------------------------------------------- recording
+TRANSACT_ACTIONS = {
+    "Update": "UpdateItem",
+    "Put": "PutItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def allowed_actions(function: str) -> set[str]:
+    """The IAM actions template.yaml's inline policy statements grant ``function``."""
+    properties = load_template(REPO / "template.yaml")["Resources"][function]["Properties"]
+    actions: set[str] = set()
+    for policy in properties.get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if statement.get("Effect") == "Allow":
+                granted = statement["Action"]
+                actions.update([granted] if isinstance(granted, str) else granted)
+    return actions
+
+
 @dataclass
 class Recorder:
     """Every botocore call made while ``invocation()`` is open, as the IAM actions it needs."""
@@ -357,3 +380,47 @@ def test_the_contacts_api_calls_only_what_its_policy_grants(account: Provisioner
             "sqs:SendMessage",
         },
     )
+
+
+# --------------------------------------------------------------------------- dispatch
+def test_the_dispatch_function_calls_only_what_its_policy_grants(
+    dispatch_function: Function,  # noqa: F811 - the fixture imported above
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The function as deployed (its own Dispatch: DynamoDB, EventBridge, the send queue), the providers
+    # scripted through the tenant cache; faults on clients made after the module is loaded again.
+    fn = dispatch_function
+    module = _load("dispatch")
+    module._setups["demo"] = fn.world.setup
+    sqs = RecordingSqs(module._sqs())
+    monkeypatch.setattr(module, "_sqs", lambda: sqs)
+    deployed = Function(module, fn.world, sqs, fn.queue_url, fn.queue_arn)
+    faults = Faults()
+
+    def invoke(body: dict[str, Any]) -> list[str]:
+        deployed.enqueue(body)
+        received = deployed.receive(wait=3)
+        try:
+            with recorder.invocation():
+                return deployed.invoke(*received)
+        finally:
+            for message in received:
+                deployed.done(message)
+
+    try:
+        # The module's clock is the real one: Ana's window (May 2026) is closed, so WhatsApp templates.
+        faults.arm(Fault("TransactWriteItems"))
+        assert invoke(fn.world.doc(template=TEMPLATE)) == []  # sent, not recorded: carried forward
+        faults.clear()
+        assert invoke(json.loads(sqs.sends[-1]["MessageBody"])) == []  # the follow-up: recorded
+        fn.world.whatsapp.script.append("retry")
+        refused = invoke(fn.world.doc(idempotency_key="order-44", template=TEMPLATE))
+        assert len(refused) == 1 and sqs.visibility  # refused: put back with a backoff
+        status = {"tenant": "demo", "provider": "meta", "message_id": "wamid.1", "errors": [{"code": 131026}]}
+        assert invoke({"detail-type": "MessageStatusChanged", "detail": status}) == []  # R7: one SMS
+    finally:
+        faults.close()
+    assert len(fn.world.whatsapp.calls) == 2 and len(fn.world.sms.calls) == 1
+    expected = {"sqs:SendMessage", "sqs:ChangeMessageVisibility", "events:PutEvents", "dynamodb:UpdateItem"}
+    assert_least_privilege("DispatchFunction", recorder, expected)

@@ -69,9 +69,21 @@ def meta_signature(raw: bytes, secret: str = APP_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
 
 
+class _MultiForm(dict[str, str]):
+    """Every value of a repeated parameter, the way Flask's MultiDict hands them to ``RequestValidator``."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+    def getall(self, name: str) -> list[str]:
+        return [v for k, v in self.pairs if k == name]
+
+
 def twilio_signature(url: str, raw_form: bytes, token: str = TWILIO_TOKEN) -> str:
-    """Sign as Twilio does: URL plus every parameter sorted by name, blank values included."""
-    params = dict(parse_qsl(raw_form.decode(), keep_blank_values=True))
+    """Sign as Twilio does: URL plus every parameter sorted by name (every value of a repeated one),
+    blank values included."""
+    params = _MultiForm(parse_qsl(raw_form.decode(), keep_blank_values=True))
     return str(RequestValidator(token).compute_signature(url, params))
 
 

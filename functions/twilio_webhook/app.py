@@ -24,7 +24,7 @@ def _accept(callback: twilio.Callback, event: HttpEvent) -> HttpResponse:
     url = twilio.public_url(
         base_url(wiring.settings, event), event["rawPath"], event.get("rawQueryString", "")
     )
-    queued = wiring.registry.attempt(
+    wiring.registry.attempt(
         lambda registry: twilio.accept(
             registry,
             wiring.queue,
@@ -35,9 +35,8 @@ def _accept(callback: twilio.Callback, event: HttpEvent) -> HttpResponse:
             signature=header(event, "x-twilio-signature"),
         )
     )
-    logger.info(
-        "webhook queued", extra={"provider": "twilio", "kind": callback.kind, "group": queued.group_id}
-    )
+    # No FIFO group here: it derives from the sender, so it could be traced back to a number.
+    logger.info("webhook queued", extra={"provider": "twilio", "kind": callback.kind})
     return response(200, "text/xml", twilio.EMPTY_TWIML)
 
 

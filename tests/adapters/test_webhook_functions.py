@@ -5,6 +5,7 @@ Every refusal has its exact status code and leaves the queue empty; every accept
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -134,6 +135,7 @@ def test_meta_handshake_echoes_the_challenge_as_plain_text(whatsapp: ModuleType)
     answer = _call(whatsapp, http_event("GET", "/webhooks/whatsapp", query=query))
     assert answer["statusCode"] == 200
     assert answer["headers"]["Content-Type"] == "text/plain"
+    assert answer["headers"]["X-Content-Type-Options"] == "nosniff"
     assert answer["body"] == "1158201444"
 
 
@@ -184,6 +186,12 @@ _TEXT = fixture_bytes("meta_text_bsuid_only.json")
 _UNKNOWN = _TEXT.replace(b"100000000000001", b"100000000000999")
 
 
+def _nested(depth: int) -> bytes:
+    """The signed text message, with a field nesting lists ``depth`` deep."""
+    deep = b'"deep": ' + b"[" * depth + b"]" * depth + b', "messaging_product"'
+    return _TEXT.replace(b'"messaging_product"', deep)
+
+
 @pytest.mark.parametrize(
     ("event", "status"),
     [
@@ -197,6 +205,16 @@ _UNKNOWN = _TEXT.replace(b"100000000000001", b"100000000000999")
         (_meta_post(b" " * (4 * 1024 * 1024 + 1)), 413),
         (_meta_post(_UNKNOWN), 404),
         (http_event("GET", "/webhooks/whatsapp"), 403),
+        (_meta_post(_nested(100_000)), 400),
+        (_meta_post(_nested(70)), 400),
+        (
+            http_event(
+                "GET",
+                "/webhooks/whatsapp",
+                query="hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=",
+            ),
+            400,
+        ),
     ],
     ids=[
         "empty",
@@ -209,6 +227,9 @@ _UNKNOWN = _TEXT.replace(b"100000000000001", b"100000000000999")
         "oversized",
         "unknown-phone-number-id",
         "handshake-without-params",
+        "nested-100000-deep",
+        "nested-70-deep",
+        "handshake-empty-challenge",
     ],
 )
 def test_meta_bad_input(whatsapp: ModuleType, queued: Any, event: dict[str, Any], status: int) -> None:
@@ -307,6 +328,9 @@ def test_no_phone_number_bsuid_username_or_body_reaches_the_logs(
         service.level = level
     logs = "\n".join(lines)
     assert "webhook queued" in logs and "unknown_channel" in logs
+    # Nor an unkeyed hash of one, which enumerating numbers would reverse (the FIFO group is one).
+    for sender in ("whatsapp:US.20938475610293847", "5511987654321", "BR.1502576394655843"):
+        assert hashlib.sha256(sender.encode()).hexdigest()[:12] not in logs
     for secret in (
         "5511987654321",
         "BR.1502576394655843",

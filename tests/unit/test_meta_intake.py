@@ -291,3 +291,115 @@ def test_one_long_chat_in_a_history_chunk_is_split_to_fit_the_queue(monkeypatch:
     assert len(queue.events) > 1 and all(e.size <= 4000 for e in queue.events)
     assert _history_messages(queue) == [f"wamid.H0.{m}" for m in range(40)]
     assert len({e.group_id for e in queue.events}) == 1
+
+
+# --- what is queued can always be stored; hostile shapes are refused at the door -----------------------
+
+
+def _change_without_number(doc: dict[str, Any]) -> dict[str, Any]:
+    del doc["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"]
+    return doc
+
+
+def test_a_message_without_phone_number_id_gets_the_wabas_only_number() -> None:
+    doc = _change_without_number(fixture_json("meta_text_bsuid_only.json"))
+    (body,) = _payloads(_accept(json.dumps(doc).encode()))
+    assert body["business"] == "100000000000001" and body["payload"] == doc
+
+
+def test_a_message_without_phone_number_id_of_a_waba_with_two_numbers_names_no_business() -> None:
+    two = json.loads(json.dumps(LOCAL_TENANT))
+    two["meta"]["phone_numbers"].append({"phone_number_id": "100000000000009"})
+    registry = TenantRegistry.from_json(registry_document(demo=two))
+    raw = json.dumps(_change_without_number(fixture_json("meta_text_bsuid_only.json"))).encode()
+    queue = ListQueue()
+    meta.accept(registry, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
+    (body,) = _payloads(queue)
+    assert "business" not in body and body["tenant"] == "demo"
+
+
+@pytest.mark.parametrize("depth", [65, 5_000, 200_000])
+def test_json_nested_too_deep_is_malformed_not_a_crash(depth: int) -> None:
+    inner = "[" * depth + "]" * depth
+    raw = (
+        '{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", '
+        f'"value": {{"metadata": {{"phone_number_id": "100000000000001"}}, "deep": {inner}}}}}]}}]}}'
+    ).encode()
+    queue = ListQueue()
+    with pytest.raises(MalformedRequest, match="nested deeper"):
+        meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
+    assert queue.events == []
+
+
+def test_one_item_too_large_for_the_queue_is_trimmed_with_a_marker_not_refused() -> None:
+    doc = fixture_json("meta_text_phone_and_bsuid.json")
+    message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["text"]["body"] = "a" * 400_000
+    (event,) = _accept(json.dumps(doc).encode()).events
+    assert event.size <= inbound_queue.MAX_MESSAGE_BYTES
+    (queued,) = _items(json.loads(event.body), "messages")
+    assert queued["id"] == message["id"] and queued["from"] == message["from"]
+    assert queued["text"]["body"].startswith("aaaa") and "[crossroute: trimmed" in queued["text"]["body"]
+
+
+def test_a_200_kb_text_fits_the_queue_whole() -> None:
+    doc = fixture_json("meta_text_phone_and_bsuid.json")
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "b" * 200_000
+    (body,) = _payloads(_accept(json.dumps(doc).encode()))
+    assert _items(body, "messages")[0]["text"]["body"] == "b" * 200_000
+
+
+def _senders(count: int) -> dict[str, Any]:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": "100000000000001"},
+        "contacts": [{"profile": {"name": f"P{i}"}, "wa_id": f"1650555{i:04d}"} for i in range(count)],
+        "messages": [
+            {
+                "from": f"1650555{i:04d}",
+                "id": f"wamid.S{i}",
+                "timestamp": "1",
+                "type": "text",
+                "text": {"body": "hi"},
+            }
+            for i in range(count)
+        ],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def test_each_sender_keeps_only_its_own_contact_entry() -> None:
+    bodies = _payloads(_accept(json.dumps(_senders(3)).encode()))
+    for i, body in enumerate(bodies):
+        value = body["payload"]["entry"][0]["changes"][0]["value"]
+        assert [c["wa_id"] for c in value["contacts"]] == [f"1650555{i:04d}"]
+
+
+def test_a_post_fanning_out_beyond_the_cap_is_refused_whole() -> None:
+    queue = ListQueue()
+    raw = json.dumps(_senders(meta.MAX_QUEUED_EVENTS + 1)).encode()
+    with pytest.raises(PayloadTooLarge, match="events in one POST"):
+        meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
+    assert queue.events == []
+    assert (
+        len(_accept(json.dumps(_senders(meta.MAX_QUEUED_EVENTS)).encode()).events) == meta.MAX_QUEUED_EVENTS
+    )
+
+
+@pytest.mark.parametrize("challenge", ["", "x" * 257, "<script>alert(1)</script>", "a b", "é"])
+def test_the_handshake_echoes_only_a_plain_token(challenge: str) -> None:
+    params = {"hub.mode": "subscribe", "hub.verify_token": "local-verify-token", "hub.challenge": challenge}
+    with pytest.raises(MalformedRequest):
+        meta.handshake(REGISTRY, params)
+
+
+def test_the_handshake_echoes_metas_numeric_challenge() -> None:
+    params = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": "local-verify-token",
+        "hub.challenge": "1158201444",
+    }
+    assert meta.handshake(REGISTRY, params) == "1158201444"

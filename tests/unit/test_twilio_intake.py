@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.tenants import TenantRegistry
@@ -18,7 +19,7 @@ from crossroute.webhooks.errors import (
     UnsupportedMediaType,
     WebhookRejected,
 )
-from tests.support import LOCAL_TENANT, fixture_bytes, registry_document, twilio_signature
+from tests.support import LOCAL_TENANT, TWILIO_ACCOUNT, fixture_bytes, registry_document, twilio_signature
 
 REGISTRY = TenantRegistry.from_json(registry_document())
 FORM = "application/x-www-form-urlencoded"
@@ -145,3 +146,18 @@ def test_bad_input_is_refused_and_nothing_is_queued(
             REGISTRY, queue, twilio.INBOUND, raw=raw, content_type=content_type, url=URL, signature=sig
         )
     assert queue.events == []
+
+
+def test_repeated_parameters_are_verified_as_twilio_signs_them() -> None:
+    """Twilio signs every value of a repeated name (sorted); keeping only the last one refused these."""
+    raw = (
+        b"MessageSid=SM1&AccountSid=AC00000000000000000000000000000000&From=%2B16505551234"
+        b"&To=%2B15550100002&NumMedia=2&MediaUrl=https%3A%2F%2Fx%2Fb&MediaUrl=https%3A%2F%2Fx%2Fa&Body="
+    )
+    event, queue = _accept(raw)  # signed by tests.support.twilio_signature: every value
+    assert event is not None and queue.events == [event]
+    last_only = {"MessageSid": "SM1", "AccountSid": TWILIO_ACCOUNT, "From": "+16505551234"}
+    last_only |= {"To": "+15550100002", "NumMedia": "2", "MediaUrl": "https://x/a", "Body": ""}
+    forged = RequestValidator("local-twilio-token").compute_signature(URL, last_only)
+    with pytest.raises(BadSignature):
+        _accept(raw, signature=forged)

@@ -7,11 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crossroute import limits
+
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
 
 SOURCE = "crossroute"
-_BATCH = 10  # PutEvents takes at most 10 entries
+# An entry's size as EventBridge counts it: 14 bytes for Time, then Source, DetailType and Detail.
+_TIME_BYTES = 14
+# One entry leaves room for the rest of a request; a larger detail is trimmed (strings cut, marked).
+_ENTRY_BYTES = limits.EVENTBRIDGE_REQUEST_BYTES - 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -20,12 +25,10 @@ class BusEvent:
     detail: dict[str, Any]
 
     def entry(self, bus_name: str) -> dict[str, str]:
-        return {
-            "Source": SOURCE,
-            "DetailType": self.detail_type,
-            "Detail": json.dumps(self.detail, sort_keys=True, default=str),
-            "EventBusName": bus_name,
-        }
+        detail = json.dumps(self.detail, sort_keys=True, default=str)
+        if len(detail.encode()) > _ENTRY_BYTES:  # never for crossroute's own events: a last resort
+            detail = limits.dumps(limits.fitted(self.detail, _ENTRY_BYTES))
+        return {"Source": SOURCE, "DetailType": self.detail_type, "Detail": detail, "EventBusName": bus_name}
 
 
 class EventPublisher(Protocol):
@@ -43,9 +46,26 @@ class EventBridgePublisher:
         self._bus = bus_name
 
     def publish(self, events: Sequence[BusEvent]) -> None:
-        for start in range(0, len(events), _BATCH):
-            chunk = [e.entry(self._bus) for e in events[start : start + _BATCH]]
+        for chunk in requests([e.entry(self._bus) for e in events]):
             answer = self._client.put_events(Entries=chunk)  # type: ignore[arg-type]
             if answer.get("FailedEntryCount"):
                 codes = sorted({e.get("ErrorCode", "?") for e in answer["Entries"] if e.get("ErrorCode")})
                 raise PublishError(f"EventBridge refused {answer['FailedEntryCount']} events: {codes}")
+
+
+def requests(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    """``entries`` in order, in PutEvents requests of at most 10 entries and 256 KB."""
+    out: list[list[dict[str, str]]] = []
+    size = 0
+    for entry in entries:
+        bytes_ = _TIME_BYTES + sum(len(entry[k].encode()) for k in ("Source", "DetailType", "Detail"))
+        if (
+            not out
+            or len(out[-1]) == limits.EVENTBRIDGE_ENTRIES
+            or size + bytes_ > limits.EVENTBRIDGE_REQUEST_BYTES
+        ):
+            out.append([])
+            size = 0
+        out[-1].append(entry)
+        size += bytes_
+    return out

@@ -19,19 +19,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crossroute import limits
 from crossroute.webhooks.errors import QueueUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 SCHEMA = "crossroute.inbound/1"
-# SQS's message size limit (bytes); a larger event is split before it gets here.
-MAX_MESSAGE_BYTES = 256 * 1024
-_BATCH = 10
+# The queue's message size limit (bytes); a larger event is split or trimmed before it gets here.
+MAX_MESSAGE_BYTES = limits.SQS_MESSAGE_BYTES
+# SendMessageBatch requests in flight at once for one webhook POST with many senders.
+PARALLEL_BATCHES = 16
 
 
 @dataclass(frozen=True)
@@ -84,25 +88,72 @@ class SqsInboundQueue:
         self._url = queue_url
 
     def put(self, events: Sequence[QueuedEvent]) -> None:
-        for start in range(0, len(events), _BATCH):
-            chunk = events[start : start + _BATCH]
-            entries = [
-                {
-                    "Id": str(i),
-                    "MessageBody": e.body,
-                    "MessageGroupId": e.group_id,
-                    "MessageDeduplicationId": e.dedup_id,
-                }
-                for i, e in enumerate(chunk)
-            ]
-            try:
-                answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)  # type: ignore[arg-type]
-            except Exception as exc:  # botocore raises many types; all mean "not stored"
-                raise QueueUnavailable(f"SQS SendMessageBatch failed: {type(exc).__name__}") from exc
-            failed = answer.get("Failed", [])
-            if failed:
-                codes = sorted({f.get("Code", "?") for f in failed})
-                raise QueueUnavailable(f"SQS refused {len(failed)} of {len(chunk)} messages: {codes}")
+        """Send in batches that fit SendMessageBatch (10 messages, 256 KiB), several lanes at once.
+
+        A FIFO group's events all go through one lane, in order: a sender split into several parts keeps
+        them in order; different senders need no order between them.
+        """
+        work = lanes(events, PARALLEL_BATCHES)
+        if len(work) == 1:
+            self._send_lane(work[0])
+            return
+        for _ in _pool().map(self._send_lane, work):  # re-raises the first failure
+            pass
+
+    def _send_lane(self, batches: list[list[QueuedEvent]]) -> None:
+        for batch in batches:
+            self._send(batch)
+
+    def _send(self, chunk: Sequence[QueuedEvent]) -> None:
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": e.body,
+                "MessageGroupId": e.group_id,
+                "MessageDeduplicationId": e.dedup_id,
+            }
+            for i, e in enumerate(chunk)
+        ]
+        try:
+            answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)  # type: ignore[arg-type]
+        except Exception as exc:  # botocore raises many types; all mean "not stored"
+            raise QueueUnavailable(f"SQS SendMessageBatch failed: {type(exc).__name__}") from exc
+        failed = answer.get("Failed", [])
+        if failed:
+            codes = sorted({f.get("Code", "?") for f in failed})
+            raise QueueUnavailable(f"SQS refused {len(failed)} of {len(chunk)} messages: {codes}")
+
+
+def lanes(events: Sequence[QueuedEvent], count: int) -> list[list[list[QueuedEvent]]]:
+    """``events`` dealt into at most ``count`` lanes of batches, each FIFO group whole in one lane."""
+    lane_of: dict[str, int] = {}
+    dealt: list[list[QueuedEvent]] = [[] for _ in range(count)]
+    for event in events:
+        dealt[lane_of.setdefault(event.group_id, len(lane_of) % count)].append(event)
+    return [batched(lane) for lane in dealt if lane]
+
+
+def batched(events: Sequence[QueuedEvent]) -> list[list[QueuedEvent]]:
+    """``events`` in order, in batches of at most 10 messages and 256 KiB of bodies each."""
+    batches: list[list[QueuedEvent]] = []
+    size = 0
+    for event in events:
+        if (
+            not batches
+            or len(batches[-1]) == limits.SQS_BATCH_ENTRIES
+            or size + event.size > limits.SQS_BATCH_BYTES
+        ):
+            batches.append([])
+            size = 0
+        batches[-1].append(event)
+        size += event.size
+    return batches
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    """Made on the first POST with more than one batch: most never need it."""
+    return ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="sqs-batch")
 
 
 def _hash(text: str) -> str:
@@ -111,3 +162,26 @@ def _hash(text: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class DeadLetters(Protocol):
+    def park(self, body: str, *, group_id: str, message_id: str, reason: str) -> None:
+        """Put a record that failed for good on the dead-letter queue, or raise."""
+
+
+class SqsDeadLetters:
+    """``DeadLetters`` on the inbound queue's FIFO DLQ: what SQS's redrive would do, done one receive
+    early by the consumer, so that the sender's later records held in the same batch can proceed."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._url = queue_url
+
+    def park(self, body: str, *, group_id: str, message_id: str, reason: str) -> None:
+        self._client.send_message(
+            QueueUrl=self._url,
+            MessageBody=body,
+            MessageGroupId=group_id,
+            MessageDeduplicationId=message_id,
+            MessageAttributes={"crossroute_failure": {"DataType": "String", "StringValue": reason}},
+        )

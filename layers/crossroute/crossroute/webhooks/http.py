@@ -60,8 +60,9 @@ def base_url(settings: Settings, event: HttpEvent) -> str:
 
 
 def response(status: int, content_type: str, body: str) -> HttpResponse:
-    """An API Gateway HTTP API (payload 2.0) response."""
-    return {"statusCode": status, "headers": {"Content-Type": content_type}, "body": body}
+    """An API Gateway HTTP API (payload 2.0) response; never content-sniffed (the handshake echoes input)."""
+    headers = {"Content-Type": content_type, "X-Content-Type-Options": "nosniff"}
+    return {"statusCode": status, "headers": headers, "body": body}
 
 
 def dispatch(routes: Mapping[str, Route], event: HttpEvent) -> HttpResponse:

@@ -2,7 +2,13 @@
 
 A POST may carry several entries, changes, senders and statuses. It is split into one queued event per
 (change, sender): every field of the change value is kept; only the item lists (``messages``,
-``statuses``, ...) are narrowed to that sender's items. This keeps one person's events in one FIFO group.
+``statuses``, ...) and the ``contacts`` describing their people are narrowed to that sender's. This keeps
+one person's events in one FIFO group.
+
+What is queued can always be stored (``crossroute.limits``): a part over the queue's message size is
+split, and one item that alone is too large has its longest strings trimmed with a marker. A POST that
+would fan out into more than ``MAX_QUEUED_EVENTS`` queued events is refused with 413, so that queueing
+always fits the function's timeout.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crossroute.inbound_queue import MAX_MESSAGE_BYTES, InboundQueue, QueuedEvent
+from crossroute import limits
+from crossroute.inbound_queue import InboundQueue, QueuedEvent
 from crossroute.tenants import Tenant, TenantRegistry
 from crossroute.webhooks.errors import (
     BadSignature,
@@ -27,7 +35,13 @@ from crossroute.webhooks.errors import (
 KIND = "meta.webhook"
 # Meta sends up to 3 MB; leave room, refuse what can only be abuse.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = limits.SQS_MESSAGE_BYTES
+# Queued events one POST may fan out into: queued in parallel, these take about a second locally (see
+# docs/operations.md). Meta's real batches carry a handful of items.
+MAX_QUEUED_EVENTS = 1000
 _SIGNATURE_PREFIX = "sha256="
+# Meta's challenge is a number; anything but a short plain token is not echoed.
+_CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{1,256}")
 
 
 def handshake(registry: TenantRegistry, params: Mapping[str, str]) -> str:
@@ -38,7 +52,10 @@ def handshake(registry: TenantRegistry, params: Mapping[str, str]) -> str:
     )
     if not ok:
         raise WrongVerifyToken("hub.mode/hub.verify_token do not match")
-    return params.get("hub.challenge", "")
+    challenge = params.get("hub.challenge", "")
+    if not _CHALLENGE.fullmatch(challenge):
+        raise MalformedRequest("hub.challenge must be a plain token of 1-256 characters")
+    return challenge
 
 
 def verified_app_secret(registry: TenantRegistry, raw: bytes, signature: str | None) -> str:
@@ -63,6 +80,8 @@ def accept(
         raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds {MAX_BODY_BYTES}")
     secret = verified_app_secret(registry, raw, signature)
     events = split(registry, secret, _parse(raw))
+    if len(events) > MAX_QUEUED_EVENTS:
+        raise PayloadTooLarge(f"{len(events)} events in one POST exceed {MAX_QUEUED_EVENTS}")
     queue.put(events)
     return events
 
@@ -72,6 +91,10 @@ def _parse(raw: bytes) -> dict[str, Any]:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise MalformedRequest("body is not UTF-8 JSON") from None
+    except RecursionError:
+        raise MalformedRequest(f"JSON nested deeper than {limits.JSON_DEPTH} levels") from None
+    if limits.too_deep(doc):
+        raise MalformedRequest(f"JSON nested deeper than {limits.JSON_DEPTH} levels")
     if not isinstance(doc, dict) or not isinstance(doc.get("entry"), list) or not doc["entry"]:
         raise MalformedRequest("expected an object with a non-empty 'entry' list")
     if doc.get("object") != "whatsapp_business_account":
@@ -89,21 +112,31 @@ def split(registry: TenantRegistry, app_secret: str, doc: dict[str, Any]) -> lis
         for change in changes:
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
                 raise MalformedRequest("each change needs a 'value' object")
-            tenant = _tenant_of(registry, app_secret, str(entry.get("id", "")), change["value"])
+            tenant, business = _tenant_of(registry, app_secret, str(entry.get("id", "")), change["value"])
             for sender, value in _by_sender(change["value"]):
                 envelope = {**doc, "entry": [{**entry, "changes": [{**change, "value": value}]}]}
-                events.extend(_sized(tenant, sender, envelope))
+                events.extend(_sized(tenant, business, sender, envelope))
     return events
 
 
-def _tenant_of(registry: TenantRegistry, app_secret: str, waba_id: str, value: dict[str, Any]) -> Tenant:
+def _tenant_of(
+    registry: TenantRegistry, app_secret: str, waba_id: str, value: dict[str, Any]
+) -> tuple[Tenant, str]:
+    """The tenant and the business number (phone_number_id) a change is for.
+
+    A change without ``metadata.phone_number_id`` is found by its WABA; its number is the WABA's only
+    one, or ``""`` (unknown: such an event is stored but opens no window) when the WABA has several.
+    """
     metadata = value.get("metadata")
-    pnid = str(metadata.get("phone_number_id", "")) if isinstance(metadata, dict) else ""
+    pnid = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    pnid = str(pnid) if isinstance(pnid, str | int) and not isinstance(pnid, bool) else ""
     tenant = registry.by_phone_number_id(pnid) if pnid else registry.by_waba_id(waba_id)
     # A tenant of another Meta app must not be reachable with this app's signature.
     if tenant is None or tenant.meta is None or tenant.meta.app_secret != app_secret:
         raise UnknownChannel("phone_number_id (or WABA id) is not registered")
-    return tenant
+    if not pnid and len(tenant.meta.phone_numbers) == 1:
+        pnid = tenant.meta.phone_numbers[0].phone_number_id
+    return tenant, pnid
 
 
 # Keys naming the customer in an item of any list a change value carries, most stable first.
@@ -125,32 +158,50 @@ _SENDER_PATHS: tuple[tuple[str, ...], ...] = (
 
 
 def _sender(item: Any) -> str:
+    return next(iter(_identifiers(item)), "")
+
+
+def _identifiers(item: Any) -> list[str]:
+    """Every id naming the customer in an item, most stable first (the first one is its sender)."""
     threads = item.get("threads") if isinstance(item, dict) else None
     if isinstance(threads, list) and len(threads) == 1:  # a history chunk narrowed to one chat
-        return _sender(threads[0])
+        return _identifiers(threads[0])
+    found: list[str] = []
     for path in _SENDER_PATHS:
         node = item
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, str | int) and str(node):
-            return str(node)
-    return ""
+        if isinstance(node, str | int) and not isinstance(node, bool) and str(node):
+            found.append(str(node))
+    return found
 
 
 def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
-    """Narrow every item list (not ``contacts``) to one sender at a time; other fields stay as they are."""
+    """Narrow every item list to one sender at a time, and ``contacts`` to the entries naming that sender
+    (entries naming no sender stay in every part); other fields stay as they are."""
     value = {k: _per_thread(v) if isinstance(v, list) else v for k, v in value.items()}
     lists = [k for k, v in value.items() if k != "contacts" and isinstance(v, list) and v]
-    senders: dict[str, None] = {}
+    senders: dict[str, set[str]] = {}
     for key in lists:
         for item in value[key]:
-            senders.setdefault(_sender(item))
-    if not senders:
-        yield "", value
+            senders.setdefault(_sender(item), set()).update(_identifiers(item))
+    if len(senders) <= 1:
+        yield next(iter(senders), ""), value
         return
-    for sender in senders:
+    contacts = value.get("contacts")
+    every_id = set().union(*senders.values())
+    for sender, ids in senders.items():
         narrowed = {k: [i for i in value[k] if _sender(i) == sender] for k in lists}
+        if isinstance(contacts, list):
+            narrowed["contacts"] = [c for c in contacts if _describes(c, ids) or not _describes(c, every_id)]
         yield sender, {**value, **narrowed}
+
+
+def _describes(contact: Any, ids: set[str]) -> bool:
+    """Whether a ``contacts[]`` entry names one of ``ids``."""
+    if not isinstance(contact, dict):
+        return False
+    return any(str(contact.get(key)) in ids for key in ("wa_id", "user_id") if contact.get(key) is not None)
 
 
 def _per_thread(items: list[Any]) -> list[Any]:
@@ -165,23 +216,29 @@ def _per_thread(items: list[Any]) -> list[Any]:
     return out
 
 
-def _sized(tenant: Tenant, sender: str, envelope: dict[str, Any]) -> list[QueuedEvent]:
-    """The envelope as one event, or halved along its longest item list until each part fits SQS."""
-    content = {"payload": envelope}
-    event = QueuedEvent.build(
-        tenant=tenant.id, sender=sender, kind=KIND, content=content, region=tenant.default_region
-    )
+def _sized(tenant: Tenant, business: str, sender: str, envelope: dict[str, Any]) -> list[QueuedEvent]:
+    """The envelope as one event, or halved along its longest item list until each part fits SQS; one
+    item too large on its own is trimmed (its longest strings cut, with a marker) to fit."""
+    event = _event(tenant, business, sender, envelope)
     if event.size <= MAX_MESSAGE_BYTES:
         return [event]
     change = envelope["entry"][0]["changes"][0]
     halves = _halves(change["value"])
     if halves is None:
-        raise PayloadTooLarge("a single webhook item exceeds the queue's message size")
+        room = MAX_MESSAGE_BYTES - (event.size - limits.json_bytes(envelope)) - 1024
+        return [_event(tenant, business, sender, limits.fitted(envelope, room))]
     parts = []
     for value in halves:
         part = {**envelope, "entry": [{**envelope["entry"][0], "changes": [{**change, "value": value}]}]}
-        parts.extend(_sized(tenant, sender, part))
+        parts.extend(_sized(tenant, business, sender, part))
     return parts
+
+
+def _event(tenant: Tenant, business: str, sender: str, envelope: dict[str, Any]) -> QueuedEvent:
+    content = {"payload": envelope, "business": business} if business else {"payload": envelope}
+    return QueuedEvent.build(
+        tenant=tenant.id, sender=sender, kind=KIND, content=content, region=tenant.default_region
+    )
 
 
 def _halves(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:

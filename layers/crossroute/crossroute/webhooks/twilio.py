@@ -50,8 +50,22 @@ def public_url(base_url: str, raw_path: str, raw_query: str) -> str:
     return base_url.rstrip("/") + raw_path + (f"?{raw_query}" if raw_query else "")
 
 
-def parse_form(raw: bytes, content_type: str) -> dict[str, str]:
-    """Form parameters exactly as signed: blank values kept, one value per name."""
+class Form(dict[str, str]):
+    """Form parameters: the last value of each name, like a dict, and ``getall`` for every value of a
+    name, which Twilio's ``RequestValidator`` signs (several ``MediaUrl``, say)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__(pairs)
+        self._all: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self._all.setdefault(name, []).append(value)
+
+    def getall(self, name: str) -> list[str]:
+        return self._all[name]
+
+
+def parse_form(raw: bytes, content_type: str) -> Form:
+    """Form parameters exactly as signed: blank values and repeated names kept."""
     if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("expected application/x-www-form-urlencoded")
     if len(raw) > MAX_BODY_BYTES:
@@ -61,12 +75,10 @@ def parse_form(raw: bytes, content_type: str) -> dict[str, str]:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise MalformedRequest("body is not a UTF-8 form") from None
-    return dict(pairs)
+    return Form(pairs)
 
 
-def verified_auth_token(
-    registry: TenantRegistry, url: str, params: dict[str, str], signature: str | None
-) -> str:
+def verified_auth_token(registry: TenantRegistry, url: str, params: Form, signature: str | None) -> str:
     """The auth token that signed this request, checked with Twilio's own ``RequestValidator``."""
     if not signature:
         raise BadSignature("missing X-Twilio-Signature")
@@ -109,7 +121,7 @@ def accept(
     return event
 
 
-def _tenant_of(registry: TenantRegistry, token: str, params: dict[str, str], callback: Callback) -> Tenant:
+def _tenant_of(registry: TenantRegistry, token: str, params: Form, callback: Callback) -> Tenant:
     account = params["AccountSid"]
     addresses = [params.get("MessagingServiceSid", ""), params.get(callback.our_side, "")]
     for address in filter(None, addresses):

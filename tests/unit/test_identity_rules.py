@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from crossroute.identity.model import Customer, Key
+from crossroute.identity.profile import observe_message
 from crossroute.identity.rules import Claim, NumberChange, Resolution, change_number, resolve
+from crossroute.inbound import InboundMessage, Person
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 ANA_PHONE, ANA_OLD, ANA_NEW = "+5511987654321", "BR.1502576394655843", "BR.7730019283746501"
@@ -180,3 +182,17 @@ def test_parallel_histories_two_keys_without_a_link_stay_two_customers() -> None
     world.claim(1, phone="+16505551234", source="twilio.sms")
     world.claim(2, bsuid="US.99")
     assert len(world.live()) == 2
+
+
+def test_a_whatsapp_message_to_an_unknown_business_number_opens_no_window() -> None:
+    ana = Customer(id="c1", tenant="demo", created_at=T0, updated_at=T0)
+
+    def message(business: str) -> InboundMessage:
+        return InboundMessage(
+            "demo", "meta", "whatsapp", "wamid.1", business, Person(bsuid=ANA_OLD), at(5), "text", "oi"
+        )
+
+    assert observe_message(ana, message("")).whatsapp_last_inbound == {}
+    assert observe_message(ana, message("100000000000001")).whatsapp_last_inbound == {
+        "100000000000001": at(5)
+    }

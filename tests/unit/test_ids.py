@@ -209,3 +209,32 @@ def test_only_the_whatsapp_channel_prefix_is_stripped() -> None:
     assert ids.strip_channel_prefix("whatsapp:US.1") == "US.1"
     assert ids.strip_channel_prefix("+15550100002") == "+15550100002"
     assert ids.strip_channel_prefix("messenger:123") == "messenger:123"
+
+
+# --- I12: one normaliser for writes and reads ----------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"[1-9][0-9]{6,14}", fullmatch=True))
+def test_a_wa_id_is_found_again_when_read_back_as_plus_digits_or_digits(digits: str) -> None:
+    """What the store keeps for Meta's wa_id is what the read API makes of ``?phone=+<wa_id>`` (and of
+    the bare digits, as a ``+`` that was not URL-encoded arrives), whatever range the library knows."""
+    stored = ids.e164_from_wa_id(digits)
+    assert stored == "+" + digits
+    assert ids.e164("+" + digits) == stored
+    if not _valid_national(digits, "US"):  # else bare digits are that national number, as before
+        assert ids.e164(digits, "US") == stored
+
+
+def _valid_national(digits: str, region: str) -> bool:
+    import phonenumbers
+
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(digits, region)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+@pytest.mark.parametrize("wa_id", ["785165291048", "4210301134", "99912345678", "2250707000000"])
+def test_wa_ids_the_library_would_rewrite_or_refuse_are_kept_as_meta_wrote_them(wa_id: str) -> None:
+    assert ids.e164_from_wa_id(wa_id) == ids.e164("+" + wa_id) == ids.e164(wa_id) == "+" + wa_id

@@ -752,3 +752,28 @@ def test_any_damage_to_a_message_item_is_parsed_without_raising(data: st.DataObj
 @given(JSONISH)
 def test_any_json_as_a_payload_is_parsed_without_raising(payload: Any) -> None:
     assert_clean(parsed(payload))
+
+
+# --- content that would not fit the table is never taken as an id or profile -----------------------------
+
+
+def test_a_message_id_too_long_to_be_genuine_is_kept_as_unrecognised() -> None:
+    payload = fixture_json("meta_text_bsuid_only.json")
+    value_of(payload)["messages"][0]["id"] = "wamid." + "x" * 5000
+    (event,) = events(payload)
+    assert isinstance(event, Unrecognised) and event.reason == "message without an id or a valid sender"
+
+
+def test_a_huge_profile_name_is_cut_to_a_sane_length() -> None:
+    payload = fixture_json("meta_text_phone_and_bsuid.json")
+    value_of(payload)["contacts"][0]["profile"]["name"] = "N" * 100_000
+    message = only(payload)
+    assert message.sender.name == "N" * 256
+
+
+def test_without_phone_number_id_the_business_the_intake_resolved_is_used() -> None:
+    payload = fixture_json("meta_text_bsuid_only.json")
+    del value_of(payload)["metadata"]["phone_number_id"]
+    assert only(payload).business == ""
+    (message,) = parse(queued(payload, business=BUSINESS)).events
+    assert message.business == BUSINESS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 BSUID_PATTERN = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 PARENT_BSUID_PATTERN = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
@@ -39,31 +40,33 @@ def parent_bsuid(value: str) -> str:
 
 def e164(raw: str, default_region: str = "US") -> str:
     """A phone number as E.164 (``+`` and digits): ``16505551234``, ``+1 650-555-1234`` and
-    ``001 650 555 1234`` are one number. National formats read in ``default_region``."""
+    ``001 650 555 1234`` are one number. National formats read in ``default_region``.
+
+    This is the one normaliser for writes and reads (I12). A number already written as E.164
+    (``+`` and 7-15 digits, as Meta's ``wa_id`` and Twilio's ``From`` are) is taken as written, even in a
+    range the phone-number library does not know; so are bare digits that are no valid national number
+    (a ``wa_id`` without its ``+``). Anything written with spaces, dashes or brackets is parsed.
+    """
     import phonenumbers  # ~45 ms: only the functions that normalise pay for it
 
     text = strip_channel_prefix(raw.strip())
     if text.startswith("00"):
         text = "+" + text[2:]
+    if _E164.fullmatch(text):
+        return text
+    national = _parsed(phonenumbers, text, default_region) if not text.startswith("+") else []
+    if _DIGITS.fullmatch(text):
+        valid = [n for n in national if phonenumbers.is_valid_number(n)]
+        return _formatted(phonenumbers, valid[0]) if valid else "+" + text
     if text.startswith("+"):
-        candidates = [text]
-        region: str | None = None
+        candidates = _parsed(phonenumbers, text, None)
     else:
-        # Digits alone may be national (``6505551234``) or international without "+" (a ``wa_id``).
-        digits = re.sub(r"\D", "", text)
-        candidates, region = [text, "+" + digits], default_region
-    parsed = []
-    for candidate in candidates:
-        try:
-            number = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_possible_number(number):
-            parsed.append(number)
-    if not parsed:
+        # Decorated digits may be national (``650-555-1234``) or international without "+".
+        candidates = national + _parsed(phonenumbers, "+" + re.sub(r"\D", "", text), None)
+    if not candidates:
         raise InvalidIdentifier("not a phone number")
-    best = next((n for n in parsed if phonenumbers.is_valid_number(n)), parsed[0])
-    return str(phonenumbers.format_number(best, phonenumbers.PhoneNumberFormat.E164))
+    best = next((n for n in candidates if phonenumbers.is_valid_number(n)), candidates[0])
+    return _formatted(phonenumbers, best)
 
 
 def e164_from_wa_id(wa_id: str) -> str:
@@ -72,4 +75,21 @@ def e164_from_wa_id(wa_id: str) -> str:
     # E.164: a country code never starts with 0.
     if not digits.isdigit() or not 7 <= len(digits) <= 15 or digits[0] == "0":
         raise InvalidIdentifier("not a wa_id")
-    return "+" + digits
+    return e164("+" + digits)
+
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_DIGITS = re.compile(r"[1-9][0-9]{6,14}")
+
+
+def _parsed(phonenumbers: Any, text: str, region: str | None) -> list[Any]:
+    """``text`` as a possible number (a list of one), or nothing."""
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return []
+    return [number] if phonenumbers.is_possible_number(number) else []
+
+
+def _formatted(phonenumbers: Any, number: Any) -> str:
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))

@@ -41,7 +41,8 @@ def observe_message(customer: Customer, message: InboundMessage) -> Customer:
     current = sender.bsuid is not None and sender.bsuid == updated.current_bsuid()
     if sender.parent_bsuid and current and updated.parent_bsuid != sender.parent_bsuid:
         updated = replace(updated, parent_bsuid=sender.parent_bsuid)
-    if message.channel == "whatsapp" and not message.historical:
+    # The window is per business number: a message whose number is unknown opens none.
+    if message.channel == "whatsapp" and not message.historical and message.business:
         last = updated.whatsapp_last_inbound.get(message.business)
         if last is None or message.sent_at > last:
             windows = {**updated.whatsapp_last_inbound, message.business: message.sent_at}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crossroute import ids
+from crossroute import ids, limits
 from crossroute.inbound import Person, Provider, ProviderEvent, Raw, Unrecognised
 from crossroute.inbound_queue import SCHEMA
 from crossroute.webhooks import parse_meta, parse_twilio
@@ -40,6 +40,8 @@ class Context:
     tenant: str
     received_at: datetime
     default_region: str = "US"
+    # The business number the intake resolved when the payload names none (Meta: by the WABA).
+    business: str = ""
     rejected: list[str] = field(default_factory=list)
 
     def phone(self, value: Any, where: str, *, wa_id: bool = False) -> str | None:
@@ -124,7 +126,12 @@ def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> P
     body = _body(queued_body)
     if isinstance(body, str):
         return Parsed(rejected=[body])
-    ctx = Context(str(body["tenant"]), _received_at(body), _region(body.get("region"), default_region))
+    ctx = Context(
+        str(body["tenant"]),
+        _received_at(body),
+        _region(body.get("region"), default_region),
+        business=_business(body.get("business")),
+    )
     kind = str(body.get("kind"))
     reader = _KINDS.get(kind)
     if reader is None:
@@ -176,12 +183,20 @@ def _region(value: Any, fallback: str) -> str:
     return value if ok else fallback
 
 
+def _business(value: Any) -> str:
+    ok = isinstance(value, str) and 0 < len(value) <= limits.PROVIDER_ID_CHARS
+    return value if ok else ""
+
+
 def _names(names: Names) -> tuple[str, ...]:
     return (names,) if isinstance(names, str) else names
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
+    """A profile name or username: text, cut to a sane length (it is stored on the customer)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value[: limits.PROFILE_TEXT_CHARS]
 
 
 def _username(value: Any) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from crossroute import limits
 from crossroute.inbound import (
     ContactLink,
     IdentityChange,
@@ -104,7 +105,7 @@ def _change(ctx: Context, change: Any) -> list[ProviderEvent]:
     here = _Change(
         ctx,
         field,
-        business=_id(metadata.get("phone_number_id")) or "",
+        business=_id(metadata.get("phone_number_id")) or ctx.business,
         business_digits=_digits(metadata.get("display_phone_number")),
         contacts=_contacts(ctx, value.get("contacts")),
     )
@@ -561,9 +562,11 @@ def _str(value: Any) -> str | None:
 
 
 def _id(value: Any) -> str | None:
+    """A provider id: it becomes part of table keys, so one too long to be genuine counts as none."""
     if isinstance(value, bool):
         return None
-    return str(value) if isinstance(value, int) or (isinstance(value, str) and value) else None
+    text = str(value) if isinstance(value, int) or (isinstance(value, str) and value) else None
+    return text if text and len(text) <= limits.PROVIDER_ID_CHARS else None
 
 
 def _code(value: Any) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from crossroute import ids
+from crossroute import ids, limits
 from crossroute.inbound import Channel, InboundMessage, Person, ProviderError, ProviderEvent, StatusUpdate
 
 if TYPE_CHECKING:
@@ -41,14 +41,14 @@ def parse_message(ctx: Context, form: Any) -> list[ProviderEvent]:
             provider="twilio",
             channel=_channel(params),
             message_id=message_id,
-            business=params.get("To", ""),
+            business=_first(params, ("To",)),
             sender=sender,
             sent_at=ctx.received_at,
             type=kind,
             text=_text(params, kind),
             reply_to=params.get("OriginalRepliedMessageSid") or None,
             opt_out_keyword=_opt_out(params),
-            raw=dict(params),
+            raw=_raw(form),
         )
     ]
 
@@ -68,12 +68,12 @@ def parse_status(ctx: Context, form: Any) -> list[ProviderEvent]:
             provider="twilio",
             channel=_channel(params),
             message_id=message_id,
-            business=params.get("From", ""),
+            business=_first(params, ("From",)),
             recipient=_customer(ctx, params, "To"),
             status=ctx.label(status, "unknown"),
             at=ctx.received_at,
             errors=_errors(params),
-            raw=dict(params),
+            raw=_raw(form),
         )
     ]
 
@@ -83,8 +83,22 @@ def _params(form: Any) -> dict[str, str] | None:
     return dict(parse_qsl(form, keep_blank_values=True)) if isinstance(form, str) else None
 
 
+def _raw(form: str) -> dict[str, Any]:
+    """Every parameter, kept: a repeated name (several ``MediaUrl``, say) as the list of its values."""
+    raw: dict[str, Any] = {}
+    for name, value in parse_qsl(form, keep_blank_values=True):
+        if name in raw:
+            before = raw[name]
+            raw[name] = [*before, value] if isinstance(before, list) else [before, value]
+        else:
+            raw[name] = value
+    return raw
+
+
 def _first(params: dict[str, str], names: tuple[str, ...]) -> str:
-    return next(filter(None, (params.get(name, "").strip() for name in names)), "")
+    """The first of ``names`` with a value; a value too long to be a genuine id or address counts as none."""
+    values = (params.get(name, "").strip() for name in names)
+    return next((v for v in values if 0 < len(v) <= limits.PROVIDER_ID_CHARS), "")
 
 
 def _customer(ctx: Context, params: dict[str, str], side: str) -> Person:

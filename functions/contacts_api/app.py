@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotF
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crossroute import ids
-from crossroute.config import RegistrySource, require_env
+from crossroute.config import RegistrySource, masking_key, require_env
 from crossroute.contacts import contact_view, timeline_entry
 from crossroute.identity.model import Customer, Key
 from crossroute.routing.request import InvalidRequest, parse_send_request
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 logger = Logger()
 app = APIGatewayHttpResolver()
 tables.bind(require_env("TABLE_NAME"))
-store = DynamoIdentityStore()
+store = DynamoIdentityStore(masking_key=masking_key(require_env("MASKING_KEY_SECRET_ID")))
 registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
 sends = DynamoSendStore()
 

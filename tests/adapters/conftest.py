@@ -27,7 +27,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def provisioned() -> Iterator[Provisioner]:
     """A fresh emulated account with template.yaml's table, queues and bus; the models bound to the table."""
-    with emulated_account("InboundQueue", "EventBus") as account:
+    with emulated_account("InboundQueue", "EventBus", "MaskingKey") as account:
         yield account
 
 

@@ -240,6 +240,8 @@ class Harness:
 def harness(provisioned: Provisioner, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     monkeypatch.setenv("TABLE_NAME", str(provisioned.ref("IdentityTable")))
     monkeypatch.setenv("EVENT_BUS_NAME", str(provisioned.ref("EventBus")))
+    monkeypatch.setenv("MASKING_KEY_SECRET_ID", str(provisioned.ref("MaskingKey")))
+    monkeypatch.setenv("INBOUND_DLQ_URL", str(provisioned.ref("InboundDeadLetterQueue")))
     function = _load_ingest()
     function.ingest._sleep = lambda _: None  # Conflict back-off: no need to wait in tests
     arn = provisioned.physical("InboundQueue").attributes["Arn"]
@@ -459,3 +461,53 @@ def test_a_record_that_always_fails_lands_in_the_dlq_and_can_be_replayed(harness
 
 def _attribute(sqs: Any, url: str, name: str) -> str:
     return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[name])["Attributes"][name])
+
+
+def test_a_poison_record_goes_to_the_dlq_and_its_senders_later_events_proceed(harness: Harness) -> None:
+    """FIFO holds a sender's later events behind a failing one (order per person), and they are failed
+    with it, so they are received as often. On its last receive the failing one is dead-lettered by the
+    function itself and the later ones are processed, instead of all being dead-lettered together."""
+    sqs = boto3.client("sqs")
+    inbound = harness.provisioned.physical("InboundQueue")
+    dlq = harness.provisioned.physical("InboundDeadLetterQueue")
+    poison, later = ana(), ana(second=True)
+    assert poison.group_id == later.group_id
+    for event in (poison, later):
+        sqs.send_message(
+            QueueUrl=inbound.ref,
+            MessageBody=event.body,
+            MessageGroupId=event.group_id,
+            MessageDeduplicationId=event.dedup_id,
+        )
+    harness.faults.add(Fault("TransactWriteItems", error("InternalServerError", 500), when=mentions(ANA_1)))
+    attempts: list[list[str]] = []
+
+    def invoke(event: dict[str, Any]) -> Any:
+        names = ["later" if r["body"] == later.body else "poison" for r in event["Records"]]
+        try:
+            answer = harness.function.lambda_handler(event, Context())
+        except Exception:  # every record failed: Lambda fails the whole batch
+            attempts.append([f"{n} failed" for n in names])
+            raise
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        ids = [r["messageId"] for r in event["Records"]]
+        attempts.append(
+            [f"{n} failed" if i in failed else f"{n} done" for n, i in zip(names, ids, strict=True)]
+        )
+        return answer
+
+    source = SqsEventSource("IngestFunction", "Inbound", inbound.attributes["Arn"], inbound.ref, 10, True)
+    poller = SqsPoller(sqs, source, invoke, retry_delay=0, wait_seconds=0)
+    for _ in range(10):
+        poller.poll_once()
+
+    held = [["poison failed", "later failed"]] * 4  # never out of order: the later one waits
+    assert attempts == [*held, ["poison done", "later done"]]
+    parked = sqs.receive_message(
+        QueueUrl=dlq.ref, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+    )["Messages"]
+    assert [m["Body"] for m in parked] == [poison.body]
+    assert parked[0]["MessageAttributes"]["crossroute_failure"]["StringValue"] == "TransactWriteError"
+    assert parked[0]["Attributes"]["MessageGroupId"] == poison.group_id
+    _, found = stored()
+    assert ANA_2 in found["messages"] and ANA_1 not in found["messages"]

@@ -159,7 +159,7 @@ def assert_least_privilege(function: str, recorder: Recorder, expected: set[str]
 @pytest.fixture
 def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provisioner]:
     """A fresh account from template.yaml, the registry in its secret, the environment the template sets."""
-    with emulated_account("InboundQueue", "SendQueue", "EventBus") as account:
+    with emulated_account("InboundQueue", "SendQueue", "EventBus", "MaskingKey") as account:
         secret = boto3.client("secretsmanager").create_secret(
             Name="tenants", SecretString=registry_document()
         )
@@ -169,6 +169,8 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provisioner]:
             "EVENT_BUS_NAME": str(account.ref("EventBus")),
             "TENANTS_SECRET_ID": secret["ARN"],
             "SEND_QUEUE_URL": str(account.ref("SendQueue")),
+            "MASKING_KEY_SECRET_ID": str(account.ref("MaskingKey")),
+            "INBOUND_DLQ_URL": str(account.ref("InboundDeadLetterQueue")),
             "PUBLIC_BASE_URL": BASE,
         }
         for name, value in env.items():
@@ -276,7 +278,7 @@ def merge() -> list[QueuedEvent]:
 
 
 def test_the_ingest_function_calls_only_what_its_policy_grants(
-    account: Provisioner, recorder: Recorder
+    account: Provisioner, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = _load("ingest")
     module.ingest._sleep = lambda _: None
@@ -307,6 +309,15 @@ def test_the_ingest_function_calls_only_what_its_policy_grants(
     assert len(jonas.merged_from) == 1 and Key("bsuid", "DE.88201937465502911") in jonas.keys
     kept = [i for i in TableItem.scan() if i.pk.startswith("T#demo#U#")]
     assert len(kept) == 1
+
+    def broken(events: Any) -> Any:
+        raise ConnectionError("injected: the table is unreachable")
+
+    monkeypatch.setattr(module.ingest, "handle", broken)  # a record failing on its last receive
+    last = queue.records(*ana, receive_count=5)
+    with recorder.invocation():
+        assert module.lambda_handler({"Records": last}, Context())["batchItemFailures"] == []
+    assert [b["kind"] for b in queued(account, "InboundDeadLetterQueue")] == ["meta.webhook"]
     assert_least_privilege(
         "IngestFunction",
         recorder,
@@ -315,7 +326,10 @@ def test_the_ingest_function_calls_only_what_its_policy_grants(
             "dynamodb:PutItem",  # a transaction's puts, and the unrecognised event kept
             "dynamodb:UpdateItem",  # a transaction's message, and a status
             "dynamodb:GetItem",  # a redelivery's events, a status not applied
+            "dynamodb:ConditionCheckItem",  # a transaction's check that the event was not erased (I10)
+            "secretsmanager:GetSecretValue",  # the masking key, for that check
             "events:PutEvents",
+            "sqs:SendMessage",  # a record failing on its last receive, dead-lettered by the function
         },
     )
 

@@ -301,6 +301,8 @@ class MemoryStore:
         key_owners: dict[Key, tuple[str | None, str]],
         events: Sequence[IdentityEvent],
         message: MessageRecord | None = None,
+        *,
+        event_id: str | None = None,  # no erasure here: nothing is ever erased
     ) -> bool:
         if message is not None:
             stored = self.messages.get((message.provider, message.message_id))

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import TypeVar
 
 from crossroute.tenants import TenantRegistry
@@ -45,6 +46,19 @@ def require_env(name: str, env: Mapping[str, str] = os.environ) -> str:
     if not value:
         raise ConfigurationError(f"environment variable {name} is not set")
     return value
+
+
+def masking_key(secret_id: str) -> Callable[[], bytes]:
+    """The stack's secret key for keyed hashes (template ``MaskingKey``), read from Secrets Manager on
+    first use, then kept for the container's life: it never changes once deployed."""
+
+    @cache
+    def load() -> bytes:
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(secret_id)).encode()
+
+    return load
 
 
 # Misses that a tenant added a moment ago would explain: worth one fresh read of the registry.

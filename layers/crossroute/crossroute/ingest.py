@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from crossroute import limits
 from crossroute.bus import BusEvent, EventPublisher
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.profile import observe_message, observe_preference
@@ -33,7 +34,14 @@ from crossroute.inbound import (
     StatusUpdate,
     Unrecognised,
 )
-from crossroute.store.identity_store import Conflict, MessageRecord, StatusOutcome, StatusRecord
+from crossroute.store.identity_store import (
+    Conflict,
+    Erased,
+    MessageRecord,
+    StatusOutcome,
+    StatusRecord,
+    Unstorable,
+)
 
 logger = Logger(child=True)
 
@@ -51,6 +59,8 @@ class IdentityStore(Protocol):
         key_owners: dict[Key, tuple[str | None, str]],
         events: Sequence[IdentityEvent],
         message: MessageRecord | None = None,
+        *,
+        event_id: str | None = None,
     ) -> bool: ...
 
     def apply_status(self, update: StatusRecord) -> StatusOutcome: ...
@@ -70,6 +80,8 @@ class Outcome:
     duplicates: int = 0
     unattributed: int = 0
     retries: int = 0
+    erased: int = 0  # replays of an erased customer's events, not stored again (I10)
+    unstorable: int = 0  # refused by the table for good: kept as unrecognised instead
 
 
 class Ingest:
@@ -87,22 +99,42 @@ class Ingest:
         self._sleep = sleep
 
     def handle(self, events: Sequence[ProviderEvent]) -> Outcome:
-        """Apply every event; raises if one cannot be stored (the queue redelivers the whole record)."""
+        """Apply every event; raises if one cannot be stored for now (the queue redelivers the record).
+
+        Content the table refuses for good is kept as unrecognised instead, so it never blocks the
+        sender's later events; an erased customer's replayed event is dropped (I10).
+        """
         outcome = Outcome()
         for event in events:
-            for attempt in range(ATTEMPTS):
-                try:
-                    published = self._apply(event, outcome)
-                    break
-                except Conflict:
-                    if attempt == ATTEMPTS - 1:
-                        raise
-                    outcome.retries += 1
-                    self._sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not crypto
+            try:
+                published = self._retried(event, outcome)
+            except Erased:
+                outcome.erased += 1
+                logger.info("event of an erased customer not stored again", extra={"kind": _kind(event)})
+                continue
+            except Unstorable as exc:
+                outcome.unstorable += 1
+                logger.warning(
+                    "event refused by the table, kept as unrecognised", extra={"reason": exc.reason}
+                )
+                self._store.keep_unrecognised(
+                    event.tenant, event.provider, _kind(event), f"not storable: {exc.reason}", event.raw
+                )
+                continue
             outcome.handled.append(type(event).__name__)
             if published:
                 self._publisher.publish(published)
         return outcome
+
+    def _retried(self, event: ProviderEvent, outcome: Outcome) -> list[BusEvent]:
+        """``_apply``, read again and retried (with jitter) while a concurrent change conflicts."""
+        for attempt in range(ATTEMPTS - 1):
+            try:
+                return self._apply(event, outcome)
+            except Conflict:
+                outcome.retries += 1
+                self._sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not crypto
+        return self._apply(event, outcome)
 
     # ------------------------------------------------------------------ per event type
 
@@ -244,7 +276,9 @@ class Ingest:
         customers, versions = _with_target_change(resolution, holders, observe)
         if not customers and not resolution.key_owners:
             return []
-        self._store.commit(tenant, customers, versions, resolution.key_owners, resolution.events)
+        self._store.commit(
+            tenant, customers, versions, resolution.key_owners, resolution.events, event_id=claim.event_id
+        )
         return _identity_events(tenant, resolution)
 
     def _claimed(self, tenant: str, claim: Claim) -> tuple[dict[Key, Customer], Resolution]:
@@ -274,7 +308,13 @@ class Ingest:
         outcome: Outcome,
     ) -> list[BusEvent]:
         stored = self._store.commit(
-            tenant, customers, versions, resolution.key_owners, resolution.events, record
+            tenant,
+            customers,
+            versions,
+            resolution.key_owners,
+            resolution.events,
+            record,
+            event_id=record.message_id,
         )
         if stored:
             return published
@@ -354,7 +394,11 @@ def _with_target_change(
 
 
 def _received(message: InboundMessage, customer_id: str) -> BusEvent:
-    detail = {
+    """``MessageReceived``: a text longer than any genuine message is cut (``text_truncated``), so the
+    event always fits EventBridge; the whole text is on the timeline."""
+    text = message.text
+    truncated = text is not None and len(text) > limits.MESSAGE_TEXT_CHARS
+    detail: dict[str, Any] = {
         "tenant": message.tenant,
         "customer_id": customer_id,
         "provider": message.provider,
@@ -362,11 +406,19 @@ def _received(message: InboundMessage, customer_id: str) -> BusEvent:
         "business": message.business,
         "message_id": message.message_id,
         "type": message.type,
-        "text": message.text,
+        "text": text[: limits.MESSAGE_TEXT_CHARS] if text is not None else None,
         "reply_to": message.reply_to,
         "sent_at": message.sent_at.isoformat(),
     }
+    if truncated:
+        detail["text_truncated"] = True
     return BusEvent("MessageReceived", detail)
+
+
+def _kind(event: ProviderEvent) -> str:
+    """A PII-free name for an event in logs and kept items: ``InboundMessage`` -> ``inbound_message``."""
+    name = type(event).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _identity_events(tenant: str, resolution: Resolution) -> list[BusEvent]:

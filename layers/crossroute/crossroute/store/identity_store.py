@@ -6,21 +6,24 @@ import hashlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from crossroute import limits
 from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, PhoneRecord, PhoneStatus
 from crossroute.identity.rules import IdentityEvent
+from crossroute.privacy import keyed_digest
 from crossroute.store.tables import (
     BsuidMap,
     CustomerItem,
+    ErasedItem,
     IdentityEventItem,
     KeyItem,
     MessageItem,
@@ -29,11 +32,22 @@ from crossroute.store.tables import (
     TableItem,
     UnrecognisedItem,
     customer_pk,
+    erased_pk,
     key_pk,
     message_pk,
 )
 
-PROFILE, KEY, MSG = "PROFILE", "KEY", "MSG"
+PROFILE, KEY, MSG, ERASED = "PROFILE", "KEY", "MSG", "ERASED"
+# A provider retries a webhook for up to 7 days (Meta), and an event may wait 14 days on the inbound
+# queue or its DLQ before a redrive: an erased customer's events are recognised for this long.
+ERASED_FOR = timedelta(days=15)
+# What one message item may spend on each of its large attributes: together under DynamoDB's 400 KB.
+TEXT_BYTES = 256 * 1024  # the queue's message size: every text the webhooks accept fits whole
+RAW_BYTES = 96 * 1024  # the provider's item, without the text (kept once, in ``text``)
+PUBLISHED_BYTES = 16 * 1024
+UNRECOGNISED_BYTES = 300 * 1024
+# In a stored ``raw`` and ``published``, where the message text was (it is stored once, in ``text``).
+TEXT_REF = "crossroute:text"
 
 # Delivery progress: a status only ever moves up this ladder ("delivered" may be skipped).
 STATUS_RANK = {
@@ -53,6 +67,19 @@ STATUS_RANK = {
 
 class Conflict(Exception):
     """Someone else changed a customer or key between our read and our write: read again and retry."""
+
+
+class Erased(Exception):
+    """The event belongs to a customer that was erased (I10): it must not be stored again."""
+
+
+class Unstorable(Exception):
+    """DynamoDB refuses this content for good (a validation error): retrying cannot help. ``reason`` is a
+    short, PII-free code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -96,11 +123,16 @@ class StatusOutcome:
 class DynamoIdentityStore:
     """``TableItem`` models over the table named in ``crossroute.store.tables.bind``."""
 
-    def __init__(self, *, remembered_keys: int = 10_000) -> None:
+    def __init__(
+        self, *, remembered_keys: int = 10_000, masking_key: Callable[[], bytes] | None = None
+    ) -> None:
+        """``masking_key``: the stack's secret key for erasure tombstones (I10); without one (tests that
+        do not erase), erased events are not recognised."""
         # Which customer held a key when this container last looked: a guess that lets the key items and
         # the profiles be read in one batch. The key items are always read too, so the guess never decides.
         self._owners: OrderedDict[tuple[str, Key], str] = OrderedDict()
         self._remembered = remembered_keys
+        self._masking_key = masking_key
 
     def holders(
         self, tenant: str, keys: Sequence[Key], *, along: ReadAlong | None = None
@@ -166,7 +198,12 @@ class DynamoIdentityStore:
     def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]:
         """The events a stored message caused, to publish again when it is redelivered."""
         item = self.message(tenant, provider, message_id)
-        return list(json.loads(item.published)) if item and item.published else []
+        if item is None or not item.published:
+            return []
+        kept = json.loads(item.published)
+        if not isinstance(kept, list):  # trimmed beyond use (see PUBLISHED_BYTES): nothing to replay
+            return []
+        return [_with_text(event, item.text) for event in kept if isinstance(event, dict)]
 
     def commit(
         self,
@@ -176,14 +213,23 @@ class DynamoIdentityStore:
         key_owners: dict[Key, tuple[str | None, str]],
         events: Sequence[IdentityEvent],
         message: MessageRecord | None = None,
+        *,
+        event_id: str | None = None,
     ) -> bool:
         """Write it all in one transaction. False: the message was already stored (a redelivery).
 
-        Raises ``Conflict`` when a customer or key changed since it was read.
+        Raises ``Conflict`` when a customer or key changed since it was read, ``Erased`` when
+        ``event_id`` (the provider event's id) belongs to an erased customer, and ``Unstorable`` when
+        DynamoDB refuses the content itself.
         """
         with_message = message is not None
+        tombstone = self._tombstone(tenant, event_id) if event_id else None
         try:
             with TransactWrite(connection=self._connection()) as tx:
+                if tombstone is not None:  # first in the request: its reason is the first
+                    tx.condition_check(
+                        ErasedItem, tombstone, ERASED, condition=ErasedItem.pk.does_not_exist()
+                    )
                 for cid, customer in customers.items():
                     profile = to_item(customer)
                     if cid in base_versions:
@@ -204,17 +250,17 @@ class DynamoIdentityStore:
                         MessageItem.direction.does_not_exist(),
                     )
         except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons
-            # PynamoDB sends puts before updates: the message update is the last item.
-            if (
-                with_message
-                and reasons
-                and reasons[-1] is not None
-                and reasons[-1].code == "ConditionalCheckFailed"
-            ):
+            reasons = exc.cancellation_reasons or []
+            codes = [r.code if r is not None else None for r in reasons]
+            if tombstone is not None and codes and codes[0] == "ConditionalCheckFailed":
+                raise Erased(event_id) from None
+            # PynamoDB sends condition checks, then puts, then updates: the message update is the last.
+            if with_message and codes and codes[-1] == "ConditionalCheckFailed":
                 return False
-            if reasons and any(r is not None and r.code in _RETRYABLE for r in reasons):
+            if any(code in _RETRYABLE for code in codes):
                 raise Conflict(str(exc)) from exc
+            if any(code == "ValidationError" for code in codes) or _refused(exc):
+                raise Unstorable("dynamodb.validation") from exc
             raise
         for key, (_, holder) in key_owners.items():  # what this container just wrote, it knows
             self._owners[(tenant, key)] = holder
@@ -223,16 +269,17 @@ class DynamoIdentityStore:
     def keep_unrecognised(
         self, tenant: str, provider: str, kind: str, reason: str, raw: dict[str, Any]
     ) -> None:
-        """Keep what the parser did not understand (90 days), once per distinct content."""
-        text = json.dumps(raw, sort_keys=True, default=str)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        """Keep what the parser did not understand (90 days), once per distinct content; content over
+        the item limit is trimmed with a marker."""
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        text = limits.dumps(limits.fitted(raw, UNRECOGNISED_BYTES))
         UnrecognisedItem(
             f"T#{tenant}#U#{digest}",
             "RAW",
             provider=provider,
             kind=kind,
-            reason=reason,
-            raw=text[:300_000],  # stays under DynamoDB's 400 KB item limit
+            reason=reason[:200],
+            raw=text,
             expires_at=timedelta(days=90),
         ).save()
 
@@ -306,7 +353,9 @@ class DynamoIdentityStore:
         return page, (page[-1].gsi1sk if more and page else None)
 
     def erase(self, tenant: str, customer: Customer) -> int:
-        """I10: delete the customer, every id merged into it, their keys, timelines and identity events."""
+        """I10: delete the customer, every id merged into it, their keys, timelines and identity events,
+        and leave a tombstone (a keyed hash, for ``ERASED_FOR``) of each provider event that named it, so
+        a replayed webhook does not bring it back."""
         doomed: list[TableItem] = []
         ids = {customer.id, *customer.merged_from}
         for cid in ids:
@@ -316,10 +365,20 @@ class DynamoIdentityStore:
         listed = self._get((key_pk(tenant, key), KEY) for key in customer.keys)
         keys = [k for k in listed if isinstance(k, KeyItem) and k.customer_id in ids]
         unique = {(i.pk, i.sk): i for i in [*doomed, *keys]}
+        events = {i.message_id for i in doomed if isinstance(i, MessageItem)}
+        events |= {i.event_id for i in doomed if isinstance(i, IdentityEventItem)}
+        tombstones = {self._tombstone(tenant, e) for e in events if e} if self._masking_key else set()
         with TableItem.batch_write() as batch:
             for item in unique.values():
                 batch.delete(item)
+            for pk in tombstones:
+                batch.save(ErasedItem(pk, ERASED, expires_at=ERASED_FOR))
         return len(unique)
+
+    def _tombstone(self, tenant: str, event_id: str) -> str | None:
+        if self._masking_key is None:
+            return None
+        return erased_pk(tenant, keyed_digest(self._masking_key(), tenant, event_id))
 
     # ------------------------------------------------------------------ helpers
 
@@ -339,6 +398,11 @@ class DynamoIdentityStore:
 
 
 _RETRYABLE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def _refused(exc: PynamoDBException) -> bool:
+    """DynamoDB said the request itself is invalid (an item too large, a key too long): final."""
+    return exc.cause_response_code in ("ValidationException", "SerializationException")
 
 
 def to_item(customer: Customer) -> CustomerItem:
@@ -419,7 +483,12 @@ def message_shell(message: MessageRecord) -> MessageItem:
 
 
 def message_actions(message: MessageRecord) -> list[Action]:
+    """The attributes of a message item. Its text is stored once, in ``text``: where it appears in the
+    provider's item and in the events to replay, a reference stands in (``TEXT_REF``)."""
     when = message.sent_at.isoformat()
+    text = limits.cut_to_bytes(message.text, TEXT_BYTES) if message.text is not None else None
+    raw = limits.fitted(_without_text(message.raw, message.text), RAW_BYTES)
+    published = limits.fitted([_text_ref(e, message.text) for e in message.published], PUBLISHED_BYTES)
     timeline = (
         [
             MessageItem.gsi1pk.set(customer_pk(message.tenant, message.customer_id)),
@@ -441,8 +510,44 @@ def message_actions(message: MessageRecord) -> list[Action]:
         MessageItem.message_type.set(message.message_type),
         MessageItem.sent_at.set(message.sent_at),
         MessageItem.historical.set(message.historical),
-        MessageItem.raw.set(json.dumps(message.raw, sort_keys=True, default=str)),
-        MessageItem.published.set(json.dumps(message.published, sort_keys=True, default=str)),
-        *([MessageItem.text.set(message.text)] if message.text is not None else []),
+        MessageItem.raw.set(limits.dumps(raw)),
+        MessageItem.published.set(limits.dumps(published)),
+        *([MessageItem.text.set(text)] if text is not None else []),
         *([MessageItem.request_key.set(message.request_key)] if message.request_key else []),
     ]
+
+
+def _without_text(raw: Any, text: str | None) -> Any:
+    """``raw`` with every string equal to the message text replaced by ``TEXT_REF``."""
+    if not text:
+        return raw
+    if isinstance(raw, str):
+        return TEXT_REF if raw == text else raw
+    if isinstance(raw, dict):
+        return {k: _without_text(v, text) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_without_text(v, text) for v in raw]
+    return raw
+
+
+def _text_ref(event: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """A published event to keep: a ``detail.text`` that is (a prefix of) the message text becomes a
+    reference with its length."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return event
+    shown = detail.get("text")
+    if not text or not isinstance(shown, str) or not shown or not text.startswith(shown):
+        return event
+    return {**event, "detail": {**detail, "text": {TEXT_REF: len(shown)}}}
+
+
+def _with_text(event: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """A kept event as it was published: the text reference filled in from the stored text."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return event
+    ref = detail.get("text")
+    if not isinstance(ref, dict) or TEXT_REF not in ref:
+        return event
+    return {**event, "detail": {**detail, "text": (text or "")[: int(ref[TEXT_REF])]}}

@@ -10,6 +10,8 @@
 - send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST`` (``store/sends.py``)
 - pair pace (WhatsApp, one business number to one user): pk ``T#<tenant>#P#<number>#<user>``, sk
   ``PACE`` (expires a day after its last send)
+- erased provider event (I10): pk ``T#<tenant>#E#<keyed hash of the event id>``, sk ``ERASED``: a
+  webhook of an erased customer replayed later is not stored again (expires after ``ERASED_FOR``)
 
 A key item names the one customer holding that phone or BSUID (I3: claimed with a conditional put,
 moved with a condition on its old owner). A message item is keyed by the provider's id, so it is
@@ -50,6 +52,11 @@ def customer_pk(tenant: str, customer_id: str) -> str:
 
 def message_pk(tenant: str, provider: str, message_id: str) -> str:
     return f"T#{tenant}#M#{provider}#{message_id}"
+
+
+def erased_pk(tenant: str, event_digest: str) -> str:
+    """``event_digest``: a keyed hash of the provider event id (``crossroute.privacy.keyed_digest``)."""
+    return f"T#{tenant}#E#{event_digest}"
 
 
 class TimelineIndex(GlobalSecondaryIndex["TableItem"]):
@@ -150,6 +157,10 @@ class MessageItem(TableItem, discriminator="message"):
     raw = UnicodeAttribute(null=True)  # JSON: the provider's item, kept whole
     published = UnicodeAttribute(null=True)  # JSON: the events this message caused, replayed on redelivery
     request_key = UnicodeAttribute(null=True)  # a message crossroute sent: its send request's key
+
+
+class ErasedItem(TableItem, discriminator="erased"):
+    """A provider event of an erased customer: its id only as a keyed hash, no other data (I10)."""
 
 
 class PaceItem(TableItem, discriminator="pace"):

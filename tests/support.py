@@ -7,12 +7,18 @@ import hashlib
 import hmac
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 from jsonschema import Draft202012Validator
 from twilio.request_validator import RequestValidator
+
+if TYPE_CHECKING:
+    from infra.local import StackClient
+    from infra.local.client import HttpResponse
 
 REPO = Path(__file__).resolve().parents[1]
 # docs/events/<detail-type>.schema.json: every event crossroute publishes (contract §8)
@@ -139,3 +145,86 @@ def schema_problems(detail_type: str, detail: dict[str, Any]) -> list[str]:
     """What the event's schema finds wrong with ``detail`` (empty: it conforms)."""
     errors = schema_validator(detail_type).iter_errors(detail)
     return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors]
+
+
+# --- the local stack over HTTP, as a provider and an integrator use it ------------------------------------
+
+
+def post_meta(stack: StackClient, raw: bytes) -> HttpResponse:
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(raw)}
+    return stack.post("/webhooks/whatsapp", body=raw, headers=headers)
+
+
+def post_twilio(stack: StackClient, raw: bytes, path: str = "/webhooks/twilio") -> HttpResponse:
+    signature = twilio_signature(stack.base_url + path, raw)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+    return stack.post(path, body=raw, headers=headers)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """The first truthy answer of ``check`` (the consumer runs asynchronously), or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, "the local stack did not get there in time"
+            return result
+        time.sleep(0.2)
+
+
+def contact(stack: StackClient, **query: str) -> dict[str, Any] | None:
+    answer = stack.get("/contacts", query=query)
+    assert answer.status in (200, 404), answer.text
+    return answer.json() if answer.status == 200 else None
+
+
+# --- other projects' real webhook payloads (tests/fixtures/third_party) -----------------------------------
+
+THIRD_PARTY = REPO / "tests" / "fixtures" / "third_party"
+
+
+def third_party_meta() -> list[tuple[str, Any]]:
+    """(file name, payload) of every Meta payload, as its source wrote it."""
+    return [(p.name, json.loads(p.read_text())) for p in sorted((THIRD_PARTY / "meta").glob("*__*.json"))]
+
+
+def third_party_twilio() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(file name, "message" | "status", form parameters in order) of every Twilio payload."""
+    out = []
+    for path in sorted((THIRD_PARTY / "twilio").glob("*__*.json")):
+        doc = json.loads(path.read_text())
+        out.append((path.name, doc["kind"], [(str(k), str(v)) for k, v in doc["params"]]))
+    return out
+
+
+def as_local_meta(payload: Any) -> Any:
+    """A Meta payload for the local tenant: a bare change ``value`` wrapped in an envelope, every entry's
+    WABA id and every change's ``phone_number_id`` rewritten (a copy; anything else as it was)."""
+    doc = json.loads(json.dumps(payload))
+    if isinstance(doc, dict) and "entry" not in doc and "object" not in doc:
+        change = {"field": "messages", "value": doc}
+        doc = {"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [change]}]}
+    for entry in doc.get("entry", []) if isinstance(doc, dict) and isinstance(doc.get("entry"), list) else []:
+        if not isinstance(entry, dict):
+            continue
+        entry["id"] = WABA_ID
+        for change in entry.get("changes", []) if isinstance(entry.get("changes"), list) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            metadata = value.get("metadata") if isinstance(value, dict) else None
+            if isinstance(metadata, dict) and "phone_number_id" in metadata:
+                metadata["phone_number_id"] = PHONE_NUMBER_ID
+    return doc
+
+
+def as_local_twilio(kind: str, params: list[tuple[str, str]]) -> tuple[str, bytes]:
+    """(path, form body) of a Twilio payload for the local tenant: its account, and our number on our
+    side (``To`` of a message, ``From`` of a status), WhatsApp or SMS as the other side is."""
+    ours = "To" if kind == "message" else "From"
+    theirs = dict(params).get("From" if kind == "message" else "To", "")
+    number = TWILIO_WHATSAPP_SENDER if theirs.startswith("whatsapp:") else TWILIO_SMS_NUMBER
+    pairs = [(k, TWILIO_ACCOUNT if k == "AccountSid" else number if k == ours else v) for k, v in params]
+    for name, value in (("AccountSid", TWILIO_ACCOUNT), (ours, number)):
+        if name not in dict(pairs):
+            pairs.append((name, value))
+    path = "/webhooks/twilio" if kind == "message" else "/webhooks/twilio/status"
+    return path, urlencode(pairs).encode()

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from infra.local import StackClient
-from infra.local.client import HttpResponse
-from tests.support import fixture_bytes, meta_signature, twilio_signature
+from tests.support import contact, eventually, fixture_bytes, post_meta, post_twilio
 
 pytestmark = pytest.mark.e2e
 
@@ -42,34 +40,6 @@ def personal(fixture: str, **swap: str) -> bytes:
     tag = digits(8)
     raw = raw.replace(b"wamid.", f"wamid.{tag}".encode())
     return raw.replace(b"SM", f"SM{tag}".encode()) if fixture.endswith(".form") else raw
-
-
-def post_meta(stack: StackClient, raw: bytes) -> HttpResponse:
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(raw)}
-    return stack.post("/webhooks/whatsapp", body=raw, headers=headers)
-
-
-def post_twilio(stack: StackClient, raw: bytes, path: str = "/webhooks/twilio") -> HttpResponse:
-    signature = twilio_signature(stack.base_url + path, raw)
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
-    return stack.post(path, body=raw, headers=headers)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """The first truthy answer of ``check`` (the consumer runs asynchronously), or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            assert result, "the local stack did not get there in time"
-            return result
-        time.sleep(0.2)
-
-
-def contact(stack: StackClient, **query: str) -> dict[str, Any] | None:
-    answer = stack.get("/contacts", query=query)
-    assert answer.status in (200, 404), answer.text
-    return answer.json() if answer.status == 200 else None
 
 
 def timeline(stack: StackClient, customer_id: str) -> list[dict[str, Any]]:

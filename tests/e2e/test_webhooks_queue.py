@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from infra.local import StackClient, StackProcess
-from tests.e2e.test_identity_scenarios import post_meta, post_twilio
-from tests.support import SHARED_FIXTURES, fixture_bytes, meta_signature
+from tests.support import SHARED_FIXTURES, fixture_bytes, meta_signature, post_meta, post_twilio
 
 pytestmark = pytest.mark.e2e
 

@@ -58,7 +58,7 @@ def parse_status(ctx: Context, form: Any) -> list[ProviderEvent]:
     params = _params(form)
     if params is None:
         return [ctx.unrecognised("twilio", "twilio.status", "form is not text", form)]
-    message_id = _first(params, ("MessageSid", "SmsSid"))
+    message_id = _first(params, _MESSAGE_SID)
     status = _first(params, ("MessageStatus", "SmsStatus")).strip().lower()
     if not message_id or not status:
         return [ctx.unrecognised("twilio", "twilio.status", "status without a sid or a status", params)]

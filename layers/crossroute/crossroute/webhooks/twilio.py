@@ -32,16 +32,21 @@ class Callback:
     """What differs between the inbound and the status webhook."""
 
     kind: str
-    required: tuple[str, ...]
+    required: tuple[tuple[str, ...], ...]  # each: one of these spellings must have a value
     our_side: str  # the parameter holding our number: it names the tenant
     their_side: str  # the customer: it names the FIFO group
 
 
+# Twilio has named the message sid and status three and two ways; older callbacks carry only Sms*.
+_SID = ("MessageSid", "SmsMessageSid", "SmsSid")
 INBOUND = Callback(
-    "twilio.message", ("MessageSid", "AccountSid", "From", "To"), our_side="To", their_side="From"
+    "twilio.message", (_SID, ("AccountSid",), ("From",), ("To",)), our_side="To", their_side="From"
 )
 STATUS = Callback(
-    "twilio.status", ("MessageSid", "AccountSid", "MessageStatus"), our_side="From", their_side="To"
+    "twilio.status",
+    (_SID, ("AccountSid",), ("MessageStatus", "SmsStatus")),
+    our_side="From",
+    their_side="To",
 )
 
 
@@ -101,7 +106,7 @@ def accept(
     """Verify, resolve the tenant and queue one Twilio callback; returns what was queued."""
     params = parse_form(raw, content_type)
     token = verified_auth_token(registry, url, params, signature)
-    missing = [name for name in callback.required if not params.get(name)]
+    missing = [names[0] for names in callback.required if not any(params.get(n) for n in names)]
     if missing:
         raise MalformedRequest(f"missing parameters: {', '.join(missing)}")
     tenant = _tenant_of(registry, token, params, callback)
@@ -112,7 +117,7 @@ def accept(
     )
     event = QueuedEvent.build(
         tenant=tenant.id,
-        sender=sender or params["MessageSid"],
+        sender=sender or next(params[n] for n in _SID if params.get(n)),
         kind=callback.kind,
         content={"form": raw.decode()},
         region=tenant.default_region,

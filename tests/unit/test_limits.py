@@ -64,6 +64,7 @@ def test_nesting_depth_is_measured_without_recursion() -> None:
         deep = [deep]
     assert limits.too_deep(deep)
     assert not limits.too_deep({"a": [{"b": [1, 2, {"c": "d"}]}]})
+    assert not limits.too_deep(None) and not limits.too_deep("text")
     assert limits.too_deep(json.loads("[" * 65 + "]" * 65))
     assert not limits.too_deep(json.loads("[" * 64 + "]" * 64))
 

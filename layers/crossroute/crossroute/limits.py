@@ -46,6 +46,8 @@ def json_bytes(value: Any) -> int:
 
 def too_deep(value: Any, limit: int = JSON_DEPTH) -> bool:
     """Whether ``value`` nests lists and objects more than ``limit`` levels deep (without recursion)."""
+    if not isinstance(value, dict | list):
+        return False
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()

@@ -178,30 +178,39 @@ def _identifiers(item: Any) -> list[str]:
 
 def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     """Narrow every item list to one sender at a time, and ``contacts`` to the entries naming that sender
-    (entries naming no sender stay in every part); other fields stay as they are."""
+    (entries naming no sender stay in every part); other fields stay as they are. Linear in the items."""
     value = {k: _per_thread(v) if isinstance(v, list) else v for k, v in value.items()}
     lists = [k for k, v in value.items() if k != "contacts" and isinstance(v, list) and v]
-    senders: dict[str, set[str]] = {}
+    items: dict[str, dict[str, list[Any]]] = {}  # sender -> list name -> its items there, in order
+    named_by: dict[str, set[str]] = {}  # any id an item names -> the senders of those items
     for key in lists:
         for item in value[key]:
-            senders.setdefault(_sender(item), set()).update(_identifiers(item))
-    if len(senders) <= 1:
-        yield next(iter(senders), ""), value
+            ids = _identifiers(item)
+            sender = ids[0] if ids else ""
+            items.setdefault(sender, {}).setdefault(key, []).append(item)
+            for found in ids:
+                named_by.setdefault(found, set()).add(sender)
+    if len(items) <= 1:
+        yield next(iter(items), ""), value
         return
     contacts = value.get("contacts")
-    every_id = set().union(*senders.values())
-    for sender, ids in senders.items():
-        narrowed = {k: [i for i in value[k] if _sender(i) == sender] for k in lists}
+    described: dict[str, list[Any]] = {sender: [] for sender in items}
+    for contact in contacts if isinstance(contacts, list) else []:
+        senders = set().union(*(named_by.get(i, set()) for i in _contact_ids(contact)))
+        for sender in senders or items:  # naming no sender: kept in every part
+            described[sender].append(contact)
+    for sender, own in items.items():
+        narrowed = {k: own.get(k, []) for k in lists}
         if isinstance(contacts, list):
-            narrowed["contacts"] = [c for c in contacts if _describes(c, ids) or not _describes(c, every_id)]
+            narrowed["contacts"] = described[sender]
         yield sender, {**value, **narrowed}
 
 
-def _describes(contact: Any, ids: set[str]) -> bool:
-    """Whether a ``contacts[]`` entry names one of ``ids``."""
+def _contact_ids(contact: Any) -> list[str]:
+    """The ids a ``contacts[]`` entry names."""
     if not isinstance(contact, dict):
-        return False
-    return any(str(contact.get(key)) in ids for key in ("wa_id", "user_id") if contact.get(key) is not None)
+        return []
+    return [str(contact[key]) for key in ("wa_id", "user_id") if contact.get(key) is not None]
 
 
 def _per_thread(items: list[Any]) -> list[Any]:

@@ -21,6 +21,9 @@ def emulated_account(*resources: str) -> Iterator[Provisioner]:
     from moto import mock_aws
 
     from crossroute.store.tables import TableItem, bind
+    from infra.local.moto_sqs import speed_up
+
+    speed_up()
 
     saved = {key: os.environ.get(key) for key in [*_ENV, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"]}
     bound = TableItem.Meta.table_name

@@ -22,7 +22,7 @@ from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from crossroute.webhooks.parse import parse
 from tests.adapters.conftest import ListPublisher
-from tests.support import LOCAL_TENANT, fixture_json, registry_document
+from tests.support import LOCAL_TENANT, fixture_json, registry_document, schema_problems
 
 ANA_BSUID, ANA_PHONE = "BR.1502576394655843", "+5511987654321"
 KEY = b"k" * 32
@@ -78,6 +78,7 @@ def test_a_200_kb_text_is_stored_once_and_whole_and_its_event_fits(world: World)
     assert text not in (item.published or "")
     (received,) = world.bus.of("MessageReceived")
     assert received["text"] == text[: limits.MESSAGE_TEXT_CHARS] and received["text_truncated"] is True
+    assert schema_problems("MessageReceived", received) == []
     (entry,) = [e.entry("bus") for e in world.bus.events if e.detail_type == "MessageReceived"]
     assert len(entry["Detail"].encode()) < limits.EVENTBRIDGE_REQUEST_BYTES
 

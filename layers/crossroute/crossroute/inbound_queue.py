@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -29,6 +28,8 @@ from crossroute import limits
 from crossroute.webhooks.errors import QueueUnavailable
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from mypy_boto3_sqs import SQSClient
 
 SCHEMA = "crossroute.inbound/1"
@@ -152,7 +153,9 @@ def batched(events: Sequence[QueuedEvent]) -> list[list[QueuedEvent]]:
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    """Made on the first POST with more than one batch: most never need it."""
+    """Made on the first POST with more than one lane: most never need it (nor its import at cold start)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="sqs-batch")
 
 

@@ -225,6 +225,29 @@ def test_erasure_removes_profile_keys_and_timeline(local_stack: StackClient) -> 
     assert not [i for i in scan if view["id"] in json.dumps(i) or bsuid in json.dumps(i)]
 
 
+def test_a_webhook_replayed_after_erasure_does_not_bring_the_customer_back(local_stack: StackClient) -> None:
+    """Meta retries for up to 7 days: the same signed webhook after DELETE /contacts/{id} stores nothing."""
+    phone, bsuid = new_phone(), new_bsuid("BR")
+    raw = personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid})
+    assert post_meta(local_stack, raw).status == 200
+    view = eventually(lambda: contact(local_stack, bsuid=bsuid))
+    assert local_stack.request("DELETE", f"/contacts/{view['id']}").status == 204
+    replayed = raw.replace(b'"entry"', b'"retry": 1, "entry"')  # a new body: past the queue's dedup window
+    assert post_meta(local_stack, replayed).status == 200
+    eventually(
+        lambda: (
+            local_stack.client("sqs").get_queue_attributes(
+                QueueUrl=local_stack.inbound_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+            == "0"
+        )
+    )
+    time.sleep(1.0)
+    assert contact(local_stack, bsuid=bsuid) is None and contact(local_stack, phone="+" + phone) is None
+    scan = local_stack.client("dynamodb").scan(TableName=local_stack.table_name)["Items"]
+    assert not [i for i in scan if bsuid in json.dumps(i) or phone in json.dumps(i)]
+
+
 def test_the_read_api_refuses_bad_queries(local_stack: StackClient) -> None:
     assert local_stack.get("/contacts").status == 400
     assert local_stack.get("/contacts", query={"phone": "+1650", "bsuid": "US.1"}).status == 400

@@ -27,6 +27,7 @@ __all__ = [
     "EnvironmentConflict",
     "FunctionRuntime",
     "FunctionSpec",
+    "FunctionStopped",
     "LambdaContext",
     "function_specs",
     "merged_environment",
@@ -41,6 +42,10 @@ _IMPORT_LOCK = threading.RLock()
 
 class EnvironmentConflict(ValueError):
     """Two functions want different values for one environment variable (they share one process)."""
+
+
+class FunctionStopped(RuntimeError):
+    """The stack is stopping: :meth:`FunctionRuntime.close` was called, no new invocation starts."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,7 @@ class FunctionRuntime:
         self.max_environments = max(1, max_environments)
         self._idle: list[_Environment] = []
         self._count = 0
+        self._closed = False
         self._cond = threading.Condition()
 
     def warm_up(self) -> None:
@@ -219,9 +225,18 @@ class FunctionRuntime:
         finally:
             self._release(env)
 
+    def close(self) -> None:
+        """Start no more invocations: :meth:`invoke` (also one waiting for a free environment) raises
+        :class:`FunctionStopped`; the invocations already running go on to their end."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def _acquire(self) -> _Environment:
         with self._cond:
             while True:
+                if self._closed:
+                    raise FunctionStopped(f"{self.spec.logical_id}: the local stack is stopping")
                 if self._idle:
                     return self._idle.pop()
                 if self._count < self.max_environments:

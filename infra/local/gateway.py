@@ -10,15 +10,23 @@ everything else (``application/x-www-form-urlencoded`` in particular) base64 wit
 ``isBase64Encoded: true``.
 
 Local-only routes (``/_local/...``, the sandbox providers) are mounted with :meth:`LocalGateway.mount`.
+
+Stopping (:meth:`LocalGateway.refuse_invocations`, then :meth:`LocalGateway.stop`): requests for the
+template's routes are answered 503 ``{"message":"Service Unavailable"}`` and every response closes its
+connection, while the local routes still answer (the invocations in flight may call the sandbox
+providers); :meth:`LocalGateway.wait_idle` waits for the invocations in flight; ``stop`` closes the
+listening socket and the connections still open (idle keep-alive ones included).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import traceback
@@ -282,6 +290,8 @@ Invoker = Callable[[HttpRoute, dict[str, Any], str], Any]
 
 NOT_FOUND = {"message": "Not Found"}
 INTERNAL_ERROR = {"message": "Internal Server Error"}
+UNAVAILABLE = {"message": "Service Unavailable"}
+POLL_INTERVAL = 0.1  # seconds: how long stop() may wait for the accept loop to notice
 
 
 class LocalGateway:
@@ -303,6 +313,9 @@ class LocalGateway:
         self._server = _Server((host, port), _Handler)
         self._server.gateway = self
         self._thread: threading.Thread | None = None
+        self.stopping = False
+        self._active: dict[int, str] = {}  # invocations in flight: request thread -> what it runs
+        self._active_cond = threading.Condition()
 
     @property
     def port(self) -> int:
@@ -318,14 +331,37 @@ class LocalGateway:
         self._mounts.sort(key=lambda m: -len(m[0]))
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(POLL_INTERVAL,), name="local-gateway", daemon=True
+        )
         self._thread.start()
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def refuse_invocations(self) -> None:
+        """The stack is stopping: the template's routes answer 503 and connections are not kept alive.
+        The local routes still answer until :meth:`stop`."""
+        self.stopping = True
+
+    def in_flight(self) -> list[str]:
+        """The invocations running now, e.g. ``ContactsApiFunction (GET /contacts)``."""
+        with self._active_cond:
+            return sorted(self._active.values())
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until no invocation is in flight; False on timeout."""
+        with self._active_cond:
+            return self._active_cond.wait_for(lambda: not self._active, max(0.0, timeout))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the listening socket and every open connection; wait up to ``timeout`` s for the
+        accept loop. Requests still being handled are cut off (their responses cannot be sent)."""
+        deadline = time.monotonic() + timeout
+        self.stopping = True
+        if self._thread is not None:  # shutdown() would wait forever for a loop that never ran
+            self._server.shutdown()  # returns within POLL_INTERVAL
         self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._server.close_connections()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def handle(self, req: _Handler) -> LocalResponse:
         split = urlsplit(req.path)
@@ -338,6 +374,8 @@ class LocalGateway:
         if matched is None:
             return LocalResponse.json(404, NOT_FOUND)
         route, params = matched
+        if self.stopping:
+            return LocalResponse.json(503, UNAVAILABLE)
         request_id = _request_id()
         event = build_http_event(
             method=req.command,
@@ -352,9 +390,15 @@ class LocalGateway:
             api_id=self.api_id,
             request_id=request_id,
         )
+        ident = threading.get_ident()
+        with self._active_cond:
+            self._active[ident] = f"{route.function_id or 'handler'} ({route.route_key})"
         try:
             return http_response(self.invoke(route, event, request_id))
-        except Exception:
+        except Exception as exc:
+            if self.stopping:  # refused (FunctionStopped) or cut short by the stop
+                log.debug("%s %s: %s (the stack is stopping)", req.command, raw_path, type(exc).__name__)
+                return LocalResponse.json(503, UNAVAILABLE)
             log.error(
                 "%s %s: handler %s failed\n%s",
                 req.command,
@@ -363,6 +407,10 @@ class LocalGateway:
                 traceback.format_exc().rstrip(),
             )
             return LocalResponse.json(500, INTERNAL_ERROR)
+        finally:
+            with self._active_cond:
+                self._active.pop(ident, None)
+                self._active_cond.notify_all()
 
 
 def _forwarded(req: BaseHTTPRequestHandler) -> list[tuple[str, str]]:
@@ -381,6 +429,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     gateway: LocalGateway
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> int:
+        """Shut down every connection still open: a handler waiting for the next request on a
+        keep-alive connection reads EOF and ends. Returns how many there were."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                conn.shutdown(socket.SHUT_RDWR)
+        return len(connections)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -415,6 +488,10 @@ class _Handler(BaseHTTPRequestHandler):
         names = {name.lower() for name, _ in response.headers}
         for name, value in response.headers:
             self.send_header(name, value)
+        if self.server.gateway.stopping:  # no further request on this connection
+            if "connection" not in names:
+                self.send_header("Connection", "close")
+            self.close_connection = True
         if "content-type" not in names and response.body:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(response.body)))

@@ -222,16 +222,28 @@ class SqsPoller:
         self._thread.start()
 
     def signal_stop(self) -> None:
+        """Receive no more batches; the one being processed (if any) goes on to its end."""
         self._stop.set()
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = 10) -> bool:
+        """Signal and wait up to ``timeout`` s for the batch in flight; False if it is still running."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, timeout))
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def poll_once(self) -> BatchOutcome | None:
         messages = self._receive()
         if not messages:
+            return None
+        if self._stop.is_set():
+            # Received while stopping (a long poll that was under way): not invoked, not deleted; the
+            # messages reappear after their visibility timeout, as with a Lambda poller that stops.
+            log.debug("%s: stopping, %d messages left on the queue", self.source.describe(), len(messages))
             return None
         self.batches += 1
         return process_batch(

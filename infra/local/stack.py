@@ -24,6 +24,16 @@ Configuration (environment variables, all optional):
 The sandbox providers (``/_sandbox/``, ``sandbox/__init__.py``) wait ``CROSSROUTE_SANDBOX_DELAY_MS``
 (``50-200`` by default; ``0``) between the status webhooks of one send.
 
+Stopping (SIGINT / Ctrl-C or SIGTERM; :meth:`LocalStack.stop` in-process): the SQS pollers receive no
+more batches, the template's routes answer 503 and new invocations are refused, the sandbox posts no
+more status callbacks; the invocations in flight get a bounded time to finish (``SIGNAL_DRAIN``
+seconds after a signal), whatever still runs then is logged and abandoned; the gateway and the AWS
+emulator close. ``python -m infra.local`` then leaves with ``os._exit``: the interpreter's own
+finalization would garbage-collect the emulator's whole in-memory state (seconds per 100 MB) while
+abandoned threads still run. A watchdog makes the process exit ``EXIT_DEADLINE`` seconds after the
+signal whatever happens (exit code 1, naming what was still running); a second signal exits at once.
+A signal during startup interrupts it.
+
 ``GET /_local/outputs`` returns ``{"base_url", "aws_endpoint", "region", "stack_name", "parameters",
 "resources": {LogicalId: {"type", "ref", "emulated", <GetAtt attributes>...}}, "outputs": {Name: value},
 "routes": [...], "event_sources": [...], "environment": {...}}``.
@@ -31,6 +41,7 @@ The sandbox providers (``/_sandbox/``, ``sandbox/__init__.py``) wait ``CROSSROUT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from moto.server import ThreadedMotoServer
 
@@ -53,6 +64,7 @@ from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
 from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
 from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, LocalRouteHandler, Router
 from .intrinsics import STACK_NAME
+from .moto_sqs import speed_up
 from .provision import Provisioner
 from .sandbox import Sandbox
 from .sqs_runner import SqsEventSource, SqsPoller
@@ -66,6 +78,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"  # loopback only
 API_ID = "localapi"
 TENANTS_SECRET = "TenantsSecret"  # noqa: S105 - a logical id
+
+STOP_TIMEOUT = 10.0  # LocalStack.stop(): seconds the invocations in flight get to finish
+SIGNAL_DRAIN = 2.0  # the same after SIGINT / SIGTERM (counted from the signal)
+EXIT_DEADLINE = 3.5  # seconds after SIGINT / SIGTERM: the process is gone by then, whatever still runs
+MOTO_STOP_TIMEOUT = 1.0
+
+
+class _StopRequested(BaseException):
+    """Raised by the signal handler into a startup under way (``except Exception`` does not catch it)."""
 
 
 @dataclass
@@ -136,6 +157,8 @@ class LocalStack:
         self.clients: ClientFactory | None = None
         self._outputs: dict[str, Any] = {}
         self._mounts: list[tuple[str, LocalRouteHandler]] = []
+        self._starting = False
+        self._stopping = False
         self.sandbox = Sandbox.from_env()  # the fake Graph and Twilio APIs (contract section 4)
         self.mount("/_sandbox/", self.sandbox.handle)
 
@@ -150,9 +173,13 @@ class LocalStack:
         """Start everything and return once ``/_local/health`` would answer 200. Raises on failure."""
         started = time.monotonic()
         try:
-            self._start()
-        except BaseException:
-            self.stop()
+            self._starting = True
+            try:
+                self._start()
+            finally:
+                self._starting = False
+        except BaseException as exc:
+            self.stop(timeout=SIGNAL_DRAIN if isinstance(exc, _StopRequested) else STOP_TIMEOUT)
             raise
         self._outputs = self._build_outputs()
         if self.config.outputs_file:
@@ -261,41 +288,92 @@ class LocalStack:
         for poller in self.pollers:
             poller.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop everything; the invocations in flight get up to ``timeout`` s to finish. Returns within
+        about ``timeout`` + 1.5 s: what still runs then is logged and abandoned (daemon threads)."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        self._stopping = True
         self.ready.clear()
-        for poller in self.pollers:
+        pollers, self.pollers = self.pollers, []
+        for poller in pollers:  # no more batches
             poller.signal_stop()
-        for poller in self.pollers:
-            poller.stop()
-        self.pollers = []
-        self.sandbox.stop()
+        if self.gateway is not None:  # no more invocations over HTTP (503), no more keep-alive
+            self.gateway.refuse_invocations()
+        for runtime in self.functions.values():  # requests waiting for an environment: 503 too
+            runtime.close()
+        self.sandbox.stop_callbacks()
+        for poller in pollers:  # the batches in flight
+            poller.stop(left())
         if self.gateway is not None:
-            self.gateway.stop()
+            self.gateway.wait_idle(left())
+        abandoned = [f"{p.source.function_id} (SQS {p.source.queue_name})" for p in pollers if p.running]
+        if self.gateway is not None:
+            abandoned.extend(self.gateway.in_flight())
+        if abandoned:
+            log.warning(
+                "stopping: %d invocation(s) still running after %.1f s, abandoned: %s",
+                len(abandoned),
+                timeout,
+                ", ".join(abandoned),
+            )
+        self.sandbox.stop(timeout=min(left(), 0.5))
+        if self.gateway is not None:
+            self.gateway.stop(timeout=0.5)
             self.gateway = None
         if self.moto is not None:
             try:
-                self.moto.stop()
+                _stop_moto(self.moto, MOTO_STOP_TIMEOUT)
             except Exception:  # stopping a server that failed to start
                 log.debug("moto stop failed", exc_info=True)
             self.moto = None
 
     def serve_forever(self) -> None:
-        """Run until SIGINT / SIGTERM, then stop cleanly."""
-        stop = threading.Event()
+        """Run until SIGINT / SIGTERM, then stop (bounded; see the module's docstring).
+
+        The signal handler only records the signal (it interrupts the main thread anywhere, so it takes
+        no lock), except during startup, which it interrupts with :class:`_StopRequested`. The signal
+        numbers also reach a watchdog thread through ``signal.set_wakeup_fd`` (written by the C-level
+        handler, so even while the main thread is stuck): it ends the process ``EXIT_DEADLINE`` s after
+        the first signal if the stop has not by then, and at once on a second signal.
+        """
+        received: list[tuple[int, float]] = []  # (signal, monotonic time); list.append is atomic
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            stop.set()
+            if received:
+                _exit_now(128 + signum, f"second {signal.Signals(signum).name}: exiting now", flush=False)
+            received.append((signum, time.monotonic()))
+            if self._starting:
+                raise _StopRequested(signum)
 
+        wakeup_read, wakeup_write = socket.socketpair()
+        wakeup_write.setblocking(False)
+        threading.Thread(target=_watchdog, args=(wakeup_read,), name="stop-watchdog", daemon=True).start()
+        previous_fd = signal.set_wakeup_fd(wakeup_write.fileno(), warn_on_full_buffer=False)
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.start()
-            while not stop.wait(0.5):
-                pass
-            log.info("stopping")
+            try:
+                self.start()
+                while not received:
+                    time.sleep(0.1)
+            except _StopRequested:
+                pass  # start() has stopped what it had started
+            finally:
+                drain = STOP_TIMEOUT
+                if received:
+                    signum, at = received[0]
+                    during = "" if self._outputs else " during startup"
+                    log.info("%s%s: stopping", signal.Signals(signum).name, during)
+                    drain = at + SIGNAL_DRAIN - time.monotonic()
+                self.stop(timeout=max(0.0, drain))
         finally:
-            self.stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            signal.set_wakeup_fd(previous_fd)
+            wakeup_write.close()  # without a signal: ends the watchdog; after one, it stays armed
         log.info("stopped")
 
     def __enter__(self) -> LocalStack:
@@ -338,7 +416,7 @@ class LocalStack:
         if request.path == "/_local/health" and request.method in ("GET", "HEAD"):
             if self.ready.is_set():
                 return LocalResponse.json(200, {"status": "ok"})
-            return LocalResponse.json(503, {"status": "starting"})
+            return LocalResponse.json(503, {"status": "stopping" if self._stopping else "starting"})
         if request.path == "/_local/outputs" and request.method == "GET":
             if not self.ready.is_set():
                 return LocalResponse.json(503, {"status": "starting"})
@@ -422,6 +500,7 @@ def _start_moto(port: int) -> ThreadedMotoServer:
                     f"the AWS emulator cannot listen on {HOST}:{port} ({exc.strerror}); "
                     "set CROSSROUTE_AWS_PORT"
                 ) from None
+    speed_up()  # moto's SQS recounts a whole queue per message sent: see moto_sqs.py
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
     starter.start()
@@ -429,6 +508,107 @@ def _start_moto(port: int) -> ThreadedMotoServer:
     if starter.is_alive():
         raise OSError(f"the AWS emulator did not start on {HOST}:{port}")
     return server
+
+
+def _stop_moto(server: ThreadedMotoServer, timeout: float) -> None:
+    """``ThreadedMotoServer.stop()`` bounded by ``timeout`` (its own joins without one, and its
+    ``shutdown()`` waits forever for a loop that has not started), and with the listening socket
+    closed (moto leaves it open: clients would hang instead of being refused)."""
+    deadline = time.monotonic() + timeout
+    inner, thread = server._server, server._thread
+    if inner is None:
+        return
+    stopper = threading.Thread(target=inner.shutdown, name="moto-stop", daemon=True)
+    stopper.start()
+    stopper.join(timeout)
+    if stopper.is_alive():
+        log.warning("the AWS emulator did not stop within %.1f s; abandoned", timeout)
+        return
+    inner.server_close()
+    if thread is not None:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _running_threads() -> list[str]:
+    """The live threads but this one, with where each is (for the watchdog's last words)."""
+    frames = sys._current_frames()
+    lines = []
+    for thread in threading.enumerate():
+        if thread is threading.current_thread():
+            continue
+        frame = frames.get(thread.ident or -1)
+        where = ""
+        if frame is not None:
+            code = frame.f_code
+            where = f" in {code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})"
+        lines.append(f"{thread.name}{where}")
+    return lines
+
+
+def _watchdog(wakeup: socket.socket) -> None:
+    """Read the signal numbers ``signal.set_wakeup_fd`` writes: exit the process ``EXIT_DEADLINE`` s
+    after the first one unless the stop has done it by then (exit code 1, naming the threads still
+    running), or at once on a second one. End quietly if the socket closes before any signal."""
+    try:
+        first = wakeup.recv(1)
+    except OSError:
+        first = b""
+    if not first:
+        wakeup.close()
+        return
+    name = _signal_name(first[0])
+    deadline = time.monotonic() + EXIT_DEADLINE
+    while (left := deadline - time.monotonic()) > 0:
+        wakeup.settimeout(left)
+        try:
+            more = wakeup.recv(1)
+        except TimeoutError:
+            break
+        except OSError:
+            more = b""
+        if not more:  # serve_forever is over and closed its end: the exit is near, keep watching
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            break
+        _exit_now(128 + more[0], f"second {_signal_name(more[0])}: exiting now")
+    running = _running_threads()
+    _exit_now(
+        1,
+        f"still running {EXIT_DEADLINE:.1f} s after {name}, exiting anyway; "
+        f"{len(running)} other thread(s): " + "; ".join(running),
+    )
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _exit_now(code: int, message: str | None = None, *, flush: bool = True) -> NoReturn:
+    """Leave the process at once (``os._exit``: no interpreter finalization), ``message`` logged.
+
+    The message goes straight to file descriptor 2. ``flush``: first flush stdout and stderr on a
+    helper thread, waited for at most 0.3 s (a full pipe, or a lock held by a stuck thread, would block
+    the flush). In a signal handler ``flush=False``: starting a thread there could deadlock.
+    """
+
+    def last_words() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # closed or broken: nothing more to do
+                stream.flush()
+        if message:
+            level = "WARNING" if code else "INFO "
+            line = f"{time.strftime('%H:%M:%S')} {level} infra.local: {message}\n"
+            os.write(2, line.encode("utf-8", "replace"))
+
+    if flush:
+        writer = threading.Thread(target=last_words, name="last-words", daemon=True)
+        writer.start()
+        writer.join(0.3)
+    elif message:
+        os.write(2, f"{time.strftime('%H:%M:%S')} WARNING infra.local: {message}\n".encode())
+    os._exit(code)
 
 
 def _http_route(
@@ -497,12 +677,14 @@ def configure_logging(level: str | int = "INFO") -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
-def main() -> int:
+def main() -> NoReturn:
+    """``python -m infra.local``: serve until SIGINT / SIGTERM, stop, and leave with ``os._exit``."""
     configure_logging(os.environ.get("CROSSROUTE_LOG_LEVEL", "INFO").upper())
+    code = 0
     try:
         config = StackConfig.from_env()
         LocalStack(config).serve_forever()
     except (ValueError, OSError) as exc:
         log.error("local stack failed to start: %s", exc)
-        return 1
-    return 0
+        code = 1
+    _exit_now(code)

@@ -151,9 +151,14 @@ class Sandbox:
         self.worker.start()
         self._bound = True
 
-    def stop(self) -> None:
+    def stop_callbacks(self) -> None:
+        """Post no more status callbacks (those not yet due are dropped); the fake APIs keep answering
+        until :meth:`stop`, so that sends in flight can finish while the stack stops."""
+        self.worker.stop(timeout=0)
+
+    def stop(self, timeout: float = 5.0) -> None:
         self._bound = False
-        self.worker.stop()
+        self.worker.stop(timeout)
 
     @property
     def registry(self) -> TenantRegistry:

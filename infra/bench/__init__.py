@@ -74,7 +74,7 @@ Section = Callable[[Context], Table]
 
 
 def sections() -> dict[str, Section]:
-    from infra.bench import dispatch, imports, ingest, sizes
+    from infra.bench import dispatch, fanout, imports, ingest, sizes
 
     return {
         "imports": imports.venv_imports,
@@ -84,4 +84,5 @@ def sections() -> dict[str, Section]:
         "ingest-cpu": ingest.consumer_cpu,
         "dispatch-round-trips": dispatch.round_trips,
         "routing-cpu": dispatch.routing_cpu,
+        "webhook-fanout": fanout.fanout,
     }

@@ -37,14 +37,14 @@ class Callback:
     their_side: str  # the customer: it names the FIFO group
 
 
-# Twilio has named the message sid and status three and two ways; older callbacks carry only Sms*.
+# Twilio has named the message sid three ways; older inbound callbacks carry only the Sms* ones.
 _SID = ("MessageSid", "SmsMessageSid", "SmsSid")
 INBOUND = Callback(
     "twilio.message", (_SID, ("AccountSid",), ("From",), ("To",)), our_side="To", their_side="From"
 )
 STATUS = Callback(
     "twilio.status",
-    (_SID, ("AccountSid",), ("MessageStatus", "SmsStatus")),
+    (_SID, ("AccountSid",), ("MessageStatus",)),  # SmsStatus alone is an inbound message's "received"
     our_side="From",
     their_side="To",
 )

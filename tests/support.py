@@ -1,4 +1,4 @@
-"""Test helpers: the shared provider fixtures, the local tenant, and signing as Meta and Twilio do."""
+"""Test helpers: the provider fixtures, the local tenant, and signing as Meta and Twilio do."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,8 @@ EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
     path.name.removesuffix(".schema.json"): json.loads(path.read_text())
     for path in sorted((REPO / "docs" / "events").glob("*.schema.json"))
 }
-SHARED_FIXTURES = Path(os.environ.get("CROSSROUTE_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
+# The core scenario payloads (tests/fixtures/core/README.md); tests/fixtures/ holds more beside them.
+CORE_FIXTURES = REPO / "tests" / "fixtures" / "core"
 
 # The built-in local tenant (contract §4).
 APP_SECRET = "local-app-secret"
@@ -62,8 +62,8 @@ def registry_document(**tenants: dict[str, object]) -> str:
 
 
 def fixture_bytes(name: str) -> bytes:
-    """A raw provider payload from ../shared/fixtures (Twilio forms without a trailing newline)."""
-    data = (SHARED_FIXTURES / name).read_bytes()
+    """A raw provider payload from tests/fixtures/core (Twilio forms without a trailing newline)."""
+    data = (CORE_FIXTURES / name).read_bytes()
     return data.rstrip(b"\n") if name.endswith(".form") else data
 
 

@@ -36,8 +36,8 @@ from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.webhooks.parse import parse
 from infra.local.emulated import emulated_account
 from tests.support import (
+    CORE_FIXTURES,
     REPO,
-    SHARED_FIXTURES,
     as_local_meta,
     as_local_twilio,
     http_event,
@@ -53,7 +53,7 @@ BASE = "http://127.0.0.1:3000"
 REFUSALS = {400, 401, 404, 413, 415}
 
 META_CORPUS = [as_local_meta(p) for _, p in third_party_meta()] + [
-    as_local_meta(json.loads(p.read_text())) for p in sorted(SHARED_FIXTURES.glob("meta_*.json"))
+    as_local_meta(json.loads(p.read_text())) for p in sorted(CORE_FIXTURES.glob("meta_*.json"))
 ]
 TWILIO_CORPUS = [(kind, params) for _, kind, params in third_party_twilio()]
 

@@ -21,7 +21,7 @@ import pytest
 
 from infra.local import StackProcess, free_port
 from infra.local.client import http_request
-from tests.support import SHARED_FIXTURES, fixture_bytes, meta_signature
+from tests.support import CORE_FIXTURES, fixture_bytes, meta_signature
 
 pytestmark = [
     pytest.mark.e2e,
@@ -189,8 +189,8 @@ class Load:
 def webhooks_and_sends() -> Iterator[tuple[str, bytes, dict[str, str]]]:
     """Signed Meta webhooks (the inbound queue's consumer ingests them) and send requests (the send
     queue's consumer sends them through the sandbox providers), interleaved."""
-    raws = [fixture_bytes(p.name) for p in sorted(SHARED_FIXTURES.glob("meta_*.json"))]
-    assert raws, f"no Meta fixtures in {SHARED_FIXTURES}"
+    raws = [fixture_bytes(p.name) for p in sorted(CORE_FIXTURES.glob("meta_*.json"))]
+    assert raws, f"no Meta fixtures in {CORE_FIXTURES}"
     n = 0
     while True:
         n += 1

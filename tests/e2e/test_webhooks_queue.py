@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.local import StackClient, StackProcess
-from tests.support import SHARED_FIXTURES, fixture_bytes, meta_signature, post_meta, post_twilio
+from tests.support import CORE_FIXTURES, fixture_bytes, meta_signature, post_meta, post_twilio
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ def queued(stack: StackClient) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SHARED_FIXTURES.glob("meta_*.json")))
+@pytest.mark.parametrize("name", sorted(p.name for p in CORE_FIXTURES.glob("meta_*.json")))
 def test_every_signed_meta_fixture_is_queued_whole(quiet_stack: StackClient, name: str) -> None:
     quiet_stack.drain_queue("InboundQueue", wait_seconds=0.2)
     raw = fixture_bytes(name)

@@ -26,7 +26,7 @@ from crossroute.inbound import (
     Unrecognised,
 )
 from crossroute.webhooks.parse import Parsed, parse
-from tests.support import SHARED_FIXTURES, fixture_json
+from tests.support import CORE_FIXTURES, fixture_json
 
 LOCAL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RECEIVED_AT = "2026-11-22T10:00:00.123Z"
@@ -218,7 +218,7 @@ def test_a_marketing_stop_is_a_preference_change() -> None:
 
 
 def test_every_shared_meta_fixture_parses_without_drops_or_unrecognised_items() -> None:
-    for path in sorted(SHARED_FIXTURES.glob("meta_*.json")):
+    for path in sorted(CORE_FIXTURES.glob("meta_*.json")):
         result = parsed(json.loads(path.read_bytes()))
         assert result.rejected == [], path.name
         assert result.events and not any(isinstance(e, Unrecognised) for e in result.events), path.name
@@ -638,7 +638,7 @@ def test_the_queued_body_may_be_given_as_a_dict() -> None:
 
 # --- properties: any damage never raises, never leaks, never makes a bad key ------------------------------
 
-ALL_META_FIXTURES = [json.loads(p.read_bytes()) for p in sorted(SHARED_FIXTURES.glob("meta_*.json"))] + [
+ALL_META_FIXTURES = [json.loads(p.read_bytes()) for p in sorted(CORE_FIXTURES.glob("meta_*.json"))] + [
     json.loads(p.read_bytes()) for p in sorted(LOCAL_FIXTURES.glob("meta_*.json"))
 ]
 TRICKY_STRINGS = [

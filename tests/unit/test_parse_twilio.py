@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from crossroute.inbound import InboundMessage, Person, ProviderError, StatusUpdate, Unrecognised
 from crossroute.webhooks.parse import Parsed, parse
-from tests.support import SHARED_FIXTURES, fixture_bytes
+from tests.support import CORE_FIXTURES, fixture_bytes
 from tests.unit.test_parse_meta import TRICKY_STRINGS, assert_clean
 
 LOCAL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -198,7 +198,7 @@ def test_a_failed_whatsapp_status_carries_twilios_code_and_message() -> None:
 
 
 def test_every_shared_twilio_fixture_parses_without_drops() -> None:
-    for path in sorted(SHARED_FIXTURES.glob("twilio_*.form")):
+    for path in sorted(CORE_FIXTURES.glob("twilio_*.form")):
         kind = "twilio.status" if "status" in path.name else "twilio.message"
         result = parsed(shared_form(path.name), kind)
         assert result.rejected == [], path.name
@@ -256,7 +256,7 @@ def test_a_status_without_a_status_is_unrecognised() -> None:
 
 FORMS = [
     (shared_form(p.name), "twilio.status" if "status" in p.name else "twilio.message")
-    for p in sorted(SHARED_FIXTURES.glob("twilio_*.form"))
+    for p in sorted(CORE_FIXTURES.glob("twilio_*.form"))
 ] + [
     (local_form(p.name), "twilio.status" if "status" in p.name else "twilio.message")
     for p in sorted(LOCAL_FIXTURES.glob("twilio_*.form"))

@@ -14,13 +14,14 @@ LAMBDA_PYTHON_VERSION := 3.13
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint cfn-lint build bench clean
+.PHONY: help run test lint cfn-lint build bench soak clean
 
 help:
 	@echo "make run    - create .venv and start the local stack (http://127.0.0.1:3000)"
 	@echo "make test   - lint, validate the template, build the Lambda artifact and run every test"
 	@echo "make build  - sam build (arm64, Python $(LAMBDA_PYTHON_VERSION)) and precompile .pyc"
 	@echo "make bench  - cold-start import times and artifact sizes"
+	@echo "make soak   - ~3,000 events with duplicates and reordering through the local stack vs in order; long fuzz run"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "crossroute needs Python 3.11+")'
@@ -66,6 +67,11 @@ test: lint cfn-lint build
 
 bench: $(VENV)/.installed build
 	$(PY) -m infra.bench
+
+# Not part of `make test` (about 10 minutes). SOAK_ARGS: e.g. "--seed 7 --senders 50" (python -m infra.soak -h).
+soak: $(VENV)/.installed
+	$(PY) -m infra.soak $(SOAK_ARGS)
+	CROSSROUTE_FUZZ_EXAMPLES=1000 $(PY) -m pytest tests/adapters/test_fuzz_webhooks.py -q
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

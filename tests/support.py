@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -54,6 +57,17 @@ LOCAL_TENANT = {
         "whatsapp_senders": [TWILIO_WHATSAPP_SENDER],
     },
 }
+
+
+def load_handler(function: str, name: str | None = None) -> ModuleType:
+    """``functions/<function>/app.py`` imported afresh, as a cold start does, as ``name`` in sys.modules."""
+    path = REPO / "functions" / function / "app.py"
+    spec = importlib.util.spec_from_file_location(name or f"handler_{function}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def registry_document(**tenants: dict[str, object]) -> str:

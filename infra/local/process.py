@@ -46,12 +46,15 @@ class StackProcess:
         cwd: Path = REPO_ROOT,
         python: str = sys.executable,
         log_path: Path | None = None,
+        module: str = "infra.local",
     ) -> None:
+        """``module``: what ``python -m`` runs (another entry point wrapping ``infra.local``, say)."""
         self.port = port or free_port()
         self.aws_port = aws_port or free_port()
         self.extra_env = dict(env or {})
         self.cwd = cwd
         self.python = python
+        self.module = module
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="crossroute-local-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -76,7 +79,7 @@ class StackProcess:
         }
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [self.python, "-m", "infra.local"],
+            [self.python, "-m", self.module],
             cwd=self.cwd,
             env=env,
             stdin=subprocess.DEVNULL,

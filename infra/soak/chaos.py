@@ -20,7 +20,7 @@ from tests.support import meta_signature, twilio_signature
 
 from .reference import PAGE, ReadState
 from .scenario import META_PATH, Event, Scenario
-from .stack import PEAK, POLLERS_ENV, SoakStackProcess
+from .stack import PEAK, POLLERS_ENV, soak_stack
 
 ATTEMPTS = 3  # a webhook that fails (5xx or no answer) is posted again, as a provider would retry
 
@@ -91,7 +91,7 @@ def run_chaos(
         "CROSSROUTE_LOG_LEVEL": "INFO",
         POLLERS_ENV: str(pollers),
     }
-    process = SoakStackProcess(env=env, stock=stock_emulator)
+    process = soak_stack(env=env, stock=stock_emulator)
     stack = process.start(timeout=60)
     try:
         progress(f"chaos: local stack up at {stack.base_url} (log: {process.log_path})")

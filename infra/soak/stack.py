@@ -2,65 +2,28 @@
 DynamoDB requests and SQS receives are atomic and whose transactions roll back without copying the
 whole table (``infra.soak.emulator``), and with ``$SOAK_INBOUND_POLLERS`` SQS pollers on each FIFO queue
 (the local stack runs one per event source: its consumer ingests one batch at a time). The soak starts
-it with :class:`SoakStackProcess`."""
+it with :func:`soak_stack`."""
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from infra.local.client import StackClient, wait_healthy
-from infra.local.process import StackProcess, StackStartError
+from infra.local.process import StackProcess
 
-__all__ = ["SoakStackProcess"]
+__all__ = ["soak_stack"]
 
 MODULE = "infra.soak.stack"
 
 
-class SoakStackProcess(StackProcess):
-    """:class:`StackProcess` running ``python -m infra.soak.stack`` (``stock=True``: ``-m infra.local``,
+def soak_stack(*, stock: bool = False, **kwargs: Any) -> StackProcess:
+    """A :class:`StackProcess` running ``python -m infra.soak.stack`` (``stock=True``: ``-m infra.local``,
     moto as it comes)."""
-
-    def __init__(self, *, stock: bool = False, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.module = "infra.local" if stock else MODULE
-
-    def start(self, timeout: float = 30) -> StackClient:
-        """As :meth:`StackProcess.start`, with this process's module."""
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROUTE_")}
-        env = {
-            **inherited,
-            "PYTHONUNBUFFERED": "1",
-            "CROSSROUTE_PORT": str(self.port),
-            "CROSSROUTE_AWS_PORT": str(self.aws_port),
-            **self.extra_env,
-        }
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [self.python, "-m", self.module],
-            cwd=self.cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(
-                self.base_url, timeout, alive=lambda: self.proc is not None and self.proc.poll() is None
-            )
-            client = StackClient(self.base_url)
-            client.process = self
-            return client
-        except Exception as exc:
-            self.stop()
-            raise StackStartError(
-                f"local stack did not start: {exc}\n--- output ---\n{self.output()}"
-            ) from None
+    return StackProcess(module="infra.local" if stock else MODULE, **kwargs)
 
 
 POLLERS_ENV = "SOAK_INBOUND_POLLERS"

@@ -13,10 +13,8 @@ What must hold, whatever the content:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,10 +35,10 @@ from crossroute.webhooks.parse import parse
 from infra.local.emulated import emulated_account
 from tests.support import (
     CORE_FIXTURES,
-    REPO,
     as_local_meta,
     as_local_twilio,
     http_event,
+    load_handler,
     meta_signature,
     registry_document,
     third_party_meta,
@@ -66,13 +64,7 @@ class Context:
 
 
 def _load(function: str) -> ModuleType:
-    path = REPO / "functions" / function / "app.py"
-    spec = importlib.util.spec_from_file_location(f"fuzz_{function}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(function, f"fuzz_{function}")
 
 
 @dataclass

@@ -19,7 +19,6 @@ What must hold (contract §9, "nothing accepted is lost", and the FIFO note in a
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import sys
 import uuid
@@ -42,7 +41,7 @@ from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from infra.local.provision import Provisioner
 from infra.local.sqs_runner import SqsEventSource, SqsPoller
-from tests.support import REPO, fixture_bytes, fixture_json, registry_document
+from tests.support import fixture_bytes, fixture_json, load_handler, registry_document
 
 REGISTRY = TenantRegistry.from_json(registry_document())
 ANA, JONAS, SMS_PHONE = "BR.1502576394655843", "DE.88201937465502911", "+16505551234"
@@ -214,13 +213,7 @@ class Context:
 
 
 def _load_ingest() -> ModuleType:
-    path = REPO / "functions" / "ingest" / "app.py"
-    spec = importlib.util.spec_from_file_location("handler_ingest_faults", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("ingest", "handler_ingest_faults")
 
 
 @dataclass

@@ -6,10 +6,8 @@ Every refusal has its exact status code and leaves the queue empty; every accept
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +22,7 @@ from tests.support import (
     REPO,
     fixture_bytes,
     http_event,
+    load_handler,
     meta_signature,
     registry_document,
     twilio_signature,
@@ -67,13 +66,7 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 
 def _load(function: str) -> ModuleType:
-    path = REPO / "functions" / function / "app.py"
-    spec = importlib.util.spec_from_file_location(f"handler_{function}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(function)
 
 
 @pytest.fixture(scope="module")

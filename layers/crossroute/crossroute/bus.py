@@ -55,17 +55,9 @@ class EventBridgePublisher:
 
 def requests(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
     """``entries`` in order, in PutEvents requests of at most 10 entries and 256 KB."""
-    out: list[list[dict[str, str]]] = []
-    size = 0
-    for entry in entries:
-        bytes_ = _TIME_BYTES + sum(len(entry[k].encode()) for k in ("Source", "DetailType", "Detail"))
-        if (
-            not out
-            or len(out[-1]) == limits.EVENTBRIDGE_ENTRIES
-            or size + bytes_ > limits.EVENTBRIDGE_REQUEST_BYTES
-        ):
-            out.append([])
-            size = 0
-        out[-1].append(entry)
-        size += bytes_
-    return out
+    return limits.packed(
+        entries,
+        lambda e: _TIME_BYTES + sum(len(e[k].encode()) for k in ("Source", "DetailType", "Detail")),
+        count=limits.EVENTBRIDGE_ENTRIES,
+        max_bytes=limits.EVENTBRIDGE_REQUEST_BYTES,
+    )

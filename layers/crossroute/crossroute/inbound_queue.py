@@ -136,19 +136,9 @@ def lanes(events: Sequence[QueuedEvent], count: int) -> list[list[list[QueuedEve
 
 def batched(events: Sequence[QueuedEvent]) -> list[list[QueuedEvent]]:
     """``events`` in order, in batches of at most 10 messages and 256 KiB of bodies each."""
-    batches: list[list[QueuedEvent]] = []
-    size = 0
-    for event in events:
-        if (
-            not batches
-            or len(batches[-1]) == limits.SQS_BATCH_ENTRIES
-            or size + event.size > limits.SQS_BATCH_BYTES
-        ):
-            batches.append([])
-            size = 0
-        batches[-1].append(event)
-        size += event.size
-    return batches
+    return limits.packed(
+        events, lambda e: e.size, count=limits.SQS_BATCH_ENTRIES, max_bytes=limits.SQS_BATCH_BYTES
+    )
 
 
 @cache

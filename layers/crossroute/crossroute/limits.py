@@ -9,7 +9,10 @@ never dropped (docs/operations.md, "Size limits").
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # SQS: one message, and one SendMessageBatch request (all its messages together). SQS accepts up to
 # 1 MiB since 2026, but only where the queue's MaximumMessageSize says so: template.yaml sets 256 KiB,
@@ -79,6 +82,21 @@ def fitted(value: Any, max_bytes: int) -> Any:
     text = dumps(value)
     keep = max(0, max_bytes // 4 - 200)  # 4 bytes per character at most, room for the marker
     return {"crossroute_trimmed": TRIMMED.format(len(text) - keep), "json_prefix": text[:keep]}
+
+
+def packed(items: Iterable[T], size: Callable[[T], int], *, count: int, max_bytes: int) -> list[list[T]]:
+    """``items`` in order, in batches of at most ``count`` items and ``max_bytes`` of ``size`` each (an
+    API's batch limits: SendMessageBatch, PutEvents)."""
+    batches: list[list[T]] = []
+    total = 0
+    for item in items:
+        bytes_ = size(item)
+        if not batches or len(batches[-1]) == count or total + bytes_ > max_bytes:
+            batches.append([])
+            total = 0
+        batches[-1].append(item)
+        total += bytes_
+    return batches
 
 
 def cut_text(text: str, max_chars: int) -> str:

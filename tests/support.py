@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from twilio.request_validator import RequestValidator
 if TYPE_CHECKING:
     from infra.local import StackClient
     from infra.local.client import HttpResponse
+    from infra.local.provision import Provisioner
 
 REPO = Path(__file__).resolve().parents[1]
 # docs/events/<detail-type>.schema.json: every event crossroute publishes (contract §8)
@@ -68,6 +70,34 @@ def load_handler(function: str, name: str | None = None) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def function_environment(account: Provisioner, *functions: str, **overrides: str) -> dict[str, str]:
+    """The environment template.yaml gives ``functions`` (all when none), resolved in an emulated
+    ``account`` (what it names is provisioned there on demand), with the local tenant in the registry
+    secret and ``overrides`` on top: the handlers see what they would see deployed."""
+    import boto3
+
+    from infra.local.functions import function_specs, merged_environment
+
+    specs = function_specs(
+        account.template,
+        account.resolve,
+        REPO,
+        name_for=account.name_for,
+        is_enabled=account.resolver.is_enabled,
+    )
+    # What the overrides set, the functions need not agree on (PUBLIC_BASE_URL differs per function).
+    chosen = [
+        replace(spec, environment={k: v for k, v in spec.environment.items() if k not in overrides})
+        for spec in specs
+        if not functions or spec.logical_id in functions
+    ]
+    environment = merged_environment(chosen)
+    if "TENANTS_SECRET_ID" in environment:
+        secrets = boto3.client("secretsmanager")
+        secrets.put_secret_value(SecretId=environment["TENANTS_SECRET_ID"], SecretString=registry_document())
+    return {**environment, **overrides}
 
 
 def registry_document(**tenants: dict[str, object]) -> str:

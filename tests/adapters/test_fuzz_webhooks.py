@@ -37,10 +37,10 @@ from tests.support import (
     CORE_FIXTURES,
     as_local_meta,
     as_local_twilio,
+    function_environment,
     http_event,
     load_handler,
     meta_signature,
-    registry_document,
     third_party_meta,
     third_party_twilio,
     twilio_signature,
@@ -121,19 +121,14 @@ def intake() -> Iterator[Intake]:
         emulated_account("InboundQueue", "EventBus", "MaskingKey") as account,
         pytest.MonkeyPatch.context() as mp,
     ):
-        secret = boto3.client("secretsmanager").create_secret(
-            Name="tenants", SecretString=registry_document()
+        env = function_environment(
+            account,
+            "WhatsAppWebhookFunction",
+            "TwilioWebhookFunction",
+            "IngestFunction",
+            PUBLIC_BASE_URL=BASE,
+            POWERTOOLS_LOG_LEVEL="ERROR",
         )
-        env = {
-            "TABLE_NAME": str(account.ref("IdentityTable")),
-            "INBOUND_QUEUE_URL": str(account.ref("InboundQueue")),
-            "INBOUND_DLQ_URL": str(account.ref("InboundDeadLetterQueue")),
-            "EVENT_BUS_NAME": str(account.ref("EventBus")),
-            "TENANTS_SECRET_ID": secret["ARN"],
-            "MASKING_KEY_SECRET_ID": str(account.ref("MaskingKey")),
-            "PUBLIC_BASE_URL": BASE,
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
         for name, value in env.items():
             mp.setenv(name, value)
         yield Intake(

@@ -41,7 +41,7 @@ from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from infra.local.provision import Provisioner
 from infra.local.sqs_runner import SqsEventSource, SqsPoller
-from tests.support import fixture_bytes, fixture_json, load_handler, registry_document
+from tests.support import fixture_bytes, fixture_json, function_environment, load_handler, registry_document
 
 REGISTRY = TenantRegistry.from_json(registry_document())
 ANA, JONAS, SMS_PHONE = "BR.1502576394655843", "DE.88201937465502911", "+16505551234"
@@ -231,10 +231,8 @@ class Harness:
 
 @pytest.fixture
 def harness(provisioned: Provisioner, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    monkeypatch.setenv("TABLE_NAME", str(provisioned.ref("IdentityTable")))
-    monkeypatch.setenv("EVENT_BUS_NAME", str(provisioned.ref("EventBus")))
-    monkeypatch.setenv("MASKING_KEY_SECRET_ID", str(provisioned.ref("MaskingKey")))
-    monkeypatch.setenv("INBOUND_DLQ_URL", str(provisioned.ref("InboundDeadLetterQueue")))
+    for name, value in function_environment(provisioned, "IngestFunction").items():
+        monkeypatch.setenv(name, value)
     function = _load_ingest()
     function.ingest._sleep = lambda _: None  # Conflict back-off: no need to wait in tests
     arn = provisioned.physical("InboundQueue").attributes["Arn"]

@@ -48,6 +48,7 @@ from tests.support import (
     VERIFY_TOKEN,
     fixture_bytes,
     fixture_json,
+    function_environment,
     http_event,
     meta_signature,
     registry_document,
@@ -160,19 +161,7 @@ def assert_least_privilege(function: str, recorder: Recorder, expected: set[str]
 def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provisioner]:
     """A fresh account from template.yaml, the registry in its secret, the environment the template sets."""
     with emulated_account("InboundQueue", "SendQueue", "EventBus", "MaskingKey") as account:
-        secret = boto3.client("secretsmanager").create_secret(
-            Name="tenants", SecretString=registry_document()
-        )
-        env = {
-            "TABLE_NAME": str(account.ref("IdentityTable")),
-            "INBOUND_QUEUE_URL": str(account.ref("InboundQueue")),
-            "EVENT_BUS_NAME": str(account.ref("EventBus")),
-            "TENANTS_SECRET_ID": secret["ARN"],
-            "SEND_QUEUE_URL": str(account.ref("SendQueue")),
-            "MASKING_KEY_SECRET_ID": str(account.ref("MaskingKey")),
-            "INBOUND_DLQ_URL": str(account.ref("InboundDeadLetterQueue")),
-            "PUBLIC_BASE_URL": BASE,
-        }
+        env = function_environment(account, PUBLIC_BASE_URL=BASE)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         yield account

@@ -100,6 +100,23 @@ def function_environment(account: Provisioner, *functions: str, **overrides: str
     return {**environment, **overrides}
 
 
+def meta_from_senders(count: int, tag: int = 0) -> dict[str, Any]:
+    """A Meta webhook POST for the local tenant with one text message from each of ``count`` people
+    (wa_ids ``1650<tag><6 digits>``; another ``tag``, other people and message ids)."""
+    people = [f"1650{tag}{i:06d}" for i in range(count)]
+    text = {"timestamp": "1779880000", "type": "text", "text": {"body": "hi"}}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100001", "phone_number_id": PHONE_NUMBER_ID},
+        "contacts": [{"profile": {"name": f"P{i}"}, "wa_id": wa_id} for i, wa_id in enumerate(people)],
+        "messages": [{"from": wa_id, "id": f"wamid.{tag}.{i}", **text} for i, wa_id in enumerate(people)],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
 def registry_document(**tenants: dict[str, object]) -> str:
     """A registry JSON document; by default just the local tenant ``demo``."""
     return json.dumps({"tenants": tenants or {"demo": LOCAL_TENANT}})

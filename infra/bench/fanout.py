@@ -12,42 +12,17 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from typing import Any
 
 from infra.bench import Context, Row, Table
 from infra.local import StackProcess
 
 GOAL_SECONDS = 3.0
-SIZES = (1, 10, 100, 300, 1000, 2000)
-
-
-def batch(senders: int, run: int) -> bytes:
-    """A Meta webhook POST with one text message from each of ``senders`` people."""
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550100001", "phone_number_id": "100000000000001"},
-        "contacts": [{"profile": {"name": f"P{i}"}, "wa_id": f"1650{run}{i:06d}"} for i in range(senders)],
-        "messages": [
-            {
-                "from": f"1650{run}{i:06d}",
-                "id": f"wamid.FANOUT{run}.{i}",
-                "timestamp": "1779880000",
-                "type": "text",
-                "text": {"body": "hello"},
-            }
-            for i in range(senders)
-        ],
-    }
-    doc: dict[str, Any] = {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "100000000000000", "changes": [{"field": "messages", "value": value}]}],
-    }
-    return json.dumps(doc).encode()
+SIZES = (1, 10, 100, 300, 1000, 1500)
 
 
 def fanout(context: Context) -> Table:
     from crossroute.webhooks.meta import MAX_QUEUED_EVENTS
-    from tests.support import post_meta
+    from tests.support import meta_from_senders, post_meta
 
     table = Table(
         "Webhook answer time for one POST with N senders (local stack, consumers off, median of 3)",
@@ -62,7 +37,7 @@ def fanout(context: Context) -> Table:
             times, codes = [], set()
             for _ in range(3):
                 run += 1
-                raw = batch(senders, run)
+                raw = json.dumps(meta_from_senders(senders, run)).encode()
                 started = time.perf_counter()
                 codes.add(post_meta(client, raw).status)
                 times.append(time.perf_counter() - started)

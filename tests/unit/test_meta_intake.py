@@ -26,6 +26,7 @@ from tests.support import (
     LOCAL_TENANT,
     fixture_bytes,
     fixture_json,
+    meta_from_senders,
     meta_signature,
     registry_document,
 )
@@ -349,43 +350,24 @@ def test_a_200_kb_text_fits_the_queue_whole() -> None:
     assert _items(body, "messages")[0]["text"]["body"] == "b" * 200_000
 
 
-def _senders(count: int) -> dict[str, Any]:
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"phone_number_id": "100000000000001"},
-        "contacts": [{"profile": {"name": f"P{i}"}, "wa_id": f"1650555{i:04d}"} for i in range(count)],
-        "messages": [
-            {
-                "from": f"1650555{i:04d}",
-                "id": f"wamid.S{i}",
-                "timestamp": "1",
-                "type": "text",
-                "text": {"body": "hi"},
-            }
-            for i in range(count)
-        ],
-    }
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
-    }
-
-
 def test_each_sender_keeps_only_its_own_contact_entry() -> None:
-    bodies = _payloads(_accept(json.dumps(_senders(3)).encode()))
-    for i, body in enumerate(bodies):
+    bodies = _payloads(_accept(json.dumps(meta_from_senders(3)).encode()))
+    assert len(bodies) == 3
+    for body in bodies:
         value = body["payload"]["entry"][0]["changes"][0]["value"]
-        assert [c["wa_id"] for c in value["contacts"]] == [f"1650555{i:04d}"]
+        (message,) = value["messages"]
+        assert [c["wa_id"] for c in value["contacts"]] == [message["from"]]
 
 
 def test_a_post_fanning_out_beyond_the_cap_is_refused_whole() -> None:
     queue = ListQueue()
-    raw = json.dumps(_senders(meta.MAX_QUEUED_EVENTS + 1)).encode()
+    raw = json.dumps(meta_from_senders(meta.MAX_QUEUED_EVENTS + 1)).encode()
     with pytest.raises(PayloadTooLarge, match="events in one POST"):
         meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
     assert queue.events == []
     assert (
-        len(_accept(json.dumps(_senders(meta.MAX_QUEUED_EVENTS)).encode()).events) == meta.MAX_QUEUED_EVENTS
+        len(_accept(json.dumps(meta_from_senders(meta.MAX_QUEUED_EVENTS)).encode()).events)
+        == meta.MAX_QUEUED_EVENTS
     )
 
 

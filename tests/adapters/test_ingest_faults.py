@@ -33,7 +33,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
-from crossroute.inbound_queue import QueuedEvent
+from crossroute.inbound_queue import QueuedEvent, SqsInboundQueue
 from crossroute.ingest import ATTEMPTS
 from crossroute.store.identity_store import to_customer
 from crossroute.store.tables import CustomerItem, IdentityEventItem, MessageItem, TableItem
@@ -399,13 +399,7 @@ def test_a_record_that_always_fails_lands_in_the_dlq_and_can_be_replayed(harness
     assert redrive["deadLetterTargetArn"] == dlq.attributes["Arn"] and max_receives == 5
 
     poison, healthy = ana(), sms()
-    for event in (poison, healthy):
-        sqs.send_message(
-            QueueUrl=inbound.ref,
-            MessageBody=event.body,
-            MessageGroupId=event.group_id,
-            MessageDeduplicationId=event.dedup_id,
-        )
+    SqsInboundQueue(sqs, inbound.ref).put([poison, healthy])  # as the webhooks queue them
     fault = harness.faults.add(
         Fault("TransactWriteItems", error("ProvisionedThroughputExceededException"), when=mentions(ANA_1))
     )
@@ -463,13 +457,7 @@ def test_a_poison_record_goes_to_the_dlq_and_its_senders_later_events_proceed(ha
     dlq = harness.provisioned.physical("InboundDeadLetterQueue")
     poison, later = ana(), ana(second=True)
     assert poison.group_id == later.group_id
-    for event in (poison, later):
-        sqs.send_message(
-            QueueUrl=inbound.ref,
-            MessageBody=event.body,
-            MessageGroupId=event.group_id,
-            MessageDeduplicationId=event.dedup_id,
-        )
+    SqsInboundQueue(sqs, inbound.ref).put([poison, later])  # as the webhooks queue them
     harness.faults.add(Fault("TransactWriteItems", error("InternalServerError", 500), when=mentions(ANA_1)))
     attempts: list[list[str]] = []
 

@@ -67,8 +67,8 @@ class StackProcess:
     def aws_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.aws_port}"
 
-    def start(self, timeout: float = 30) -> StackClient:
-        """Start the stack, wait for ``/_local/health``; :class:`StackStartError` carries its output."""
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process, without waiting for it to be healthy (:meth:`start` waits)."""
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROUTE_")}
         env = {
             **inherited,
@@ -86,10 +86,13 @@ class StackProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        return self.proc
+
+    def start(self, timeout: float = 30) -> StackClient:
+        """Start the stack, wait for ``/_local/health``; :class:`StackStartError` carries its output."""
+        proc = self.launch()
         try:
-            wait_healthy(
-                self.base_url, timeout, alive=lambda: self.proc is not None and self.proc.poll() is None
-            )
+            wait_healthy(self.base_url, timeout, alive=lambda: proc.poll() is None)
             client = StackClient(self.base_url)
             client.process = self
             return client

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import StackProcess, free_port
+from infra.local import StackClient, StackProcess
 from infra.local.client import http_request
 from tests.support import CORE_FIXTURES, fixture_bytes, meta_signature
 
@@ -93,28 +92,38 @@ def stop_with(proc: subprocess.Popen[bytes], sig: signal.Signals, output: str | 
     return elapsed
 
 
-def spawn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """``python -m infra.local`` on free ports like :class:`StackProcess`, but not waiting for it to be
-    healthy; returns the process and its gateway port."""
-    port = free_port()
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROUTE_")}
-    full = {
-        **inherited,
-        "PYTHONUNBUFFERED": "1",
-        "CROSSROUTE_PORT": str(port),
-        "CROSSROUTE_AWS_PORT": str(free_port()),
-        **env,
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.local"],
-            cwd=REPO_ROOT,
-            env=full,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, port
+@contextlib.contextmanager
+def launched(env: dict[str, str], log_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``python -m infra.local`` on free ports, not waiting for it to be healthy: the process and its
+    gateway port. Killed on the way out if a test left it running."""
+    stack = StackProcess(env=env, log_path=log_path)
+    proc = stack.launch()
+    try:
+        yield proc, stack.port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def started(env: dict[str, str]) -> Iterator[tuple[StackProcess, StackClient, Load]]:
+    """A healthy stack, its client and a load generator (not yet running); both stopped on the way out."""
+    stack = StackProcess(env=env)
+    client = stack.start(timeout=60)
+    load = Load(stack.port)
+    try:
+        yield stack, client, load
+    finally:
+        load.stop()
+        stack.stop()
+
+
+def output_of(stack: StackProcess) -> str:
+    """What the stopped stack printed; its log file removed."""
+    output = stack.output()
+    stack.log_path.unlink(missing_ok=True)
+    return output
 
 
 def health(port: int) -> int | None:
@@ -212,10 +221,11 @@ def webhooks_and_sends() -> Iterator[tuple[str, bytes, dict[str, str]]]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_the_stack_stops_within_5_s_under_load(sig: signal.Signals) -> None:
-    stack = StackProcess(env={"CROSSROUTE_SANDBOX_DELAY_MS": "0", "CROSSROUTE_SQS_RETRY_DELAY": "1"})
-    client = stack.start(timeout=60)
-    load = Load(stack.port)
-    try:
+    with started({"CROSSROUTE_SANDBOX_DELAY_MS": "0", "CROSSROUTE_SQS_RETRY_DELAY": "1"}) as (
+        stack,
+        client,
+        load,
+    ):
         load.run(webhooks_and_sends(), threads=12)
 
         def consumed() -> bool:  # the send queue's consumer has sent something through the sandbox
@@ -224,11 +234,7 @@ def test_the_stack_stops_within_5_s_under_load(sig: signal.Signals) -> None:
         wait_for(consumed, 20, "webhooks accepted and queued sends consumed")
         assert stack.proc is not None
         elapsed = stop_with(stack.proc, sig, stack.log_path)
-    finally:
-        load.stop()
-        stack.stop()
-    output = stack.output()
-    stack.log_path.unlink(missing_ok=True)
+    output = output_of(stack)
     assert stack.proc.returncode == 0, output[-4000:]
     assert "stopped" in output
     print(f"{sig.name} under load: gone after {elapsed:.2f} s ({load.answers})")
@@ -333,10 +339,7 @@ def count_markers(template: Path, prefix: str) -> int:
 def test_invocations_that_never_finish_do_not_hold_the_stop(
     sig: signal.Signals, hanging_template: Path
 ) -> None:
-    stack = StackProcess(env={"CROSSROUTE_TEMPLATE": str(hanging_template)})
-    client = stack.start(timeout=60)
-    load = Load(stack.port)
-    try:
+    with started({"CROSSROUTE_TEMPLATE": str(hanging_template)}) as (stack, client, load):
         assert client.post("/enqueue").status == 202  # the queue's consumer picks it up and hangs
         # More requests than execution environments (4): four hang, the others wait for one.
         load.run(iter(lambda: ("/hang", b"{}", {"Content-Type": "application/json"}), None), threads=6)
@@ -344,11 +347,7 @@ def test_invocations_that_never_finish_do_not_hold_the_stop(
         wait_for(lambda: count_markers(hanging_template, "api") == 4, 10, "four hanging HTTP invocations")
         assert stack.proc is not None
         elapsed = stop_with(stack.proc, sig, stack.log_path)
-    finally:
-        load.stop()
-        stack.stop()
-    output = stack.output()
-    stack.log_path.unlink(missing_ok=True)
+    output = output_of(stack)
     assert stack.proc.returncode == 0, output[-4000:]
     assert "abandoned" in output  # the stop says what it did not wait for
     assert "Consumer (SQS" in output and "Api (POST /hang)" in output
@@ -356,9 +355,7 @@ def test_invocations_that_never_finish_do_not_hold_the_stop(
 
 
 def test_a_second_ctrl_c_exits_at_once(hanging_template: Path) -> None:
-    stack = StackProcess(env={"CROSSROUTE_TEMPLATE": str(hanging_template)})
-    client = stack.start(timeout=60)
-    try:
+    with started({"CROSSROUTE_TEMPLATE": str(hanging_template)}) as (stack, client, _):
         assert client.post("/enqueue").status == 202
         wait_for(lambda: count_markers(hanging_template, "consumer") == 1, 10, "the consumer's invocation")
         assert stack.proc is not None
@@ -366,10 +363,7 @@ def test_a_second_ctrl_c_exits_at_once(hanging_template: Path) -> None:
         time.sleep(0.3)
         assert stack.proc.poll() is None
         elapsed = stop_with(stack.proc, signal.SIGINT, stack.log_path)  # ... unless Ctrl-C comes again
-    finally:
-        stack.stop()
-    output = stack.output()
-    stack.log_path.unlink(missing_ok=True)
+    output = output_of(stack)
     assert elapsed < 1.0, output[-4000:]
     assert stack.proc.returncode == 128 + signal.SIGINT
     assert "second SIGINT: exiting now" in output
@@ -381,15 +375,10 @@ def test_a_signal_during_startup_stops_it_within_5_s(sig: signal.Signals, tmp_pa
     """The real stack, signalled as soon as its gateway answers (503 ``starting``): provisioning and the
     handlers' imports are under way."""
     log_path = tmp_path / "stack.log"
-    proc, port = spawn({}, log_path)
-    try:
+    with launched({}, log_path) as (proc, port):
         wait_for(lambda: health(port) == 503 or proc.poll() is not None, 60, "the gateway to answer")
         assert proc.poll() is None, log_path.read_text()
         elapsed = stop_with(proc, sig, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert proc.returncode == 0, log_path.read_text()[-4000:]
     print(f"{sig.name} during startup: gone after {elapsed:.2f} s")
 
@@ -399,8 +388,7 @@ def test_a_signal_interrupts_a_startup_that_hangs(sig: signal.Signals, hanging_t
     """A handler whose import never returns (the warm-up at startup waits on it): the signal ends it."""
     (hanging_template.parent / "functions" / "api" / "app.py").write_text(textwrap.dedent(HANGING_IMPORT))
     log_path = hanging_template.parent / "stack.log"
-    proc, port = spawn({"CROSSROUTE_TEMPLATE": str(hanging_template)}, log_path)
-    try:
+    with launched({"CROSSROUTE_TEMPLATE": str(hanging_template)}, log_path) as (proc, port):
         wait_for(
             lambda: count_markers(hanging_template, "importing") == 1 or proc.poll() is not None,
             60,
@@ -408,10 +396,6 @@ def test_a_signal_interrupts_a_startup_that_hangs(sig: signal.Signals, hanging_t
         )
         assert proc.poll() is None and health(port) == 503, log_path.read_text()
         elapsed = stop_with(proc, sig, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert proc.returncode == 0, log_path.read_text()[-4000:]
     print(f"{sig.name} during a hanging startup: gone after {elapsed:.2f} s")
 
@@ -421,8 +405,7 @@ def test_a_stop_that_hangs_is_ended_by_the_watchdog(hanging_template: Path) -> N
     is gone within 5 s of the signal, saying what was still running."""
     (hanging_template.parent / "functions" / "api" / "app.py").write_text(textwrap.dedent(STUBBORN_IMPORT))
     log_path = hanging_template.parent / "stack.log"
-    proc, _ = spawn({"CROSSROUTE_TEMPLATE": str(hanging_template)}, log_path)
-    try:
+    with launched({"CROSSROUTE_TEMPLATE": str(hanging_template)}, log_path) as (proc, _):
         wait_for(
             lambda: count_markers(hanging_template, "importing") == 1 or proc.poll() is not None,
             60,
@@ -430,10 +413,6 @@ def test_a_stop_that_hangs_is_ended_by_the_watchdog(hanging_template: Path) -> N
         )
         assert proc.poll() is None, log_path.read_text()
         stop_with(proc, signal.SIGTERM, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     output = log_path.read_text()
     assert proc.returncode == 1, output[-4000:]
     assert "after SIGTERM, exiting anyway" in output and "MainThread in <module> (app.py" in output

@@ -27,7 +27,7 @@ class BusEvent:
     def entry(self, bus_name: str) -> dict[str, str]:
         detail = json.dumps(self.detail, sort_keys=True, default=str)
         if len(detail.encode()) > _ENTRY_BYTES:  # never for crossroute's own events: a last resort
-            detail = limits.dumps(limits.fitted(self.detail, _ENTRY_BYTES))
+            detail = limits.fitted_json(self.detail, _ENTRY_BYTES)
         return {"Source": SOURCE, "DetailType": self.detail_type, "Detail": detail, "EventBusName": bus_name}
 
 

@@ -47,6 +47,12 @@ def json_bytes(value: Any) -> int:
     return len(dumps(value).encode())
 
 
+def fitted_json(value: Any, max_bytes: int) -> str:
+    """``dumps`` of ``value`` fitted to ``max_bytes`` (see ``fitted``), serialised once when it fits."""
+    text = dumps(value)
+    return text if len(text.encode()) <= max_bytes else dumps(fitted(value, max_bytes))
+
+
 def too_deep(value: Any, limit: int = JSON_DEPTH) -> bool:
     """Whether ``value`` nests lists and objects more than ``limit`` levels deep (without recursion)."""
     if not isinstance(value, dict | list):

@@ -272,7 +272,7 @@ class DynamoIdentityStore:
         """Keep what the parser did not understand (90 days), once per distinct content; content over
         the item limit is trimmed with a marker."""
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
-        text = limits.dumps(limits.fitted(raw, UNRECOGNISED_BYTES))
+        text = limits.fitted_json(raw, UNRECOGNISED_BYTES)
         UnrecognisedItem(
             f"T#{tenant}#U#{digest}",
             "RAW",
@@ -487,8 +487,8 @@ def message_actions(message: MessageRecord) -> list[Action]:
     provider's item and in the events to replay, a reference stands in (``TEXT_REF``)."""
     when = message.sent_at.isoformat()
     text = limits.cut_to_bytes(message.text, TEXT_BYTES) if message.text is not None else None
-    raw = limits.fitted(_without_text(message.raw, message.text), RAW_BYTES)
-    published = limits.fitted([_text_ref(e, message.text) for e in message.published], PUBLISHED_BYTES)
+    raw = limits.fitted_json(_without_text(message.raw, message.text), RAW_BYTES)
+    published = limits.fitted_json([_text_ref(e, message.text) for e in message.published], PUBLISHED_BYTES)
     timeline = (
         [
             MessageItem.gsi1pk.set(customer_pk(message.tenant, message.customer_id)),
@@ -510,8 +510,8 @@ def message_actions(message: MessageRecord) -> list[Action]:
         MessageItem.message_type.set(message.message_type),
         MessageItem.sent_at.set(message.sent_at),
         MessageItem.historical.set(message.historical),
-        MessageItem.raw.set(limits.dumps(raw)),
-        MessageItem.published.set(limits.dumps(published)),
+        MessageItem.raw.set(raw),
+        MessageItem.published.set(published),
         *([MessageItem.text.set(text)] if text is not None else []),
         *([MessageItem.request_key.set(message.request_key)] if message.request_key else []),
     ]

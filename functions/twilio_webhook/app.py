@@ -10,10 +10,10 @@ from crossroute.webhooks.http import (
     HttpResponse,
     Wiring,
     base_url,
-    dispatch,
     header,
     raw_body,
     response,
+    route,
 )
 
 logger = Logger()
@@ -24,7 +24,7 @@ def _accept(callback: twilio.Callback, event: HttpEvent) -> HttpResponse:
     url = twilio.public_url(
         base_url(wiring.settings, event), event["rawPath"], event.get("rawQueryString", "")
     )
-    wiring.registry.attempt(
+    wiring.attempt(
         lambda registry: twilio.accept(
             registry,
             wiring.queue,
@@ -48,4 +48,4 @@ ROUTES = {
 
 @logger.inject_lambda_context
 def lambda_handler(event: HttpEvent, context: LambdaContext) -> HttpResponse:
-    return dispatch(ROUTES, event)
+    return route(ROUTES, event)

@@ -5,7 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crossroute.config import Settings
 from crossroute.webhooks import meta
-from crossroute.webhooks.http import HttpEvent, HttpResponse, Wiring, dispatch, header, raw_body, response
+from crossroute.webhooks.http import HttpEvent, HttpResponse, Wiring, header, raw_body, response, route
 
 logger = Logger()
 wiring = Wiring(Settings.from_env())
@@ -13,12 +13,12 @@ wiring = Wiring(Settings.from_env())
 
 def handshake(event: HttpEvent) -> HttpResponse:
     params = event.get("queryStringParameters") or {}
-    challenge = wiring.registry.attempt(lambda registry: meta.handshake(registry, params))
+    challenge = wiring.attempt(lambda registry: meta.handshake(registry, params))
     return response(200, "text/plain", challenge)
 
 
 def notification(event: HttpEvent) -> HttpResponse:
-    queued = wiring.registry.attempt(
+    queued = wiring.attempt(
         lambda registry: meta.accept(
             registry,
             wiring.queue,
@@ -36,4 +36,4 @@ ROUTES = {"GET /webhooks/whatsapp": handshake, "POST /webhooks/whatsapp": notifi
 
 @logger.inject_lambda_context
 def lambda_handler(event: HttpEvent, context: LambdaContext) -> HttpResponse:
-    return dispatch(ROUTES, event)
+    return route(ROUTES, event)

@@ -1,4 +1,5 @@
-"""Dispatch per send request: DynamoDB round trips (moto) and the CPU of one routing decision.
+"""Dispatch per send request: DynamoDB round trips (moto), and CPU of one routing decision and of one
+whole send through ``Dispatch`` over the in-memory fakes (``tests/fakes``: no I/O at all).
 
 Round trips: the scene (Ana wrote on WhatsApp an hour ago) is ingested through the real use cases; then
 one send request goes through ``Dispatch`` over the DynamoDB stores, with a provider sender that
@@ -12,47 +13,34 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crossroute.channels import Outbound, Sent
 from crossroute.dispatch import Dispatch, TenantSetup
 from crossroute.identity.model import Key
 from crossroute.ingest import Ingest
+from crossroute.parsing.queued import parse
 from crossroute.routing.policy import Recipient, TenantChannels, decide
 from crossroute.routing.request import parse_send_request
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
-from crossroute.webhooks.parse import parse
 from infra.bench import Context, Row, Table
-from infra.bench.ingest import ANA, T0, DynamoCalls, Recorder, _breakdown, meta_text, moto_table
+from infra.bench.ingest import ANA, T0, DynamoCalls, _breakdown, meta_text, moto_table
+from tests.fakes import MemoryIdentityStore, MemorySendStore, RecordingPublisher, ScriptedSender
 
 SEND_TARGET = 3
 CHANNELS = TenantChannels("100000000000001", "+15550100002")
 ANA_KEY = Key("bsuid", ANA["bsuid"])
 
 
-class Instant:
-    """A provider sender that accepts at once (the bench counts DynamoDB, not HTTP)."""
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-        self.count = 0
-
-    def send(self, message: Outbound) -> Sent:
-        self.count += 1
-        return Sent(self.provider, f"{self.provider}-{self.count}")  # type: ignore[arg-type]
-
-
 def _measure(request: dict[str, Any], *, warm: bool) -> tuple[list[Any], Any]:
     with moto_table():
         identity = DynamoIdentityStore()
-        Ingest(identity, Recorder(), sleep=lambda _: None).handle(parse(meta_text(ANA, 1)).events)
+        Ingest(identity, RecordingPublisher(), sleep=lambda _: None).handle(parse(meta_text(ANA, 1)).events)
         ana = identity.holders("demo", [ANA_KEY])[ANA_KEY]
-        setup = TenantSetup(CHANNELS, {"whatsapp": Instant("meta"), "sms": Instant("twilio")})
+        setup = TenantSetup(CHANNELS, {"whatsapp": ScriptedSender("meta"), "sms": ScriptedSender("twilio")})
         now = datetime.fromtimestamp(T0, UTC) + timedelta(hours=1)
         dispatch = Dispatch(
-            identity if warm else DynamoIdentityStore(),
-            DynamoSendStore(),
+            DynamoSendStore(identity if warm else None),
             lambda tenant: setup,
-            Recorder(),
+            RecordingPublisher(),
             clock=lambda: now,
         )
         doc = {"tenant": "demo", "idempotency_key": "bench-1", "text": "Shipped", **request}
@@ -87,28 +75,52 @@ def round_trips(context: Context) -> Table:
     return table
 
 
+def _ana_in_memory() -> MemoryIdentityStore:
+    """The scene in the identity-store fake: Ana wrote on WhatsApp (the real ``Ingest``)."""
+    store = MemoryIdentityStore()
+    Ingest(store, RecordingPublisher(), sleep=lambda _: None).handle(parse(meta_text(ANA, 1)).events)
+    return store
+
+
 def routing_cpu(context: Context) -> Table:
-    """CPU of one routing decision (the pure policy), median over many calls."""
+    """CPU of one routing decision (the pure policy), and of one send through ``Dispatch`` over the
+    fakes (parse the request, read the recipient, decide, record, claim, send, settle, publish)."""
+    table = Table(
+        "CPU per routing decision (pure policy) and per send (Dispatch over tests/fakes), 2000 calls",
+        ["case", "median µs", "p90 µs"],
+    )
+    identity = _ana_in_memory()
+    (customer,) = identity.live_customers("demo")
+    now = datetime.fromtimestamp(T0, UTC) + timedelta(hours=1)
     request = parse_send_request(
         {"tenant": "demo", "idempotency_key": "k", "to": {"customer_id": "c"}, "text": "Shipped"}
     )
-    from infra.bench.ingest import FakeStore  # a customer shaped like the bench's Ana
+    decisions = _cpu(lambda i: decide(request, Recipient(customer), CHANNELS, now))
+    table.rows.append(_cpu_row("decision: window open, WhatsApp text + SMS considered", decisions))
+    sends = MemorySendStore(customers=identity)
+    setup = TenantSetup(CHANNELS, {"whatsapp": ScriptedSender("meta"), "sms": ScriptedSender("twilio")})
+    dispatch = Dispatch(sends, lambda tenant: setup, RecordingPublisher(), clock=lambda: now)
+    to = {"customer_id": customer.id}
 
-    store = FakeStore()
-    Ingest(store, Recorder(), sleep=lambda _: None).handle(parse(meta_text(ANA, 1)).events)
-    (customer,) = store.customers.values()
-    now = datetime.fromtimestamp(T0, UTC) + timedelta(hours=1)
-    samples = []
-    for i in range(2300):
-        start = time.process_time_ns()
-        decide(request, Recipient(customer), CHANNELS, now)
-        if i >= 300:
-            samples.append((time.process_time_ns() - start) / 1000)
-    table = Table("CPU per routing decision (pure policy, 2000 calls)", ["decision", "median µs", "p90 µs"])
-    p90 = statistics.quantiles(samples, n=10)[-1]
-    table.rows.append(
-        Row(
-            ["window open, WhatsApp text + SMS considered", f"{statistics.median(samples):.1f}", f"{p90:.1f}"]
-        )
-    )
+    def send(i: int) -> None:
+        sends.tats.clear()  # one message per user: the pair rate never says wait
+        dispatch.send({"tenant": "demo", "idempotency_key": f"k{i}", "to": to, "text": "Hi"})
+
+    sent = _cpu(send)
+    table.rows.append(_cpu_row("send: known customer by id, WhatsApp text, sent", sent))
     return table
+
+
+def _cpu(call: Any, *, warmup: int = 300, count: int = 2000) -> list[float]:
+    samples = []
+    for i in range(warmup + count):
+        start = time.process_time_ns()
+        call(i)
+        if i >= warmup:
+            samples.append((time.process_time_ns() - start) / 1000)
+    return samples
+
+
+def _cpu_row(label: str, samples: list[float]) -> Row:
+    p90 = statistics.quantiles(samples, n=10)[-1]
+    return Row([label, f"{statistics.median(samples):.1f}", f"{p90:.1f}"])

@@ -6,41 +6,32 @@ do), then counts every DynamoDB API call made while ``Ingest.handle`` takes the 
 Calls are counted with botocore's ``before-call.dynamodb`` event on the clients PynamoDB builds (one
 per ``Connection``); ``before-send`` counts the HTTP attempts, so a retry would show.
 
-CPU: ``parse`` of a queued Meta text, and ``parse`` + ``Ingest.handle`` against ``FakeStore`` (a dict
-implementation of the ``IdentityStore`` protocol) and a publisher that drops events: our code only.
+CPU: ``parse`` of a queued Meta text, and ``parse`` + ``Ingest.handle`` against the tests' in-memory
+fakes of the ports (``tests.fakes``: the ``IdentityStore`` over dicts, with the DynamoDB store's
+conditions, and a recording publisher): our code only.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from crossroute.bus import BusEvent
-from crossroute.identity.model import Customer, Key
-from crossroute.identity.rules import IdentityEvent
 from crossroute.inbound_queue import QueuedEvent
-from crossroute.ingest import Ingest, Outcome
-from crossroute.store.identity_store import (
-    STATUS_RANK,
-    Conflict,
-    DynamoIdentityStore,
-    MessageRecord,
-    StatusOutcome,
-    StatusRecord,
-)
+from crossroute.ingest import Ingest, Ingested
+from crossroute.parsing.queued import parse
+from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.tables import TableItem
-from crossroute.webhooks.parse import parse
 from infra.bench import Context, Row, Table
 from infra.local.emulated import emulated_account
+from tests.fakes import MemoryIdentityStore, RecordingPublisher
 
 TENANT = "demo"
 PHONE_NUMBER_ID = "100000000000001"  # the local tenant's Meta number (tests/support.py)
@@ -230,28 +221,14 @@ def moto_table() -> Iterator[str]:
 # ---------------------------------------------------------------------- round-trip scenarios
 
 
-class Recorder:
-    """An ``EventPublisher`` keeping what it was given (PutEvents takes 10 entries a call)."""
-
-    def __init__(self) -> None:
-        self.events: list[BusEvent] = []
-        self.put_events_calls = 0
-
-    def publish(self, events: Sequence[BusEvent]) -> None:
-        self.events.extend(events)
-        self.put_events_calls += math.ceil(len(events) / 10)
-
-    def of(self, detail_type: str) -> list[dict[str, Any]]:
-        return [e.detail for e in self.events if e.detail_type == detail_type]
-
-
 @dataclass(frozen=True)
 class Scenario:
     name: str
     scene: tuple[str, ...]  # queued bodies ingested first, not counted
     event: str  # the one queued body counted
     target: int | None
-    check: Callable[[Outcome, Recorder], bool]  # (Outcome, what the event published): is it the case we mean?
+    # (what handle returned, what the event published): is it the case we mean?
+    check: Callable[[Ingested, RecordingPublisher], bool]
     warm: bool = False  # the event runs in the container that ingested the scene (its key owners known)
 
 
@@ -326,10 +303,10 @@ def measure_round_trips(scenario: Scenario) -> Measured:
     """A fresh table, the scene ingested, then the DynamoDB calls of the one event."""
     with moto_table():
         store = DynamoIdentityStore()
-        ingest = Ingest(store, Recorder(), sleep=lambda _: None)
+        ingest = Ingest(store, RecordingPublisher(), sleep=lambda _: None)
         for body in scenario.scene:
             ingest.handle(parse(body).events)
-        bus = Recorder()
+        bus = RecordingPublisher()
         # Cold: a new container (nothing remembered); warm: the container that saw the scene.
         ingest = Ingest(store if scenario.warm else DynamoIdentityStore(), bus, sleep=lambda _: None)
         events = parse(scenario.event).events
@@ -392,88 +369,6 @@ def round_trips(context: Context) -> Table:
 # ---------------------------------------------------------------------- CPU, store stubbed
 
 
-class FakeStore:
-    """The ``IdentityStore`` protocol over dicts, with the DynamoDB store's conditions (no I/O)."""
-
-    def __init__(self) -> None:
-        self.keys: dict[tuple[str, Key], str] = {}
-        self.customers: dict[tuple[str, str], Customer] = {}
-        self.messages: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    def copy(self) -> FakeStore:
-        other = FakeStore()
-        other.keys, other.customers, other.messages = self.state()
-        return other
-
-    def state(self) -> tuple[dict[tuple[str, Key], str], dict[tuple[str, str], Customer], dict[Any, Any]]:
-        """Copies of the three dicts (``Customer`` values are immutable; message entries are copied)."""
-        return dict(self.keys), dict(self.customers), {k: dict(v) for k, v in self.messages.items()}
-
-    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
-        found = {}
-        for key in keys:
-            cid = self.keys.get((tenant, key))
-            customer = self.customers.get((tenant, cid)) if cid else None
-            while customer is not None and customer.merged_into:
-                customer = self.customers.get((tenant, customer.merged_into))
-            if customer is not None:
-                found[key] = customer
-        return found
-
-    def commit(
-        self,
-        tenant: str,
-        customers: dict[str, Customer],
-        base_versions: dict[str, int],
-        key_owners: dict[Key, tuple[str | None, str]],
-        events: Sequence[IdentityEvent],
-        message: MessageRecord | None = None,
-        *,
-        event_id: str | None = None,  # no erasure here: nothing is ever erased
-    ) -> bool:
-        if message is not None:
-            stored = self.messages.get((tenant, message.provider, message.message_id))
-            if stored and stored.get("direction"):
-                return False
-        for cid in customers:
-            current = self.customers.get((tenant, cid))
-            expected = base_versions.get(cid)
-            if (current.version if current else None) != expected:
-                raise Conflict(cid)
-        for key, (before, _) in key_owners.items():
-            if self.keys.get((tenant, key)) != before:
-                raise Conflict(str(key))
-        for cid, customer in customers.items():
-            self.customers[(tenant, cid)] = replace(customer, version=base_versions.get(cid, 0) + 1)
-        for key, (_, after) in key_owners.items():
-            self.keys[(tenant, key)] = after
-        if message is not None:
-            entry = self.messages.setdefault((tenant, message.provider, message.message_id), {})
-            entry.update(direction=message.direction, customer_id=message.customer_id)
-            entry.update(channel=message.channel, published=list(message.published))
-        return True
-
-    def apply_status(self, update: StatusRecord) -> StatusOutcome:
-        entry = self.messages.setdefault((update.tenant, update.provider, update.message_id), {})
-        rank = STATUS_RANK.get(update.status, 0)
-        previous = entry.get("status")
-        stored = (entry["rank"], entry["at"]) if "rank" in entry else None
-        if stored is not None and stored >= (rank, update.at):  # up the ladder; same rung: later wins
-            return StatusOutcome(False, entry.get("customer_id"), previous, entry.get("channel"))
-        entry.update(status=update.status, rank=rank, at=update.at)
-        return StatusOutcome(True, entry.get("customer_id"), previous, entry.get("channel"))
-
-    def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]:
-        return list(self.messages.get((tenant, provider, message_id), {}).get("published", []))
-
-
-class Drop:
-    """An ``EventPublisher`` that does nothing."""
-
-    def publish(self, events: Sequence[BusEvent]) -> None:
-        pass
-
-
 def median_us(run: Callable[[], object], prepare: Callable[[], None] = lambda: None) -> tuple[float, float]:
     """Median and 90th percentile CPU µs of ``run`` (``prepare`` runs untimed before each call)."""
     samples = []
@@ -488,16 +383,18 @@ def median_us(run: Callable[[], object], prepare: Callable[[], None] = lambda: N
 
 
 def _ingesting(
-    body: str, seed: FakeStore, customers_after: int
+    body: str, seed: MemoryIdentityStore, customers_after: int
 ) -> tuple[Callable[[], object], Callable[[], None]]:
     """(run, prepare): parse + ``Ingest.handle`` of ``body``, each run on a fresh copy of ``seed``."""
-    store = FakeStore()
-    ingest = Ingest(store, Drop(), sleep=lambda _: None)
+    store = MemoryIdentityStore()
+    bus = RecordingPublisher()
+    ingest = Ingest(store, bus, sleep=lambda _: None)
 
-    def prepare() -> None:  # untimed: the scene again
-        store.keys, store.customers, store.messages = seed.copy().state()
+    def prepare() -> None:  # untimed: the scene again, nothing published yet
+        store.restore(seed)
+        bus.clear()
 
-    def run() -> Outcome:
+    def run() -> Ingested:
         return ingest.handle(parse(body).events)
 
     prepare()
@@ -509,8 +406,8 @@ def _ingesting(
 
 def consumer_cpu(context: Context) -> Table:
     text = meta_text(ANA, 1)
-    known = FakeStore()
-    Ingest(known, Drop()).handle(parse(text).events)  # Ana exists with phone + BSUID
+    known = MemoryIdentityStore()
+    Ingest(known, RecordingPublisher()).handle(parse(text).events)  # Ana exists with phone + BSUID
     if len(known.customers) != 1 or len(known.keys) != 2:
         raise AssertionError("the known-customer scene is not one customer with two keys")
     cases: list[tuple[str, Callable[[], object], Callable[[], None]]] = [
@@ -519,7 +416,7 @@ def consumer_cpu(context: Context) -> Table:
     known_text = meta_text(ANA, 2, "Alguma novidade?")
     new_text = meta_text(NEW_USER, 1, "Hi")
     cases.append(("parse + handle, known customer text", *_ingesting(known_text, known, 1)))
-    cases.append(("parse + handle, new BSUID text", *_ingesting(new_text, FakeStore(), 1)))
+    cases.append(("parse + handle, new BSUID text", *_ingesting(new_text, MemoryIdentityStore(), 1)))
     table = Table(
         f"Consumer CPU per event, DynamoDB stubbed (in-memory store; {CPU_ITERATIONS} iterations)",
         ["path", "median µs", "p90 µs"],
@@ -531,5 +428,7 @@ def consumer_cpu(context: Context) -> Table:
     table.notes.append(
         f"time.process_time_ns per call, .venv Python {version}, after {CPU_WARMUP} warm-up calls"
     )
-    table.notes.append("handle = identity rules, profile, records and events; the store is a dict fake")
+    table.notes.append(
+        "handle = identity rules, profile, records and events; store and bus: the tests' in-memory fakes"
+    )
     return table

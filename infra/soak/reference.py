@@ -2,7 +2,7 @@
 
 moto in-process (``emulated_account``) with template.yaml's table, inbound queue, bus and masking key;
 each webhook body goes through the webhook's own split (Meta: ``webhooks.meta.split``; Twilio:
-``QueuedEvent.build`` as ``webhooks.twilio.accept`` does), then ``webhooks.parse.parse`` and
+``QueuedEvent.build`` as ``webhooks.twilio.accept`` does), then ``parsing.queued.parse`` and
 ``Ingest(DynamoIdentityStore).handle``, exactly what ``IngestFunction`` does with a queued record. The
 final state is read with the functions the contacts API uses.
 """
@@ -69,8 +69,8 @@ def run_reference(scenario: Scenario) -> ReferenceResult:
     from crossroute.bus import EventBridgePublisher
     from crossroute.config import masking_key
     from crossroute.ingest import Ingest
+    from crossroute.parsing.queued import parse
     from crossroute.store.identity_store import DynamoIdentityStore
-    from crossroute.webhooks.parse import parse
 
     patch_moto()
     registry = TenantRegistry.from_json(registry_document())
@@ -94,8 +94,8 @@ def run_reference(scenario: Scenario) -> ReferenceResult:
 
 
 def read_store(store: Any, scenario: Scenario) -> ReadState:
-    """The state through the read functions of the contacts API (``functions/contacts_api``)."""
-    from crossroute.contacts import contact_view, timeline_entry
+    """The state through the read functions of the contacts API (``functions/contacts_and_messages_api``)."""
+    from crossroute.contacts import contact_view
 
     state = ReadState()
     found: dict[str, Customer] = {}
@@ -113,7 +113,7 @@ def read_store(store: Any, scenario: Scenario) -> ReadState:
             items, cursor = store.timeline(
                 TENANT, [customer.id, *customer.merged_from], before=cursor, limit=PAGE
             )
-            entries.extend(timeline_entry(i) for i in items)
+            entries.extend(items)
             if not cursor:
                 break
         state.timelines[cid] = entries

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
 
+import boto3
 import pytest
 
-from crossroute.bus import SOURCE
+from crossroute.send_queue import SendConsumer, SqsSendQueue
 from infra.local.emulated import emulated_account
 from infra.local.provision import Provisioner
+from tests.support import DispatchFunction, FaultWorld, RecordingSqs, load_handler, registry_document
 
 
 @pytest.fixture
@@ -37,27 +37,32 @@ def table(provisioned: Provisioner) -> str:
     return str(provisioned.ref("IdentityTable"))
 
 
-class ListPublisher:
-    """An ``EventPublisher`` that remembers what it published; ``fail_next`` publishes fail first."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.fail_next = 0
-
-    def publish(self, events: Any) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionError("injected: PutEvents failed")
-        self.events.extend(events)
-
-    def of(self, detail_type: str) -> list[dict[str, Any]]:
-        return [e.detail for e in self.events if e.detail_type == detail_type]
-
-    def wire(self) -> list[tuple[str, dict[str, Any]]]:
-        """(detail-type, detail) of each event as PutEvents sends it: the JSON ``Detail`` read back."""
-        out = []
-        for event in self.events:
-            entry = event.entry("crossroute-test-events")
-            assert entry["Source"] == SOURCE == "crossroute"
-            out.append((entry["DetailType"], json.loads(entry["Detail"])))
-        return out
+@pytest.fixture
+def dispatch_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[DispatchFunction]:
+    """The dispatch function's real handler module in a fresh account with the template's table, send queue
+    and bus: its ``Dispatch`` a ``FaultWorld`` container (providers scripted, DynamoDB faults armable),
+    its SQS client recorded."""
+    with emulated_account("SendQueue", "EventBus") as account:
+        secrets = boto3.client("secretsmanager")
+        secret = secrets.create_secret(Name="tenants", SecretString=registry_document())
+        queue_url = str(account.ref("SendQueue"))
+        env = {
+            "TABLE_NAME": str(account.ref("IdentityTable")),
+            "TENANTS_SECRET_ID": secret["ARN"],
+            "EVENT_BUS_NAME": str(account.ref("EventBus")),
+            "SEND_QUEUE_URL": queue_url,
+            "DISPATCH_CONCURRENCY": "10",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        # Loading the module binds the models to TABLE_NAME: before the faults find the clients.
+        module = load_handler("dispatch")
+        world = FaultWorld()
+        sqs = RecordingSqs(module._sqs())
+        monkeypatch.setattr(module, "_sqs", lambda: sqs)
+        queue = SqsSendQueue(lambda: sqs, queue_url)
+        monkeypatch.setattr(module, "consumer", SendConsumer(world.container(), queue))
+        try:
+            yield DispatchFunction(module, world, sqs, queue_url, str(account.get_att("SendQueue", "Arn")))
+        finally:
+            world.faults.close()

@@ -2,77 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
-from crossroute.channels import Outbound, SendFailed, Sent
-from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
+from crossroute.channels import SendFailed
+from crossroute.dispatch import RetryLater
 from crossroute.routing.pacing import PAIR_BURST, PAIR_INTERVAL, Pacer
-from crossroute.routing.policy import TenantChannels
-from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
-from tests.adapters.conftest import ListPublisher
-from tests.adapters.test_ingest import Harness
-
-ANA_SENT_AT = datetime.fromtimestamp(1779868800, UTC)  # meta_text_phone_and_bsuid.json
-IN_WINDOW, AFTER_WINDOW = ANA_SENT_AT + timedelta(hours=1), ANA_SENT_AT + timedelta(days=2)
-
-
-class ScriptedSender:
-    """Answers each send with the next scripted result (a ``SendFailed`` is raised); records every call."""
-
-    def __init__(self, provider: str, *script: SendFailed) -> None:
-        self.provider = provider
-        self.script = list(script)
-        self.calls: list[Outbound] = []
-
-    def send(self, message: Outbound) -> Sent:
-        self.calls.append(message)
-        if self.script:
-            raise self.script.pop(0)
-        return Sent(self.provider, f"{'wamid.' if self.provider == 'meta' else 'SM'}{len(self.calls)}")  # type: ignore[arg-type]
-
-
-class World:
-    def __init__(self, now: datetime, *, pacer: Pacer | None = None, region: str = "US") -> None:
-        self.ingest = Harness()
-        self.whatsapp = ScriptedSender("meta")
-        self.sms = ScriptedSender("twilio")
-        self.bus = ListPublisher()
-        self.now = now
-        channels = TenantChannels("100000000000001", "+15550100002")
-        setup = TenantSetup(channels, {"whatsapp": self.whatsapp, "sms": self.sms}, default_region=region)
-        self.dispatch = Dispatch(
-            DynamoIdentityStore(),
-            DynamoSendStore(),
-            lambda tenant: setup if tenant == "demo" else None,
-            self.bus,
-            clock=lambda: self.now,
-            pacer=pacer,
-        )
-
-    def ana(self) -> str:
-        self.ingest.meta("meta_text_phone_and_bsuid.json")
-        return str(self.ingest.by("bsuid", "BR.1502576394655843").id)
+from tests.support import AFTER_WINDOW, IN_WINDOW, SHIPPED_TEMPLATE, DispatchWorld, send_request
 
 
 @pytest.fixture
-def world(table: str) -> World:
-    return World(IN_WINDOW)
+def world(table: str) -> DispatchWorld:
+    return DispatchWorld(IN_WINDOW)
 
 
-def request(key: str = "order-42-shipped", **fields: Any) -> dict[str, Any]:
-    return {"tenant": "demo", "idempotency_key": key, "text": "Your order has shipped", **fields}
-
-
-TEMPLATE = {"name": "order_shipped", "language": "en_US", "category": "utility", "components": []}
-
-
-def test_inside_the_window_a_text_goes_out_on_whatsapp_to_the_phone(world: World) -> None:
+def test_inside_the_window_a_text_goes_out_on_whatsapp_to_the_phone(world: DispatchWorld) -> None:
     customer = world.ana()
-    result = world.dispatch.send(request(to={"customer_id": customer}))
+    result = world.dispatch.send(send_request(to={"customer_id": customer}))
     (sent,) = world.whatsapp.calls
     assert (sent.to, sent.recipient, sent.text) == ("+5511987654321", None, "Your order has shipped")
     assert world.sms.calls == [] and result.sent == {"whatsapp": "wamid.1"}
@@ -83,17 +31,17 @@ def test_inside_the_window_a_text_goes_out_on_whatsapp_to_the_phone(world: World
     assert outbound.request_key == "order-42-shipped"
 
 
-def test_the_same_key_again_is_the_same_request_and_no_second_message(world: World) -> None:
+def test_the_same_key_again_is_the_same_request_and_no_second_message(world: DispatchWorld) -> None:
     customer = world.ana()
-    first = world.dispatch.send(request(to={"customer_id": customer}))
-    again = world.dispatch.send(request(to={"customer_id": customer}))
+    first = world.dispatch.send(send_request(to={"customer_id": customer}))
+    again = world.dispatch.send(send_request(to={"customer_id": customer}))
     assert again.request_id == first.request_id and len(world.whatsapp.calls) == 1
 
 
-def test_after_the_window_without_a_template_it_goes_by_sms(world: World) -> None:
+def test_after_the_window_without_a_template_it_goes_by_sms(world: DispatchWorld) -> None:
     customer = world.ana()
     world.now = AFTER_WINDOW
-    result = world.dispatch.send(request(to={"customer_id": customer}))
+    result = world.dispatch.send(send_request(to={"customer_id": customer}))
     assert world.whatsapp.calls == [] and result.sent == {"sms": "SM1"}
     assert world.sms.calls[0].to == "+5511987654321"
     (routed,) = world.bus.of("MessageRouted")
@@ -103,49 +51,49 @@ def test_after_the_window_without_a_template_it_goes_by_sms(world: World) -> Non
     ]
 
 
-def test_a_definite_whatsapp_failure_falls_back_to_sms_once(world: World) -> None:
+def test_a_definite_whatsapp_failure_falls_back_to_sms_once(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "fallback", 131026, "undeliverable"))
-    result = world.dispatch.send(request(to={"customer_id": customer}, template=TEMPLATE))
+    result = world.dispatch.send(send_request(to={"customer_id": customer}, template=SHIPPED_TEMPLATE))
     assert result.sent == {"sms": "SM1"} and len(world.whatsapp.calls) == 1
-    world.dispatch.send(request(to={"customer_id": customer}, template=TEMPLATE))  # a redelivery
+    world.dispatch.send(send_request(to={"customer_id": customer}, template=SHIPPED_TEMPLATE))  # a redelivery
     assert len(world.sms.calls) == 1 and len(world.whatsapp.calls) == 1
 
 
-def test_a_throttled_send_is_retried_later_and_then_sent_once(world: World) -> None:
+def test_a_throttled_send_is_retried_later_and_then_sent_once(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "retry", 130429, "throughput"))
     with pytest.raises(RetryLater):
-        world.dispatch.send(request(to={"customer_id": customer}))
-    result = world.dispatch.send(request(to={"customer_id": customer}))  # the queue redelivers
+        world.dispatch.send(send_request(to={"customer_id": customer}))
+    result = world.dispatch.send(send_request(to={"customer_id": customer}))  # the queue redelivers
     assert result.sent == {"whatsapp": "wamid.2"} and len(world.whatsapp.calls) == 2
     assert world.sms.calls == []
 
 
-def test_an_unknown_outcome_is_never_sent_again_anywhere(world: World) -> None:
+def test_an_unknown_outcome_is_never_sent_again_anywhere(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "unknown", None, "read timeout"))
-    result = world.dispatch.send(request(to={"customer_id": customer}))
+    result = world.dispatch.send(send_request(to={"customer_id": customer}))
     assert result.undeliverable and world.sms.calls == []
-    world.dispatch.send(request(to={"customer_id": customer}))
+    world.dispatch.send(send_request(to={"customer_id": customer}))
     assert len(world.whatsapp.calls) == 1 and world.sms.calls == []
 
 
-def test_nothing_qualifies_nothing_is_sent_and_the_reasons_are_published(world: World) -> None:
-    result = world.dispatch.send(request(to={"bsuid": "US.404"}))
+def test_nothing_qualifies_nothing_is_sent_and_the_reasons_are_published(world: DispatchWorld) -> None:
+    result = world.dispatch.send(send_request(to={"bsuid": "US.404"}))
     assert result.undeliverable and world.whatsapp.calls == world.sms.calls == []
     (undeliverable,) = world.bus.of("MessageUndeliverable")
     assert [d["reason"] for d in undeliverable["decision"]] == ["whatsapp.unknown_bsuid", "sms.no_phone"]
 
 
-def test_an_unknown_phone_may_still_get_an_sms(world: World) -> None:
-    result = world.dispatch.send(request(to={"phone": "+14155550100"}, channels=["sms"]))
+def test_an_unknown_phone_may_still_get_an_sms(world: DispatchWorld) -> None:
+    result = world.dispatch.send(send_request(to={"phone": "+14155550100"}, channels=["sms"]))
     assert result.sent == {"sms": "SM1"} and world.sms.calls[0].to == "+14155550100"
 
 
-def test_r7_a_later_whatsapp_failure_gets_exactly_one_sms(world: World) -> None:
+def test_r7_a_later_whatsapp_failure_gets_exactly_one_sms(world: DispatchWorld) -> None:
     customer = world.ana()
-    world.dispatch.send(request(to={"customer_id": customer}))
+    world.dispatch.send(send_request(to={"customer_id": customer}))
     assert world.sms.calls == []
     first = world.dispatch.fallback("demo", "meta", "wamid.1", 131026)
     again = world.dispatch.fallback("demo", "meta", "wamid.1", 131026)
@@ -155,16 +103,16 @@ def test_r7_a_later_whatsapp_failure_gets_exactly_one_sms(world: World) -> None:
     assert routed["channel"] == "sms" and routed["reason"] == "fallback.whatsapp_failed.131026"
 
 
-def test_r7_not_for_a_code_that_does_not_mean_unreachable(world: World) -> None:
+def test_r7_not_for_a_code_that_does_not_mean_unreachable(world: DispatchWorld) -> None:
     customer = world.ana()
-    world.dispatch.send(request(to={"customer_id": customer}))
+    world.dispatch.send(send_request(to={"customer_id": customer}))
     assert world.dispatch.fallback("demo", "meta", "wamid.1", 132001).sent == {}
     assert world.sms.calls == []
 
 
-def test_r7_no_sms_to_an_opted_out_phone(world: World) -> None:
+def test_r7_no_sms_to_an_opted_out_phone(world: DispatchWorld) -> None:
     customer = world.ana()
-    world.dispatch.send(request(to={"customer_id": customer}))
+    world.dispatch.send(send_request(to={"customer_id": customer}))
     stop = (
         b"MessageSid=SMstop&AccountSid=AC00000000000000000000000000000000&From=%2B5511987654321"
         b"&To=%2B15550100002&Body=STOP"
@@ -180,7 +128,7 @@ def test_r7_no_sms_to_an_opted_out_phone(world: World) -> None:
     assert "sms.opted_out" in reasons and "fallback.whatsapp_failed.131026" in reasons
 
 
-def test_an_invalid_request_from_a_queue_is_reported_not_retried(world: World) -> None:
+def test_an_invalid_request_from_a_queue_is_reported_not_retried(world: DispatchWorld) -> None:
     result = world.dispatch.send({"tenant": "demo", "to": {"phone": "nope"}})
     assert result.undeliverable and result.request_id is None
     (undeliverable,) = world.bus.of("MessageUndeliverable")
@@ -189,27 +137,27 @@ def test_an_invalid_request_from_a_queue_is_reported_not_retried(world: World) -
 
 def test_a_send_over_the_numbers_rate_releases_its_claim_and_is_retried(table: str) -> None:
     # 80 containers share 80/s: one send a second here, and waiting is not allowed; the clock stands still.
-    paced = World(IN_WINDOW, pacer=Pacer(80, max_wait=0.0, clock=lambda: 0.0))
+    paced = DispatchWorld(IN_WINDOW, pacer=Pacer(80, max_wait=0.0, clock=lambda: 0.0))
     customer = paced.ana()
-    paced.dispatch.send(request("first", to={"customer_id": customer}))
+    paced.dispatch.send(send_request("first", to={"customer_id": customer}))
     with pytest.raises(RetryLater) as refused:
-        paced.dispatch.send(request("second", to={"customer_id": customer}))
+        paced.dispatch.send(send_request("second", to={"customer_id": customer}))
     assert len(paced.whatsapp.calls) == 1
     assert refused.value.after == pytest.approx(1.0)  # the number's next token, a second on
     # Another container (same table, its own share) gets the released claim and sends it, once.
-    other = World(IN_WINDOW)
-    assert other.dispatch.send(request("second", to={"customer_id": customer})).sent == {
+    other = DispatchWorld(IN_WINDOW)
+    assert other.dispatch.send(send_request("second", to={"customer_id": customer})).sent == {
         "whatsapp": "wamid.1"
     }
-    assert other.dispatch.send(request("second", to={"customer_id": customer})).sent == {
+    assert other.dispatch.send(send_request("second", to={"customer_id": customer})).sent == {
         "whatsapp": "wamid.1"
     }
     assert len(other.whatsapp.calls) == 1
 
 
 def test_a_national_phone_in_a_request_is_read_in_the_tenants_region(table: str) -> None:
-    germany = World(IN_WINDOW, region="DE")
-    result = germany.dispatch.send(request(to={"phone": "0151 23456789"}, channels=["sms"]))
+    germany = DispatchWorld(IN_WINDOW, region="DE")
+    result = germany.dispatch.send(send_request(to={"phone": "0151 23456789"}, channels=["sms"]))
     assert result.sent == {"sms": "SM1"} and germany.sms.calls[0].to == "+4915123456789"
 
 
@@ -217,43 +165,44 @@ def test_a_national_phone_in_a_request_is_read_in_the_tenants_region(table: str)
 
 
 def test_a_user_gets_a_burst_then_the_pair_rate_across_containers(table: str) -> None:
-    customer = World(IN_WINDOW).ana()
+    customer = DispatchWorld(IN_WINDOW).ana()
     sent = 0
     for n in range(PAIR_BURST):  # each send in a new container: the pace is in the table, not in memory
-        sent += len(World(IN_WINDOW).dispatch.send(request(f"burst-{n}", to={"customer_id": customer})).sent)
+        burst = send_request(f"burst-{n}", to={"customer_id": customer})
+        sent += len(DispatchWorld(IN_WINDOW).dispatch.send(burst).sent)
     assert sent == PAIR_BURST
-    over = World(IN_WINDOW)
+    over = DispatchWorld(IN_WINDOW)
     with pytest.raises(RetryLater) as paced:
-        over.dispatch.send(request("one-too-many", to={"customer_id": customer}))
+        over.dispatch.send(send_request("one-too-many", to={"customer_id": customer}))
     assert paced.value.after == pytest.approx(PAIR_INTERVAL) and over.whatsapp.calls == []
     assert DynamoSendStore().get("demo", "one-too-many").sends == {}  # the claim was released
     # Another user of the same number is not held back.
-    other = World(IN_WINDOW)
-    assert other.dispatch.send(request("to-bob", to={"phone": "+14155550100"}, template=TEMPLATE)).sent == {
-        "whatsapp": "wamid.1"
-    }
+    other = DispatchWorld(IN_WINDOW)
+    assert other.dispatch.send(
+        send_request("to-bob", to={"phone": "+14155550100"}, template=SHIPPED_TEMPLATE)
+    ).sent == {"whatsapp": "wamid.1"}
     # When the interval has passed, the queue's redelivery sends it, once.
-    later = World(IN_WINDOW + timedelta(seconds=PAIR_INTERVAL))
-    assert later.dispatch.send(request("one-too-many", to={"customer_id": customer})).sent == {
+    later = DispatchWorld(IN_WINDOW + timedelta(seconds=PAIR_INTERVAL))
+    assert later.dispatch.send(send_request("one-too-many", to={"customer_id": customer})).sent == {
         "whatsapp": "wamid.1"
     }
     with pytest.raises(RetryLater):  # and the next one waits its turn again
-        later.dispatch.send(request("next", to={"customer_id": customer}))
+        later.dispatch.send(send_request("next", to={"customer_id": customer}))
 
 
 def test_the_pair_rate_counts_whatsapp_only(table: str) -> None:
-    customer = World(IN_WINDOW).ana()
+    customer = DispatchWorld(IN_WINDOW).ana()
     for n in range(PAIR_BURST):
-        World(IN_WINDOW).dispatch.send(request(f"burst-{n}", to={"customer_id": customer}))
-    sms = World(IN_WINDOW)
-    result = sms.dispatch.send(request("by-sms", to={"customer_id": customer}, channels=["sms"]))
+        DispatchWorld(IN_WINDOW).dispatch.send(send_request(f"burst-{n}", to={"customer_id": customer}))
+    sms = DispatchWorld(IN_WINDOW)
+    result = sms.dispatch.send(send_request("by-sms", to={"customer_id": customer}, channels=["sms"]))
     assert result.sent == {"sms": "SM1"}
 
 
-def test_a_pair_rate_error_from_meta_is_retried_after_the_interval(world: World) -> None:
+def test_a_pair_rate_error_from_meta_is_retried_after_the_interval(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "retry", 131056, "pair rate limit hit"))
     with pytest.raises(RetryLater) as refused:
-        world.dispatch.send(request(to={"customer_id": customer}))
+        world.dispatch.send(send_request(to={"customer_id": customer}))
     assert refused.value.after == PAIR_INTERVAL
-    assert world.dispatch.send(request(to={"customer_id": customer})).sent == {"whatsapp": "wamid.2"}
+    assert world.dispatch.send(send_request(to={"customer_id": customer})).sent == {"whatsapp": "wamid.2"}

@@ -19,13 +19,22 @@ from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch
 from crossroute.inbound_queue import QueuedEvent
 from infra.local.emulated import emulated_account
-from tests.adapters.test_dispatch import AFTER_WINDOW, IN_WINDOW, TEMPLATE, World, request
-from tests.support import EVENT_SCHEMAS, REPO, schema_problems, schema_validator
+from tests.support import (
+    AFTER_WINDOW,
+    EVENT_SCHEMAS,
+    IN_WINDOW,
+    REPO,
+    SHIPPED_TEMPLATE,
+    DispatchWorld,
+    schema_problems,
+    schema_validator,
+    send_request,
+)
 
 DOCS = REPO / "docs" / "events.md"
 DISPATCH_EVENTS = ("MessageRouted", "MessageUndeliverable")
 SCHEMAS = {name: EVENT_SCHEMAS[name] for name in DISPATCH_EVENTS}
-TEXT = "Your order has shipped"  # every request's text (tests.adapters.test_dispatch.request)
+TEXT = "Your order has shipped"  # every request's text (tests.support.send_request)
 
 Published = list[tuple[str, dict[str, Any]]]  # (detail-type, detail) as sent to EventBridge
 
@@ -33,7 +42,7 @@ Published = list[tuple[str, dict[str, Any]]]  # (detail-type, detail) as sent to
 validator, problems = schema_validator, schema_problems
 
 
-def redelivered(world: World, send: Callable[[], object]) -> None:
+def redelivered(world: DispatchWorld, send: Callable[[], object]) -> None:
     """Run ``send`` again (a queue redelivery): events are published at least once, so it may publish
     again, but only what was published before, identically (consumers dedupe on it)."""
     before = [(e.detail_type, e.detail) for e in world.bus.events]
@@ -45,38 +54,38 @@ def redelivered(world: World, send: Callable[[], object]) -> None:
 # ---------------------------------------------------------------- scenarios, each in a fresh account
 
 
-def sent_on_whatsapp(world: World) -> None:
+def sent_on_whatsapp(world: DispatchWorld) -> None:
     customer = world.ana()
-    doc = request(to={"customer_id": customer})
+    doc = send_request(to={"customer_id": customer})
     result = world.dispatch.send(doc)
     assert result.sent == {"whatsapp": "wamid.1"}
     redelivered(world, lambda: world.dispatch.send(doc))
 
 
-def sms_after_a_whatsapp_fallback_failure(world: World) -> None:
+def sms_after_a_whatsapp_fallback_failure(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "fallback", 131026, "undeliverable"))
-    doc = request(to={"customer_id": customer}, template=TEMPLATE)
+    doc = send_request(to={"customer_id": customer}, template=SHIPPED_TEMPLATE)
     assert world.dispatch.send(doc).sent == {"sms": "SM1"}
     redelivered(world, lambda: world.dispatch.send(doc))
 
 
-def sms_after_the_window_to_an_unknown_phone(world: World) -> None:
+def sms_after_the_window_to_an_unknown_phone(world: DispatchWorld) -> None:
     world.now = AFTER_WINDOW
-    assert world.dispatch.send(request(to={"phone": "+14155550100"})).sent == {"sms": "SM1"}
+    assert world.dispatch.send(send_request(to={"phone": "+14155550100"})).sent == {"sms": "SM1"}
 
 
-def r7_async_fallback(world: World) -> None:
+def r7_async_fallback(world: DispatchWorld) -> None:
     customer = world.ana()
-    world.dispatch.send(request(to={"customer_id": customer}))
+    world.dispatch.send(send_request(to={"customer_id": customer}))
     assert world.dispatch.fallback("demo", "meta", "wamid.1", 131026).sent == {"sms": "SM1"}
     redelivered(world, lambda: world.dispatch.fallback("demo", "meta", "wamid.1", 131026))
     redelivered(world, lambda: world.dispatch.fallback("demo", "meta", "wamid.1", 132001))  # not R7
 
 
-def r7_async_fallback_to_an_opted_out_phone(world: World) -> None:
+def r7_async_fallback_to_an_opted_out_phone(world: DispatchWorld) -> None:
     customer = world.ana()
-    world.dispatch.send(request(to={"customer_id": customer}))
+    world.dispatch.send(send_request(to={"customer_id": customer}))
     stop = (
         "MessageSid=SMstop&AccountSid=AC00000000000000000000000000000000&From=%2B5511987654321"
         "&To=%2B15550100002&Body=STOP"
@@ -88,38 +97,40 @@ def r7_async_fallback_to_an_opted_out_phone(world: World) -> None:
     assert world.dispatch.fallback("demo", "meta", "wamid.1", 131026).undeliverable  # again: nothing claimed
 
 
-def nothing_qualifies(world: World) -> None:
-    doc = request(to={"bsuid": "US.404"})
+def nothing_qualifies(world: DispatchWorld) -> None:
+    doc = send_request(to={"bsuid": "US.404"})
     assert world.dispatch.send(doc).undeliverable
     assert world.dispatch.send(doc).undeliverable  # nothing was claimed: a redelivery publishes it again
 
 
-def unknown_outcome(world: World) -> None:
+def unknown_outcome(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "unknown", None, "read timeout"))
-    doc = request(to={"customer_id": customer})
+    doc = send_request(to={"customer_id": customer})
     assert world.dispatch.send(doc).undeliverable
     redelivered(world, lambda: world.dispatch.send(doc))
 
 
-def every_channel_fails(world: World) -> None:
+def every_channel_fails(world: DispatchWorld) -> None:
     customer = world.ana()
     world.whatsapp.script.append(SendFailed("meta", "permanent", 131009, "parameter invalid"))
     world.sms.script.append(SendFailed("twilio", "permanent", 21610, "unsubscribed"))
-    assert world.dispatch.send(request(to={"customer_id": customer}, template=TEMPLATE)).undeliverable
+    assert world.dispatch.send(
+        send_request(to={"customer_id": customer}, template=SHIPPED_TEMPLATE)
+    ).undeliverable
 
 
-def invalid_requests(world: World) -> None:
+def invalid_requests(world: DispatchWorld) -> None:
     assert world.dispatch.send({"tenant": "demo", "to": {"phone": "nope"}, "text": TEXT}).undeliverable
     assert world.dispatch.send({"idempotency_key": "k-1", "text": TEXT}).undeliverable  # no tenant
     assert world.dispatch.send(TEXT).undeliverable  # not a JSON object at all
 
 
-def unknown_tenant(world: World) -> None:
-    assert world.dispatch.send(request(tenant="nobody", to={"phone": "+14155550100"})).undeliverable
+def unknown_tenant(world: DispatchWorld) -> None:
+    assert world.dispatch.send(send_request(tenant="nobody", to={"phone": "+14155550100"})).undeliverable
 
 
-SCENARIOS: dict[str, tuple[Callable[[World], None], list[tuple[str, str]]]] = {
+SCENARIOS: dict[str, tuple[Callable[[DispatchWorld], None], list[tuple[str, str]]]] = {
     # scenario: (run, [(detail-type, reason)] published, in order; a redelivery publishes again)
     "sent_on_whatsapp": (sent_on_whatsapp, [("MessageRouted", "whatsapp.window_open")] * 2),
     "sms_after_a_whatsapp_fallback_failure": (
@@ -154,7 +165,7 @@ def published() -> Iterator[dict[str, Published]]:
     runs: dict[str, Published] = {}
     for name, (scenario, _) in SCENARIOS.items():
         with emulated_account():
-            world = World(IN_WINDOW)
+            world = DispatchWorld(IN_WINDOW)
             assert isinstance(world.dispatch, Dispatch)
             scenario(world)
             runs[name] = world.bus.wire()
@@ -234,7 +245,7 @@ def test_no_dispatch_event_carries_the_message(published: dict[str, Published]) 
     for detail_type, detail in everything(published):
         assert not {"text", "body", "template"} & set(detail), detail_type
         dumped = json.dumps(detail, ensure_ascii=False)
-        assert TEXT not in dumped and TEMPLATE["name"] not in dumped, (detail_type, detail)
+        assert TEXT not in dumped and SHIPPED_TEMPLATE["name"] not in dumped, (detail_type, detail)
 
 
 def test_nullable_fields_are_null_where_the_code_knows_nothing(published: dict[str, Published]) -> None:

@@ -19,40 +19,34 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from crossroute.channels import Channel, Outbound, SendFailed, Sent
 from crossroute.channels.errors import FALLBACK_CODES
-from crossroute.dispatch import Dispatch, Result, RetryLater, TenantSetup, Unsettled
-from crossroute.routing.policy import FALLBACK_PREFIX, TenantChannels
-from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.dispatch import Dispatch, Dispatched, RetryLater, TenantSetup, Unsettled
+from crossroute.routing.policy import FALLBACK_PREFIX
 from crossroute.store.sends import DynamoSendStore
 from crossroute.store.tables import TableItem
-from tests.adapters.conftest import ListPublisher
-from tests.adapters.test_dispatch import AFTER_WINDOW, IN_WINDOW, TEMPLATE, request
-from tests.adapters.test_ingest import Harness
+from tests.fakes import FAILURES, RecordingPublisher
+from tests.support import (
+    AFTER_WINDOW,
+    IN_WINDOW,
+    LOCAL_CHANNELS,
+    SEND_KEY,
+    SHIPPED_TEMPLATE,
+    DynamoFault,
+    DynamoFaults,
+    FaultWorld,
+    ana_customer_id,
+    claims,
+    finishes,
+    releases,
+    send_request,
+)
 
-KEY = "order-42-shipped"
-ANA_BSUID = "BR.1502576394655843"
-
-# What a provider answers to one call, and a representative error for each failing outcome.
+# What a provider answers to one call (``FAILURES``: a representative error for each failing one).
 ANSWERS = ("sent", "retry", "fallback", "permanent", "unknown")
-FAILURES: dict[str, dict[str, tuple[int | None, str]]] = {
-    "meta": {
-        "retry": (130429, "throughput"),
-        "fallback": (131026, "undeliverable"),
-        "permanent": (132001, "template does not exist"),
-        "unknown": (None, "read timeout"),
-    },
-    "twilio": {
-        "retry": (20429, "too many requests"),
-        "fallback": (30008, "unknown error"),
-        "permanent": (21610, "opted out"),
-        "unknown": (None, "read timeout"),
-    },
-}
 
 
 def wipe() -> None:
@@ -97,21 +91,14 @@ class Provider:
 class Container:
     """What a Lambda container holds: a ``Dispatch`` over fresh stores. The providers are shared."""
 
-    def __init__(self, setup: TenantSetup, bus: ListPublisher, now: datetime) -> None:
+    def __init__(self, setup: TenantSetup, bus: RecordingPublisher, now: datetime) -> None:
         self.sends = DynamoSendStore()
         self.dispatch = Dispatch(
-            DynamoIdentityStore(),
             self.sends,
             lambda tenant: setup if tenant == "demo" else None,
             bus,
             clock=lambda: now,
         )
-
-
-def ana() -> str:
-    harness = Harness()
-    harness.meta("meta_text_phone_and_bsuid.json")
-    return str(harness.by("bsuid", ANA_BSUID).id)
 
 
 steps = st.lists(
@@ -133,11 +120,13 @@ steps = st.lists(
 @given(data=st.data())
 def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.DataObject) -> None:
     wipe()
-    customer = ana()
+    customer = ana_customer_id()
     now = data.draw(st.sampled_from([IN_WINDOW, AFTER_WINDOW]), label="now")
     with_template = data.draw(st.booleans(), label="template")
     plan = data.draw(steps, label="steps")
-    doc = request(KEY, to={"customer_id": customer}, **({"template": TEMPLATE} if with_template else {}))
+    doc = send_request(
+        SEND_KEY, to={"customer_id": customer}, **({"template": SHIPPED_TEMPLATE} if with_template else {})
+    )
 
     calls: list[Call] = []
     where: list[tuple[int, str, int | None]] = [(0, "send", None)]
@@ -147,8 +136,8 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
 
     whatsapp = Provider("meta", "whatsapp", answers("whatsapp"), calls, lambda: where[-1])
     sms = Provider("twilio", "sms", answers("sms"), calls, lambda: where[-1])
-    setup = TenantSetup(TenantChannels("100000000000001", "+15550100002"), {"whatsapp": whatsapp, "sms": sms})
-    bus = ListPublisher()
+    setup = TenantSetup(LOCAL_CHANNELS, {"whatsapp": whatsapp, "sms": sms})
+    bus = RecordingPublisher()
     container = Container(setup, bus, now)
     request_ids: set[str | None] = set()
     wamids: list[str] = []
@@ -157,7 +146,7 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
         if restart:
             container = Container(setup, bus, now)
         where.append((n, "send" if kind == "deliver" else "fallback", code))
-        result: Result | None = None
+        result: Dispatched | None = None
         try:
             if kind == "deliver":
                 result = container.dispatch.send(doc)
@@ -172,7 +161,7 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
                 request_ids.add(result.request_id)
             if "whatsapp" in result.sent and result.sent["whatsapp"] not in wamids:
                 wamids.append(result.sent["whatsapp"])
-        record = container.sends.get("demo", KEY)
+        record = container.sends.get("demo", SEND_KEY)
         if record is not None:
             request_ids.add(record.request_id)
         note(f"  record sends: {record.sends if record else None}")
@@ -181,7 +170,7 @@ def test_one_key_sends_at_most_one_message_per_channel(table: str, data: st.Data
 
 
 def check_at_most_once_per_channel(
-    calls: list[Call], bus: ListPublisher, request_ids: set[str | None]
+    calls: list[Call], bus: RecordingPublisher, request_ids: set[str | None]
 ) -> None:
     """R8 over everything the providers were asked, and the store agreeing with what they answered."""
     note("calls: " + ", ".join(f"{c.channel}:{c.answer}@{c.step}/{c.during}" for c in calls))
@@ -214,7 +203,7 @@ def check_at_most_once_per_channel(
             code = calls[sms_sent[0]].code
             assert routed[0]["reason"] == f"{FALLBACK_PREFIX}{code}", routed
     # What the store says agrees with the providers.
-    record = DynamoSendStore().get("demo", KEY)
+    record = DynamoSendStore().get("demo", SEND_KEY)
     for channel in ("whatsapp", "sms"):
         answered = [c.answer for c in calls if c.channel == channel]
         state = record.sends.get(channel, {}).get("state") if record else None
@@ -262,11 +251,13 @@ def test_with_dynamodb_faults_and_follow_ups_nothing_is_sent_twice_or_left_sendi
     table: str, data: st.DataObject
 ) -> None:
     wipe()
-    customer = ana()
+    customer = ana_customer_id()
     now = data.draw(st.sampled_from([IN_WINDOW, AFTER_WINDOW]), label="now")
     with_template = data.draw(st.booleans(), label="template")
     plan = data.draw(fault_steps, label="steps")
-    doc = request(KEY, to={"customer_id": customer}, **({"template": TEMPLATE} if with_template else {}))
+    doc = send_request(
+        SEND_KEY, to={"customer_id": customer}, **({"template": SHIPPED_TEMPLATE} if with_template else {})
+    )
 
     calls: list[Call] = []
     where: list[tuple[int, str, int | None]] = [(0, "send", None)]
@@ -277,8 +268,8 @@ def test_with_dynamodb_faults_and_follow_ups_nothing_is_sent_twice_or_left_sendi
 
     whatsapp = Provider("meta", "whatsapp", answers("whatsapp"), calls, lambda: where[-1])
     sms = Provider("twilio", "sms", answers("sms"), calls, lambda: where[-1])
-    setup = TenantSetup(TenantChannels("100000000000001", "+15550100002"), {"whatsapp": whatsapp, "sms": sms})
-    bus = ListPublisher()
+    setup = TenantSetup(LOCAL_CHANNELS, {"whatsapp": whatsapp, "sms": sms})
+    bus = RecordingPublisher()
     request_ids: set[str | None] = set()
     wamids: list[str] = []
     pending: list[tuple[dict[str, Any], tuple[Any, ...]]] = []  # (settlement doc, what to handle then)
@@ -304,12 +295,12 @@ def test_with_dynamodb_faults_and_follow_ups_nothing_is_sent_twice_or_left_sendi
             wamids.append(result.sent["whatsapp"])
         return True
 
-    faults = Faults()
+    faults = DynamoFaults()
     try:
         for n, (kind, fault, code) in enumerate(plan):
             faults.clear()
             if fault:
-                faults.arm(Fault(fault[0], nth=fault[1]))
+                faults.arm(DynamoFault(fault[0], nth=fault[1]))
             where.append((n, "fallback" if kind == "fallback" else "send", code))
             note(f"step {n} {kind} fault={fault}")
             if kind == "deliver":
@@ -333,156 +324,20 @@ def test_with_dynamodb_faults_and_follow_ups_nothing_is_sent_twice_or_left_sendi
         faults.close()
 
     check_at_most_once_per_channel(calls, bus, request_ids)
-    record = DynamoSendStore().get("demo", KEY)
+    record = DynamoSendStore().get("demo", SEND_KEY)
     assert record is not None
     note(f"record sends: {record.sends}")
     assert all(state["state"] != "sending" for state in record.sends.values()), record.sends
     for wamid in wamids:  # every message that went out is on the timeline, findable for R7
-        assert DynamoSendStore().request_of("demo", "meta", wamid) == KEY
+        assert DynamoSendStore().request_of("demo", "meta", wamid) == SEND_KEY
 
 
 # --------------------------------------------------------------------------- faults
-def error(code: str = "InternalServerError", status: int = 500) -> dict[str, Any]:
-    """A stubbed AWS error answer (what botocore would have parsed off the wire)."""
-    metadata = {"HTTPStatusCode": status, "HTTPHeaders": {}, "RequestId": "fault"}
-    return {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": metadata}
-
-
-def pynamodb_clients() -> list[Any]:
-    """Every botocore DynamoDB client PynamoDB's models use now (as ``infra/bench/ingest.py`` finds them)."""
-    models: list[type[Any]] = [TableItem]
-    for model in models:
-        models.extend(model.__subclasses__())
-    clients = {id(c): c for c in (m._get_connection().connection.client for m in models)}
-    return list(clients.values())
-
-
-@dataclass
-class Fault:
-    """Answer the ``nth`` call (1-based, counted from arming) of ``operation`` whose body satisfies
-    ``when`` with a stubbed error."""
-
-    operation: str
-    nth: int = 1
-    when: Callable[[dict[str, Any]], bool] = lambda body: True
-    seen: int = 0
-    hits: int = 0
-
-
-class Faults:
-    def __init__(self) -> None:
-        self.clients = pynamodb_clients()
-        self.faults: list[Fault] = []
-        self.operations: list[str] = []
-        self._id = f"dispatch-faults-{id(self)}"
-        for client in self.clients:
-            client.meta.events.register("before-call.dynamodb", self._before_call, unique_id=self._id)
-
-    def close(self) -> None:
-        for client in self.clients:
-            client.meta.events.unregister("before-call.dynamodb", unique_id=self._id)
-
-    def arm(self, fault: Fault) -> Fault:
-        self.faults.append(fault)
-        return fault
-
-    def clear(self) -> None:
-        self.faults.clear()
-
-    def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
-        raw = params.get("body") or b"{}"
-        body = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        self.operations.append(model.name)
-        for fault in self.faults:
-            if fault.operation != model.name or not fault.when(body):
-                continue
-            fault.seen += 1
-            if fault.seen == fault.nth:
-                fault.hits += 1
-                answer = error()
-                return AWSResponse("https://fault.invalid", 500, {}, None), answer
-        return None
-
-
-class Scripted:
-    """A provider answering from a script (a missing answer is a success); records every call."""
-
-    def __init__(self, name: str, *script: str) -> None:
-        self.name = name
-        self.script = list(script)
-        self.calls: list[Outbound] = []
-
-    def send(self, message: Outbound) -> Sent:
-        self.calls.append(message)
-        answer = self.script.pop(0) if self.script else "sent"
-        if answer != "sent":
-            code, title = FAILURES[self.name][answer]
-            raise SendFailed(self.name, answer, code, title)  # type: ignore[arg-type]
-        prefix = "wamid." if self.name == "meta" else "SM"
-        return Sent(self.name, f"{prefix}{len(self.calls)}")  # type: ignore[arg-type]
-
-
-class FaultWorld:
-    def __init__(self, now: datetime = IN_WINDOW) -> None:
-        self.customer = ana()
-        self.whatsapp = Scripted("meta")
-        self.sms = Scripted("twilio")
-        self.bus = ListPublisher()
-        self.now = now
-        self.setup = TenantSetup(
-            TenantChannels("100000000000001", "+15550100002"), {"whatsapp": self.whatsapp, "sms": self.sms}
-        )
-        self.faults = Faults()
-
-    def container(self) -> Dispatch:
-        """A fresh container: what a redelivery after a crash runs in."""
-        return Dispatch(
-            DynamoIdentityStore(),
-            DynamoSendStore(),
-            lambda tenant: self.setup if tenant == "demo" else None,
-            self.bus,
-            clock=lambda: self.now,
-        )
-
-    def doc(self, **fields: Any) -> dict[str, Any]:
-        return request(KEY, to={"customer_id": self.customer}, **fields)
-
-    def state(self, channel: Channel) -> str | None:
-        record = DynamoSendStore().get("demo", KEY)
-        return record.sends.get(channel, {}).get("state") if record else None
-
-
 @pytest.fixture
 def faulty(table: str) -> Iterator[FaultWorld]:
     world = FaultWorld()
     yield world
     world.faults.close()
-
-
-def claims(channel: str) -> Callable[[dict[str, Any]], bool]:
-    """An UpdateItem that claims ``channel`` (sets it to ``sending`` under attribute_not_exists)."""
-
-    def match(body: dict[str, Any]) -> bool:
-        condition = body.get("ConditionExpression", "")
-        names = body.get("ExpressionAttributeNames", {})
-        return "attribute_not_exists" in condition and channel in names.values()
-
-    return match
-
-
-def settles(body: dict[str, Any]) -> bool:
-    """An UpdateItem that settles a claim: conditioned on the claim's attempt."""
-    condition = body.get("ConditionExpression", "")
-    names = body.get("ExpressionAttributeNames", {}).values()
-    return "attempt" in names and "attribute_not_exists" not in condition
-
-
-def releases(body: dict[str, Any]) -> bool:
-    return settles(body) and "REMOVE" in body.get("UpdateExpression", "")
-
-
-def finishes(body: dict[str, Any]) -> bool:
-    return settles(body) and "SET" in body.get("UpdateExpression", "")
 
 
 def follow_up(dispatch: Dispatch, failed: object) -> bool:
@@ -492,7 +347,7 @@ def follow_up(dispatch: Dispatch, failed: object) -> bool:
     return dispatch.settle(json.loads(json.dumps(failed.settlement.as_doc())))
 
 
-def deliver(dispatch: Dispatch, doc: dict[str, Any]) -> Result | BaseException:
+def deliver(dispatch: Dispatch, doc: dict[str, Any]) -> Dispatched | BaseException:
     try:
         return dispatch.send(doc)
     except Exception as exc:
@@ -502,46 +357,47 @@ def deliver(dispatch: Dispatch, doc: dict[str, Any]) -> Result | BaseException:
 def test_the_customer_read_fails_nothing_is_recorded_and_the_redelivery_sends_once(
     faulty: FaultWorld,
 ) -> None:
-    fault = faulty.faults.arm(Fault("BatchGetItem"))
+    fault = faulty.faults.arm(DynamoFault("BatchGetItem"))
     failed = deliver(faulty.container(), faulty.doc())
     assert isinstance(failed, Exception) and not isinstance(failed, RetryLater) and fault.hits == 1
-    assert faulty.whatsapp.calls == faulty.sms.calls == [] and DynamoSendStore().get("demo", KEY) is None
+    assert faulty.whatsapp.calls == faulty.sms.calls == [] and DynamoSendStore().get("demo", SEND_KEY) is None
     faulty.faults.clear()
     result = deliver(faulty.container(), faulty.doc())
-    assert isinstance(result, Result) and result.sent == {"whatsapp": "wamid.1"}
+    assert isinstance(result, Dispatched) and result.sent == {"whatsapp": "wamid.1"}
     assert len(faulty.whatsapp.calls) == 1 and faulty.sms.calls == []
 
 
 def test_the_claim_fails_nothing_is_sent_and_the_redelivery_sends_once(faulty: FaultWorld) -> None:
-    fault = faulty.faults.arm(Fault("UpdateItem", when=claims("whatsapp")))
+    fault = faulty.faults.arm(DynamoFault("UpdateItem", when=claims("whatsapp")))
     failed = deliver(faulty.container(), faulty.doc())
     assert isinstance(failed, Exception) and fault.hits == 1
     assert faulty.whatsapp.calls == [] and faulty.state("whatsapp") is None
     faulty.faults.clear()
     first = deliver(faulty.container(), faulty.doc())
     again = deliver(faulty.container(), faulty.doc())
-    assert isinstance(first, Result) and first.sent == {"whatsapp": "wamid.1"}
-    assert isinstance(again, Result) and again.request_id == first.request_id
+    assert isinstance(first, Dispatched) and first.sent == {"whatsapp": "wamid.1"}
+    assert isinstance(again, Dispatched) and again.request_id == first.request_id
     assert len(faulty.whatsapp.calls) == 1 and faulty.sms.calls == []
 
 
 def test_recording_the_outbound_fails_after_the_provider_accepted_it_is_recorded_from_the_follow_up(
     faulty: FaultWorld,
 ) -> None:
-    fault = faulty.faults.arm(Fault("TransactWriteItems"))
+    fault = faulty.faults.arm(DynamoFault("TransactWriteItems"))
     failed = deliver(faulty.container(), faulty.doc())
     assert isinstance(failed, Unsettled) and not failed.later and fault.hits == 1
     assert len(faulty.whatsapp.calls) == 1 and faulty.bus.of("MessageRouted") == []
     faulty.faults.clear()
     # Until the follow-up is recorded the claim is "sending": a redelivery reports it and resends nothing.
     again = deliver(faulty.container(), faulty.doc())
-    assert isinstance(again, Result) and again.sent == {} and faulty.state("whatsapp") == "sending"
+    assert isinstance(again, Dispatched) and again.sent == {} and faulty.state("whatsapp") == "sending"
     assert follow_up(faulty.container(), failed) is True
     assert follow_up(faulty.container(), failed) is False  # the follow-up delivered twice: no change
     handled = deliver(faulty.container(), faulty.doc())  # then the request is handled again
-    assert isinstance(handled, Result) and handled.sent == {"whatsapp": "wamid.1"}
+    assert isinstance(handled, Dispatched) and handled.sent == {"whatsapp": "wamid.1"}
     assert (
-        faulty.state("whatsapp") == "sent" and DynamoSendStore().request_of("demo", "meta", "wamid.1") == KEY
+        faulty.state("whatsapp") == "sent"
+        and DynamoSendStore().request_of("demo", "meta", "wamid.1") == SEND_KEY
     )
     (routed,) = faulty.bus.of("MessageRouted")
     assert routed["provider_message_id"] == "wamid.1" and routed["request_id"] == handled.request_id
@@ -549,7 +405,7 @@ def test_recording_the_outbound_fails_after_the_provider_accepted_it_is_recorded
 
 
 def test_a_follow_up_settles_only_the_attempt_that_claimed(faulty: FaultWorld) -> None:
-    faulty.faults.arm(Fault("TransactWriteItems"))
+    faulty.faults.arm(DynamoFault("TransactWriteItems"))
     failed = deliver(faulty.container(), faulty.doc())
     faulty.faults.clear()
     assert isinstance(failed, Unsettled)
@@ -559,14 +415,14 @@ def test_a_follow_up_settles_only_the_attempt_that_claimed(faulty: FaultWorld) -
 
 def test_recording_an_unknown_outcome_fails_it_is_recorded_from_the_follow_up(faulty: FaultWorld) -> None:
     faulty.whatsapp.script.append("unknown")
-    fault = faulty.faults.arm(Fault("UpdateItem", when=finishes))
+    fault = faulty.faults.arm(DynamoFault("UpdateItem", when=finishes))
     failed = deliver(faulty.container(), faulty.doc())
     assert isinstance(failed, Unsettled) and fault.hits == 1 and len(faulty.whatsapp.calls) == 1
     assert faulty.state("whatsapp") == "sending"
     faulty.faults.clear()
     assert follow_up(faulty.container(), failed)
     result = deliver(faulty.container(), faulty.doc())
-    assert isinstance(result, Result) and result.undeliverable and faulty.state("whatsapp") == "unknown"
+    assert isinstance(result, Dispatched) and result.undeliverable and faulty.state("whatsapp") == "unknown"
     assert len(faulty.whatsapp.calls) == 1 and faulty.sms.calls == []  # never resent, never SMS (R8)
     (undeliverable,) = faulty.bus.of("MessageUndeliverable")
     assert undeliverable["failures"] == [{"channel": "whatsapp", "outcome": "unknown", "code": None}]
@@ -574,21 +430,21 @@ def test_recording_an_unknown_outcome_fails_it_is_recorded_from_the_follow_up(fa
 
 def test_a_definite_failure_not_recorded_moves_on_to_sms_from_the_follow_up(faulty: FaultWorld) -> None:
     faulty.whatsapp.script.append("fallback")
-    faulty.faults.arm(Fault("UpdateItem", when=finishes))
-    failed = deliver(faulty.container(), faulty.doc(template=TEMPLATE))
+    faulty.faults.arm(DynamoFault("UpdateItem", when=finishes))
+    failed = deliver(faulty.container(), faulty.doc(template=SHIPPED_TEMPLATE))
     assert isinstance(failed, Unsettled) and faulty.sms.calls == []
     faulty.faults.clear()
     assert follow_up(faulty.container(), failed)
-    result = deliver(faulty.container(), faulty.doc(template=TEMPLATE))
-    assert isinstance(result, Result) and result.sent == {"sms": "SM1"}
+    result = deliver(faulty.container(), faulty.doc(template=SHIPPED_TEMPLATE))
+    assert isinstance(result, Dispatched) and result.sent == {"sms": "SM1"}
     (routed,) = faulty.bus.of("MessageRouted")
     assert routed["failures"] == [{"channel": "whatsapp", "outcome": "fallback", "code": 131026}]
 
 
 def test_a_fallback_sms_whose_record_fails_is_recorded_from_the_follow_up(faulty: FaultWorld) -> None:
     first = deliver(faulty.container(), faulty.doc())
-    assert isinstance(first, Result) and first.sent == {"whatsapp": "wamid.1"}
-    fault = faulty.faults.arm(Fault("TransactWriteItems"))
+    assert isinstance(first, Dispatched) and first.sent == {"whatsapp": "wamid.1"}
+    fault = faulty.faults.arm(DynamoFault("TransactWriteItems"))
     with pytest.raises(Unsettled) as failed:
         faulty.container().fallback("demo", "meta", "wamid.1", 131026)
     assert fault.hits == 1 and len(faulty.sms.calls) == 1
@@ -609,14 +465,14 @@ def test_a_failed_publish_is_published_when_the_request_is_handled_again(faulty:
     failed = deliver(faulty.container(), faulty.doc())
     assert isinstance(failed, Exception) and faulty.bus.of("MessageRouted") == []
     result = deliver(faulty.container(), faulty.doc())  # the queue redelivers it
-    assert isinstance(result, Result) and result.sent == {"whatsapp": "wamid.1"}
+    assert isinstance(result, Dispatched) and result.sent == {"whatsapp": "wamid.1"}
     (routed,) = faulty.bus.of("MessageRouted")
     assert routed["request_id"] == result.request_id and len(faulty.whatsapp.calls) == 1
 
 
 def test_a_fallback_claim_fails_nothing_is_sent_and_the_retry_sends_once(faulty: FaultWorld) -> None:
     deliver(faulty.container(), faulty.doc())
-    fault = faulty.faults.arm(Fault("UpdateItem", when=claims("sms")))
+    fault = faulty.faults.arm(DynamoFault("UpdateItem", when=claims("sms")))
     with pytest.raises(Exception):  # noqa: B017
         faulty.container().fallback("demo", "meta", "wamid.1", 131026)
     assert fault.hits == 1 and faulty.sms.calls == [] and faulty.state("sms") is None
@@ -637,28 +493,28 @@ def test_a_throttled_sms_after_a_whatsapp_failure_is_sent_on_redelivery(faulty: 
     faulty.whatsapp.script.append("fallback")
     faulty.sms.script.append("retry")
     with pytest.raises(RetryLater):
-        faulty.container().send(faulty.doc(template=TEMPLATE))
+        faulty.container().send(faulty.doc(template=SHIPPED_TEMPLATE))
     assert faulty.state("whatsapp") == "failed" and faulty.state("sms") is None
-    result = faulty.container().send(faulty.doc(template=TEMPLATE))  # the queue redelivers
+    result = faulty.container().send(faulty.doc(template=SHIPPED_TEMPLATE))  # the queue redelivers
     assert result.sent == {"sms": "SM2"} and len(faulty.sms.calls) == 2
 
 
 def test_a_failed_claim_of_the_next_channel_is_sent_on_redelivery(faulty: FaultWorld) -> None:
     faulty.whatsapp.script.append("fallback")
-    faulty.faults.arm(Fault("UpdateItem", when=claims("sms"), nth=1))
-    failed = deliver(faulty.container(), faulty.doc(template=TEMPLATE))
+    faulty.faults.arm(DynamoFault("UpdateItem", when=claims("sms"), nth=1))
+    failed = deliver(faulty.container(), faulty.doc(template=SHIPPED_TEMPLATE))
     assert isinstance(failed, Exception) and faulty.sms.calls == []
     faulty.faults.clear()
-    result = deliver(faulty.container(), faulty.doc(template=TEMPLATE))
-    assert isinstance(result, Result) and result.sent == {"sms": "SM1"}
+    result = deliver(faulty.container(), faulty.doc(template=SHIPPED_TEMPLATE))
+    assert isinstance(result, Dispatched) and result.sent == {"sms": "SM1"}
 
 
 def test_a_throttled_send_whose_release_fails_is_sent_after_the_follow_up(faulty: FaultWorld) -> None:
     faulty.whatsapp.script.append("retry")
-    faulty.faults.arm(Fault("UpdateItem", when=releases))
+    faulty.faults.arm(DynamoFault("UpdateItem", when=releases))
     failed = deliver(faulty.container(), faulty.doc())
     assert isinstance(failed, Unsettled) and failed.later and len(faulty.whatsapp.calls) == 1
     faulty.faults.clear()
     assert follow_up(faulty.container(), failed) and faulty.state("whatsapp") is None
     result = deliver(faulty.container(), faulty.doc())
-    assert isinstance(result, Result) and result.sent == {"whatsapp": "wamid.2"}
+    assert isinstance(result, Dispatched) and result.sent == {"whatsapp": "wamid.2"}

@@ -16,12 +16,12 @@ from jsonschema import Draft202012Validator
 
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest
+from crossroute.parsing.queued import parse
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
-from crossroute.webhooks.parse import parse
 from infra.local.emulated import emulated_account
-from tests.adapters.conftest import ListPublisher
+from tests.fakes import RecordingPublisher
 from tests.support import (
     EVENT_SCHEMAS,
     REPO,
@@ -47,7 +47,7 @@ problems = schema_problems
 
 class World:
     def __init__(self) -> None:
-        self.bus = ListPublisher()
+        self.bus = RecordingPublisher()
         self.ingest = Ingest(DynamoIdentityStore(), self.bus, sleep=lambda _: None)
 
     def meta(self, doc: dict[str, Any]) -> None:

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from crossroute.contacts import contact_view
 from crossroute.identity.model import Key
 from crossroute.inbound import InboundMessage, OutboundEcho, Person, StatusUpdate
+from crossroute.parsing.queued import parse
 from crossroute.store.identity_store import DynamoIdentityStore
-from crossroute.webhooks.parse import parse
 from infra.local.emulated import emulated_account
 from tests.support import (
     CORE_FIXTURES,

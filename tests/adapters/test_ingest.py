@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from crossroute.identity.model import Key
 from crossroute.inbound_queue import QueuedEvent
-from crossroute.ingest import Ingest, Outcome
-from crossroute.store.identity_store import DynamoIdentityStore
-from crossroute.tenants import TenantRegistry
-from crossroute.webhooks import meta
-from crossroute.webhooks.parse import parse
-from tests.adapters.conftest import ListPublisher
-from tests.support import fixture_bytes, registry_document
-
-REGISTRY = TenantRegistry.from_json(registry_document())
-
-
-class Harness:
-    def __init__(self) -> None:
-        self.store = DynamoIdentityStore()
-        self.bus = ListPublisher()
-        self.ingest = Ingest(self.store, self.bus, sleep=lambda _: None)
-
-    def meta(self, fixture: str | bytes) -> list[Outcome]:
-        raw = fixture_bytes(fixture) if isinstance(fixture, str) else fixture
-        return [self.body(e) for e in meta.split(REGISTRY, "local-app-secret", json.loads(raw))]
-
-    def twilio(self, fixture: str, kind: str = "twilio.message") -> Outcome:
-        form = fixture_bytes(fixture).decode()
-        return self.body(QueuedEvent.build(tenant="demo", sender="x", kind=kind, content={"form": form}))
-
-    def body(self, event: QueuedEvent) -> Outcome:
-        return self.ingest.handle(parse(event.body).events)
-
-    def by(self, kind: str, value: str) -> Any:
-        found = self.store.holders("demo", [Key(kind, value)])  # type: ignore[arg-type]
-        return found.get(Key(kind, value))  # type: ignore[arg-type]
+from tests.support import IngestHarness, fixture_bytes
 
 
 @pytest.fixture
-def world(table: str) -> Harness:
-    return Harness()
+def world(table: str) -> IngestHarness:
+    return IngestHarness()
 
 
-def test_a_text_from_a_known_phone_and_bsuid_is_one_customer_with_the_message(world: Harness) -> None:
+def test_a_text_from_a_known_phone_and_bsuid_is_one_customer_with_the_message(world: IngestHarness) -> None:
     world.meta("meta_text_phone_and_bsuid.json")
     ana = world.by("bsuid", "BR.1502576394655843")
     assert ana and world.by("phone", "+5511987654321").id == ana.id
@@ -57,7 +26,7 @@ def test_a_text_from_a_known_phone_and_bsuid_is_one_customer_with_the_message(wo
     assert received["customer_id"] == ana.id and received["text"] == "Oi! Meu pedido chegou?"
 
 
-def test_a_redelivered_message_is_stored_once_and_its_events_published_again(world: Harness) -> None:
+def test_a_redelivered_message_is_stored_once_and_its_events_published_again(world: IngestHarness) -> None:
     world.meta("meta_text_bsuid_only.json")
     (outcome,) = world.meta("meta_text_bsuid_only.json")
     assert outcome.duplicates == 1
@@ -66,7 +35,7 @@ def test_a_redelivered_message_is_stored_once_and_its_events_published_again(wor
     assert len(world.bus.of("IdentityChanged")) == 4  # created + linked, published twice
 
 
-def test_an_sms_customer_who_later_answers_a_contact_request_keeps_one_history(world: Harness) -> None:
+def test_an_sms_customer_who_later_answers_a_contact_request_keeps_one_history(world: IngestHarness) -> None:
     sms = fixture_bytes("twilio_sms_inbound.form").replace(b"%2B16505551234", b"%2B4915123456789")
     world.body(
         QueuedEvent.build(tenant="demo", sender="x", kind="twilio.message", content={"form": sms.decode()})
@@ -82,14 +51,14 @@ def test_an_sms_customer_who_later_answers_a_contact_request_keeps_one_history(w
     assert world.store.customer("demo", one.merged_from[0]).id == one.id  # the old id still resolves
 
 
-def test_a_shared_contact_card_is_content_not_identity(world: Harness) -> None:
+def test_a_shared_contact_card_is_content_not_identity(world: IngestHarness) -> None:
     world.meta("meta_shared_contact_card.json")
     assert world.by("phone", "+491605550199") is None
     jonas = world.by("bsuid", "DE.88201937465502911")
     assert jonas and jonas.phones == ()
 
 
-def test_statuses_never_go_backwards(world: Harness) -> None:
+def test_statuses_never_go_backwards(world: IngestHarness) -> None:
     world.meta("meta_batch_messages_and_status.json")  # wamid.OUT0001 read
     doc = json.loads(fixture_bytes("meta_batch_messages_and_status.json"))
     doc["entry"][0]["changes"][1]["value"]["statuses"][0]["status"] = "delivered"
@@ -99,14 +68,14 @@ def test_statuses_never_go_backwards(world: Harness) -> None:
     assert [e["status"] for e in world.bus.of("MessageStatusChanged")] == ["read"]
 
 
-def test_sms_stop_opts_the_customer_out(world: Harness) -> None:
+def test_sms_stop_opts_the_customer_out(world: IngestHarness) -> None:
     world.twilio("twilio_sms_inbound.form")
     assert world.by("phone", "+16505551234").sms_opted_out is False
     world.twilio("twilio_sms_stop.form")
     assert world.by("phone", "+16505551234").sms_opted_out is True
 
 
-def test_number_change_rotates_the_bsuid_and_keeps_the_customer(world: Harness) -> None:
+def test_number_change_rotates_the_bsuid_and_keeps_the_customer(world: IngestHarness) -> None:
     world.meta("meta_text_phone_and_bsuid.json")
     before = world.by("bsuid", "BR.1502576394655843")
     world.meta("meta_system_user_changed_number.json")
@@ -118,13 +87,13 @@ def test_number_change_rotates_the_bsuid_and_keeps_the_customer(world: Harness) 
     }
 
 
-def test_marketing_stop_is_recorded(world: Harness) -> None:
+def test_marketing_stop_is_recorded(world: IngestHarness) -> None:
     world.meta("meta_user_preferences_stop.json")
     priya = world.by("bsuid", "IN.1648738043044942")
     assert priya and priya.marketing_opted_out is True
 
 
-def test_an_event_the_parser_does_not_know_is_kept_once(world: Harness, table: str) -> None:
+def test_an_event_the_parser_does_not_know_is_kept_once(world: IngestHarness, table: str) -> None:
     doc = json.loads(fixture_bytes("meta_text_bsuid_only.json"))
     doc["entry"][0]["changes"][0] = {"field": "brand_new_field", "value": {"metadata": {}, "something": 1}}
     raw = json.dumps(doc).encode()
@@ -138,7 +107,7 @@ def test_an_event_the_parser_does_not_know_is_kept_once(world: Harness, table: s
     assert int(kept[0]["expires_at"]["N"]) > 0
 
 
-def test_tenants_never_share_or_link_customers(world: Harness) -> None:
+def test_tenants_never_share_or_link_customers(world: IngestHarness) -> None:
     """The same phone and BSUID under two tenants are two customers that know nothing of each other."""
     form = fixture_bytes("twilio_sms_inbound.form").decode()
     for tenant in ("demo", "acme"):
@@ -151,7 +120,7 @@ def test_tenants_never_share_or_link_customers(world: Harness) -> None:
     assert world.store.customer("acme", demo.id) is None and world.store.customer("demo", acme.id) is None
 
 
-def test_erasing_the_old_owner_of_a_recycled_number_leaves_the_new_owner_whole(world: Harness) -> None:
+def test_erasing_the_old_owner_of_a_recycled_number_leaves_the_new_owner_whole(world: IngestHarness) -> None:
     """I6 then I10: the stale copy goes with the old owner; the number's key stays with its new owner."""
     world.meta("meta_text_phone_and_bsuid.json")
     old = world.by("bsuid", "BR.1502576394655843")

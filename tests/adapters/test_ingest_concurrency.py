@@ -35,12 +35,13 @@ from werkzeug.serving import make_server
 
 from crossroute.identity.model import Customer, Key
 from crossroute.inbound import InboundMessage, Person
-from crossroute.ingest import ATTEMPTS, Ingest, Outcome
-from crossroute.store.identity_store import Conflict, DynamoIdentityStore, to_customer
+from crossroute.ingest import ATTEMPTS, Ingest, Ingested
+from crossroute.ports import Conflict
+from crossroute.store.identity_store import DynamoIdentityStore, to_customer
 from crossroute.store.tables import CustomerItem, IdentityEventItem, KeyItem, MessageItem, TableItem, bind
 from infra.local.provision import Provisioner
 from infra.template import load_template
-from tests.adapters.conftest import ListPublisher
+from tests.fakes import RecordingPublisher
 from tests.support import REPO
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -123,11 +124,11 @@ def sms(n: int) -> InboundMessage:
     )
 
 
-def race(messages: Sequence[InboundMessage]) -> tuple[list[Outcome], list[ListPublisher]]:
+def race(messages: Sequence[InboundMessage]) -> tuple[list[Ingested], list[RecordingPublisher]]:
     """One consumer thread per message, all reading before any writes."""
     barrier = threading.Barrier(len(messages))
-    outcomes: list[Outcome | BaseException | None] = [None] * len(messages)
-    buses = [ListPublisher() for _ in messages]
+    outcomes: list[Ingested | BaseException | None] = [None] * len(messages)
+    buses = [RecordingPublisher() for _ in messages]
 
     def consume(i: int) -> None:
         ingest = Ingest(RacingStore(barrier), buses[i], sleep=time.sleep)  # type: ignore[arg-type]
@@ -150,7 +151,7 @@ def race(messages: Sequence[InboundMessage]) -> tuple[list[Outcome], list[ListPu
         thread.start()
     for thread in threads:
         thread.join(60)
-    failed = [o for o in outcomes if not isinstance(o, Outcome)]
+    failed = [o for o in outcomes if not isinstance(o, Ingested)]
     assert not failed, failed
     return outcomes, buses  # type: ignore[return-value]
 
@@ -173,7 +174,7 @@ def one_customer(keys: Iterable[Key], message_ids: Iterable[str]) -> Customer:
     return customer
 
 
-def assert_losers_retried(outcomes: Sequence[Outcome]) -> None:
+def assert_losers_retried(outcomes: Sequence[Ingested]) -> None:
     retries = sorted(o.retries for o in outcomes)
     assert retries[0] == 0, retries  # the winner committed at once
     assert all(r >= 1 for r in retries[1:]), retries  # every loser's first write failed and was retried
@@ -220,7 +221,7 @@ def test_a_conflict_that_never_clears_fails_the_event_after_bounded_retries(dyna
         def commit(self, *args: Any, **kwargs: Any) -> bool:
             raise Conflict("always")
 
-    ingest = Ingest(AlwaysConflicting(), ListPublisher(), sleep=lambda _: None)
+    ingest = Ingest(AlwaysConflicting(), RecordingPublisher(), sleep=lambda _: None)
     with pytest.raises(Conflict):
         ingest.handle([whatsapp(1)])
     assert not list(TableItem.scan(consistent_read=True))

@@ -18,13 +18,11 @@ What must hold (contract §9, "nothing accepted is lost", and the FIFO note in a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -41,7 +39,14 @@ from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from infra.local.provision import Provisioner
 from infra.local.sqs_runner import SqsEventSource, SqsPoller
-from tests.support import fixture_bytes, fixture_json, function_environment, load_handler, registry_document
+from tests.support import (
+    SqsRecords,
+    fixture_bytes,
+    fixture_json,
+    function_environment,
+    load_handler,
+    registry_document,
+)
 
 REGISTRY = TenantRegistry.from_json(registry_document())
 ANA, JONAS, SMS_PHONE = "BR.1502576394655843", "DE.88201937465502911", "+16505551234"
@@ -77,55 +82,6 @@ def jonas_status() -> QueuedEvent:
 def sms() -> QueuedEvent:
     form = fixture_bytes("twilio_sms_inbound.form").decode()
     return QueuedEvent.build(tenant="demo", sender=SMS_PHONE, kind="twilio.message", content={"form": form})
-
-
-@dataclass
-class Queue:
-    """Realistic SQS FIFO records for the handler, as Lambda's event source mapping builds them."""
-
-    arn: str
-    sequence: int = 18_800_000_000_000_000_000
-    ids: dict[str, QueuedEvent] = field(default_factory=dict)
-
-    def records(self, *events: QueuedEvent, receive_count: int = 1) -> list[dict[str, Any]]:
-        out = []
-        for event in events:
-            self.sequence += 1
-            message_id = str(uuid.uuid5(uuid.NAMESPACE_OID, str(self.sequence)))
-            self.ids[message_id] = event
-            out.append(self._record(message_id, event, receive_count))
-        return out
-
-    def again(self, records: Sequence[dict[str, Any]], failed: Sequence[str]) -> list[dict[str, Any]]:
-        """The failed records as SQS redelivers them: same message id, a new receipt, one more receive."""
-        return [
-            self._record(
-                r["messageId"], self.ids[r["messageId"]], int(r["attributes"]["ApproximateReceiveCount"]) + 1
-            )
-            for r in records
-            if r["messageId"] in failed
-        ]
-
-    def _record(self, message_id: str, event: QueuedEvent, receive_count: int) -> dict[str, Any]:
-        return {
-            "messageId": message_id,
-            "receiptHandle": f"AQEB{message_id}{receive_count}",
-            "body": event.body,
-            "attributes": {
-                "ApproximateReceiveCount": str(receive_count),
-                "SentTimestamp": "1779868801000",
-                "SenderId": "AROAEXAMPLE:crossroute-whatsapp-webhook",
-                "ApproximateFirstReceiveTimestamp": "1779868801500",
-                "SequenceNumber": str(self.sequence),
-                "MessageGroupId": event.group_id,
-                "MessageDeduplicationId": event.dedup_id,
-            },
-            "messageAttributes": {},
-            "md5OfBody": hashlib.md5(event.body.encode()).hexdigest(),  # noqa: S324 - as SQS does
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.arn,
-            "awsRegion": "us-east-1",
-        }
 
 
 # --------------------------------------------------------------------------- faults
@@ -220,7 +176,7 @@ def _load_ingest() -> ModuleType:
 class Harness:
     function: ModuleType
     faults: Faults
-    queue: Queue
+    queue: SqsRecords
     provisioned: Provisioner
 
     def invoke(self, records: Sequence[dict[str, Any]]) -> list[str]:
@@ -236,7 +192,7 @@ def harness(provisioned: Provisioner, monkeypatch: pytest.MonkeyPatch) -> Iterat
     function = _load_ingest()
     function.ingest._sleep = lambda _: None  # Conflict back-off: no need to wait in tests
     arn = provisioned.physical("InboundQueue").attributes["Arn"]
-    yield Harness(function, Faults(function), Queue(arn), provisioned)
+    yield Harness(function, Faults(function), SqsRecords(arn), provisioned)
     sys.modules.pop("handler_ingest_faults", None)
 
 

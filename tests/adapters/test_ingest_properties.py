@@ -3,9 +3,9 @@ in the same state as one in-order delivery, through ``Ingest`` and the real ``Dy
 
 The histories and the canonical state (customers as partitions of keys, their attributes, which
 customer each message belongs to, each message's status; generated ids ignored) come from
-``tests/unit/test_identity_properties.py``, which runs many more of them in memory. Here each example
-also checks that the in-memory stand-in and DynamoDB agree, so those many examples speak for the
-real store too.
+``tests/support.py``; ``tests/unit/test_identity_properties.py`` runs many more of them over the
+in-memory store (``tests/fakes/identity_store.py``). Here each example also checks that the in-memory
+store and DynamoDB agree, so those many examples speak for the real store too.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from crossroute.inbound import Person, ProviderEvent, StatusUpdate
 from crossroute.ingest import Ingest
 from crossroute.store.identity_store import DynamoIdentityStore, to_customer
 from crossroute.store.tables import CustomerItem, KeyItem, MessageItem, TableItem
-from tests.adapters.conftest import ListPublisher
-from tests.unit.test_identity_properties import (
-    T0,
+from tests.fakes import RecordingPublisher
+from tests.support import (
+    HISTORY_T0,
     TENANT,
-    State,
+    IdentityState,
     canonical,
     deliveries,
     explain,
@@ -48,13 +48,13 @@ def run_dynamo(events: Sequence[ProviderEvent]) -> DynamoIdentityStore:
     wipe()
     store = DynamoIdentityStore()
     ids = itertools.count()
-    ingest = Ingest(store, ListPublisher(), new_id=lambda: f"c{next(ids)}", sleep=lambda _: None)
+    ingest = Ingest(store, RecordingPublisher(), new_id=lambda: f"c{next(ids)}", sleep=lambda _: None)
     for event in events:
         ingest.handle([event])
     return store
 
 
-def dynamo_state(store: DynamoIdentityStore) -> State:
+def dynamo_state(store: DynamoIdentityStore) -> IdentityState:
     items = list(TableItem.scan(consistent_read=True))
     customers = [to_customer(i) for i in items if isinstance(i, CustomerItem)]
     by_id = {c.id: c for c in customers}
@@ -100,16 +100,15 @@ def test_any_redelivery_and_reordering_ends_in_the_in_order_state(table: str, da
 def test_statuses_end_the_same_whatever_the_order(table: str, ladder: tuple[str, ...]) -> None:
     """Statuses never go backwards; on the same rung (same rank) the later provider time wins, so a
     reordering cannot leave the earlier one (found by the property: "queued" then "accepted")."""
+    times = [HISTORY_T0 + timedelta(minutes=n) for n in range(len(ladder))]
     updates = [
-        StatusUpdate(
-            TENANT, "twilio", "sms", "SM1", "+15550100002", Person(), status, T0 + timedelta(minutes=n)
-        )
-        for n, status in enumerate(ladder)
+        StatusUpdate(TENANT, "twilio", "sms", "SM1", "+15550100002", Person(), status, at)
+        for status, at in zip(ladder, times, strict=True)
     ]
     finals = set()
     for order in itertools.permutations(updates):
         wipe()
-        ingest = Ingest(DynamoIdentityStore(), ListPublisher(), sleep=lambda _: None)
+        ingest = Ingest(DynamoIdentityStore(), RecordingPublisher(), sleep=lambda _: None)
         for update in (*order, *order):  # and every one redelivered
             ingest.handle([update])
         item = DynamoIdentityStore().message(TENANT, "twilio", "SM1")

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 
 from crossroute import limits
-from crossroute.contacts import contact_view, timeline_entry
+from crossroute.contacts import contact_view
 from crossroute.identity.model import Customer, Key
 from crossroute.inbound_queue import QueuedEvent
-from crossroute.ingest import Ingest, Outcome
+from crossroute.ingest import Ingest, Ingested
+from crossroute.parsing.queued import parse
 from crossroute.store import identity_store
 from crossroute.store.identity_store import TEXT_REF, DynamoIdentityStore
 from crossroute.store.tables import MessageItem, TableItem, message_pk
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
-from crossroute.webhooks.parse import parse
-from tests.adapters.conftest import ListPublisher
+from tests.fakes import RecordingPublisher
 from tests.support import LOCAL_TENANT, fixture_json, registry_document, schema_problems
 
 ANA_BSUID, ANA_PHONE = "BR.1502576394655843", "+5511987654321"
@@ -32,17 +32,17 @@ class World:
     def __init__(self, registry: TenantRegistry | None = None) -> None:
         self.registry = registry or TenantRegistry.from_json(registry_document())
         self.store = DynamoIdentityStore(masking_key=lambda: KEY)
-        self.bus = ListPublisher()
+        self.bus = RecordingPublisher()
         self.ingest = Ingest(self.store, self.bus, sleep=lambda _: None)
 
     def queued(self, doc: dict[str, Any]) -> list[QueuedEvent]:
         """What the webhook queues for ``doc`` (the door's splitting, sizing and number resolution)."""
         return meta.split(self.registry, "local-app-secret", doc)
 
-    def deliver(self, events: list[QueuedEvent]) -> list[Outcome]:
+    def deliver(self, events: list[QueuedEvent]) -> list[Ingested]:
         return [self.ingest.handle(parse(e.body).events) for e in events]
 
-    def meta(self, doc: dict[str, Any]) -> list[Outcome]:
+    def meta(self, doc: dict[str, Any]) -> list[Ingested]:
         return self.deliver(self.queued(doc))
 
     def holder(self, kind: str, value: str) -> Customer | None:
@@ -50,7 +50,7 @@ class World:
 
     def timeline(self, customer: Customer) -> list[dict[str, Any]]:
         items, _ = self.store.timeline("demo", [customer.id, *customer.merged_from], before=None, limit=50)
-        return [timeline_entry(i) for i in items]
+        return items
 
 
 @pytest.fixture

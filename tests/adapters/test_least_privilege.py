@@ -26,30 +26,35 @@ from botocore.client import BaseClient
 from crossroute.identity.model import Key
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest
+from crossroute.parsing.queued import parse
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.tables import TableItem
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
-from crossroute.webhooks.parse import parse
 from infra.local.emulated import emulated_account
 from infra.local.gateway import build_http_event
 from infra.local.provision import Provisioner
 from infra.template import load_template
-from tests.adapters.conftest import ListPublisher
-from tests.adapters.test_dispatch import TEMPLATE
-from tests.adapters.test_dispatch_function import Function, RecordingSqs
-from tests.adapters.test_dispatch_function import fn as dispatch_function  # noqa: F401 - a fixture
-from tests.adapters.test_dispatch_properties import Fault, Faults
-from tests.adapters.test_ingest_faults import Queue
-from tests.adapters.test_webhook_functions import BASE, FORM, JSON, Context, _load
+from tests.fakes import RecordingPublisher
 from tests.support import (
     APP_SECRET,
+    FORM_HEADERS,
+    JSON_HEADERS,
+    PUBLIC_BASE_URL,
     REPO,
+    SHIPPED_TEMPLATE,
     VERIFY_TOKEN,
+    DispatchFunction,
+    DynamoFault,
+    DynamoFaults,
+    LambdaContext,
+    RecordingSqs,
+    SqsRecords,
     fixture_bytes,
     fixture_json,
     function_environment,
     http_event,
+    load_handler,
     meta_signature,
     registry_document,
     twilio_signature,
@@ -161,7 +166,7 @@ def assert_least_privilege(function: str, recorder: Recorder, expected: set[str]
 def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provisioner]:
     """A fresh account from template.yaml, the registry in its secret, the environment the template sets."""
     with emulated_account("InboundQueue", "SendQueue", "EventBus", "MaskingKey") as account:
-        env = function_environment(account, PUBLIC_BASE_URL=BASE)
+        env = function_environment(account, PUBLIC_BASE_URL=PUBLIC_BASE_URL)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         yield account
@@ -185,21 +190,21 @@ def queued_kinds(account: Provisioner) -> list[str]:
 
 def invoke_http(module: ModuleType, recorder: Recorder, event: dict[str, Any]) -> dict[str, Any]:
     with recorder.invocation():
-        answer: dict[str, Any] = module.lambda_handler(event, Context())
+        answer: dict[str, Any] = module.lambda_handler(event, LambdaContext())
     return answer
 
 
 def test_the_whatsapp_webhook_calls_only_what_its_policy_grants(
     account: Provisioner, recorder: Recorder
 ) -> None:
-    module = _load("whatsapp_webhook")  # a cold start: the registry is read on first use
+    module = load_handler("whatsapp_webhook")  # a cold start: the registry is read on first use
     for fixture in ("meta_text_phone_and_bsuid.json", "meta_status_delivered_bsuid.json"):
         raw = fixture_bytes(fixture)
         post = http_event(
             "POST",
             "/webhooks/whatsapp",
             body=raw,
-            headers=JSON | {"X-Hub-Signature-256": meta_signature(raw)},
+            headers=JSON_HEADERS | {"X-Hub-Signature-256": meta_signature(raw)},
         )
         assert invoke_http(module, recorder, post)["statusCode"] == 200
     query = f"hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444"
@@ -214,14 +219,14 @@ def test_the_whatsapp_webhook_calls_only_what_its_policy_grants(
 def test_the_twilio_webhook_calls_only_what_its_policy_grants(
     account: Provisioner, recorder: Recorder
 ) -> None:
-    module = _load("twilio_webhook")  # a cold start: the registry is read on first use
+    module = load_handler("twilio_webhook")  # a cold start: the registry is read on first use
     for fixture, path in (
         ("twilio_sms_inbound.form", "/webhooks/twilio"),
         ("twilio_whatsapp_inbound_bsuid.form", "/webhooks/twilio"),
         ("twilio_status_undelivered.form", "/webhooks/twilio/status"),
     ):
         raw = fixture_bytes(fixture)
-        headers = FORM | {"X-Twilio-Signature": twilio_signature(BASE + path, raw)}
+        headers = FORM_HEADERS | {"X-Twilio-Signature": twilio_signature(PUBLIC_BASE_URL + path, raw)}
         post = http_event("POST", path, body=raw, headers=headers, base64_body=True)
         assert invoke_http(module, recorder, post)["statusCode"] == 200
     assert queued_kinds(account) == ["twilio.message", "twilio.message", "twilio.status"]
@@ -269,14 +274,14 @@ def merge() -> list[QueuedEvent]:
 def test_the_ingest_function_calls_only_what_its_policy_grants(
     account: Provisioner, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = _load("ingest")
+    module = load_handler("ingest")
     module.ingest._sleep = lambda _: None
-    queue = Queue(str(account.get_att("InboundQueue", "Arn")))
+    queue = SqsRecords(str(account.get_att("InboundQueue", "Arn")))
 
     def invoke(*events: QueuedEvent) -> None:
         records = queue.records(*events)
         with recorder.invocation():
-            answer = module.lambda_handler({"Records": records}, Context())
+            answer = module.lambda_handler({"Records": records}, LambdaContext())
         assert answer["batchItemFailures"] == []
 
     ana = meta_events(fixture_json("meta_text_phone_and_bsuid.json"))
@@ -305,7 +310,7 @@ def test_the_ingest_function_calls_only_what_its_policy_grants(
     monkeypatch.setattr(module.ingest, "handle", broken)  # a record failing on its last receive
     last = queue.records(*ana, receive_count=5)
     with recorder.invocation():
-        assert module.lambda_handler({"Records": last}, Context())["batchItemFailures"] == []
+        assert module.lambda_handler({"Records": last}, LambdaContext())["batchItemFailures"] == []
     assert [b["kind"] for b in queued(account, "InboundDeadLetterQueue")] == ["meta.webhook"]
     assert_least_privilege(
         "IngestFunction",
@@ -346,12 +351,14 @@ def api_event(method: str, route: str, *, query: str = "", customer_id: str = ""
     )
 
 
-def test_the_contacts_api_calls_only_what_its_policy_grants(account: Provisioner, recorder: Recorder) -> None:
+def test_the_contacts_and_messages_api_calls_only_what_its_policy_grants(
+    account: Provisioner, recorder: Recorder
+) -> None:
     # The contacts, by the test's own ingest (not recorded): Jonas, an SMS customer merged into him.
-    ingest = Ingest(DynamoIdentityStore(), ListPublisher(), sleep=lambda _: None)
+    ingest = Ingest(DynamoIdentityStore(), RecordingPublisher(), sleep=lambda _: None)
     for event in merge():
         ingest.handle(parse(event.body).events)
-    module = _load("contacts_api")
+    module = load_handler("contacts_and_messages_api")
 
     def call(method: str, route: str, **request: Any) -> dict[str, Any]:
         return invoke_http(module, recorder, api_event(method, route, **request))
@@ -372,7 +379,7 @@ def test_the_contacts_api_calls_only_what_its_policy_grants(account: Provisioner
 
     assert recorder.indexes == {"gsi1"}
     assert_least_privilege(
-        "ContactsApiFunction",
+        "ContactsAndMessagesApiFunction",
         recorder,
         {
             "secretsmanager:GetSecretValue",
@@ -387,19 +394,21 @@ def test_the_contacts_api_calls_only_what_its_policy_grants(account: Provisioner
 
 # --------------------------------------------------------------------------- dispatch
 def test_the_dispatch_function_calls_only_what_its_policy_grants(
-    dispatch_function: Function,  # noqa: F811 - the fixture imported above
+    dispatch_function: DispatchFunction,
     recorder: Recorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The function as deployed (its own Dispatch: DynamoDB, EventBridge, the send queue), the providers
     # scripted through the tenant cache; faults on clients made after the module is loaded again.
     fn = dispatch_function
-    module = _load("dispatch")
-    module._setups["demo"] = fn.world.setup
+    module = load_handler("dispatch")
+    monkeypatch.setattr(
+        module.dispatch, "_tenants", lambda tenant: fn.world.setup if tenant == "demo" else None
+    )
     sqs = RecordingSqs(module._sqs())
     monkeypatch.setattr(module, "_sqs", lambda: sqs)
-    deployed = Function(module, fn.world, sqs, fn.queue_url, fn.queue_arn)
-    faults = Faults()
+    deployed = DispatchFunction(module, fn.world, sqs, fn.queue_url, fn.queue_arn)
+    faults = DynamoFaults()
 
     def invoke(body: dict[str, Any]) -> list[str]:
         deployed.enqueue(body)
@@ -413,12 +422,12 @@ def test_the_dispatch_function_calls_only_what_its_policy_grants(
 
     try:
         # The module's clock is the real one: Ana's window (May 2026) is closed, so WhatsApp templates.
-        faults.arm(Fault("TransactWriteItems"))
-        assert invoke(fn.world.doc(template=TEMPLATE)) == []  # sent, not recorded: carried forward
+        faults.arm(DynamoFault("TransactWriteItems"))
+        assert invoke(fn.world.doc(template=SHIPPED_TEMPLATE)) == []  # sent, not recorded: carried forward
         faults.clear()
         assert invoke(json.loads(sqs.sends[-1]["MessageBody"])) == []  # the follow-up: recorded
         fn.world.whatsapp.script.append("retry")
-        refused = invoke(fn.world.doc(idempotency_key="order-44", template=TEMPLATE))
+        refused = invoke(fn.world.doc(idempotency_key="order-44", template=SHIPPED_TEMPLATE))
         assert len(refused) == 1 and sqs.visibility  # refused: put back with a backoff
         status = {"tenant": "demo", "provider": "meta", "message_id": "wamid.1", "errors": [{"code": 131026}]}
         assert invoke({"detail-type": "MessageStatusChanged", "detail": status}) == []  # R7: one SMS

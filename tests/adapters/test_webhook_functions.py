@@ -19,7 +19,11 @@ from moto import mock_aws
 
 from crossroute.inbound_queue import SqsInboundQueue
 from tests.support import (
+    FORM_HEADERS,
+    JSON_HEADERS,
+    PUBLIC_BASE_URL,
     REPO,
+    LambdaContext,
     fixture_bytes,
     http_event,
     load_handler,
@@ -27,17 +31,6 @@ from tests.support import (
     registry_document,
     twilio_signature,
 )
-
-BASE = "http://127.0.0.1:3000"
-JSON = {"Content-Type": "application/json"}
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-class Context:
-    function_name = "test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req-1"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,11 @@ def aws(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
             Name="tenants", SecretString=registry_document()
         )
-        env = {"TENANTS_SECRET_ID": secret["ARN"], "INBOUND_QUEUE_URL": url, "PUBLIC_BASE_URL": BASE}
+        env = {
+            "TENANTS_SECRET_ID": secret["ARN"],
+            "INBOUND_QUEUE_URL": url,
+            "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        }
         for key, value in env.items():
             monkeypatch_module.setenv(key, value)
         yield env | {"dlq": dlq["QueueUrl"]}
@@ -65,18 +62,14 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
         yield mp
 
 
-def _load(function: str) -> ModuleType:
-    return load_handler(function)
-
-
 @pytest.fixture(scope="module")
 def whatsapp(aws: dict[str, str]) -> ModuleType:
-    return _load("whatsapp_webhook")
+    return load_handler("whatsapp_webhook")
 
 
 @pytest.fixture(scope="module")
 def twilio_fn(aws: dict[str, str]) -> ModuleType:
-    return _load("twilio_webhook")
+    return load_handler("twilio_webhook")
 
 
 @pytest.fixture
@@ -106,17 +99,21 @@ class _Queue:
 
 
 def _call(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = module.lambda_handler(event, Context())
+    result: dict[str, Any] = module.lambda_handler(event, LambdaContext())
     return result
 
 
 def _meta_post(raw: bytes, *, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    hdrs = JSON | {"X-Hub-Signature-256": meta_signature(raw)} if headers is None else headers
+    hdrs = JSON_HEADERS | {"X-Hub-Signature-256": meta_signature(raw)} if headers is None else headers
     return http_event("POST", "/webhooks/whatsapp", body=raw, headers=hdrs)
 
 
 def _twilio_post(raw: bytes, path: str = "/webhooks/twilio", *, headers: dict[str, str] | None = None) -> Any:
-    hdrs = FORM | {"X-Twilio-Signature": twilio_signature(BASE + path, raw)} if headers is None else headers
+    hdrs = (
+        FORM_HEADERS | {"X-Twilio-Signature": twilio_signature(PUBLIC_BASE_URL + path, raw)}
+        if headers is None
+        else headers
+    )
     return http_event("POST", path, body=raw, headers=hdrs, base64_body=True)
 
 
@@ -191,10 +188,13 @@ def _nested(depth: int) -> bytes:
         (_meta_post(b""), 400),
         (_meta_post(b"\xff\xfe not utf-8"), 400),
         (_meta_post(b"{truncated"), 400),
-        (_meta_post(_TEXT, headers=JSON), 401),
-        (_meta_post(_TEXT, headers=JSON | {"X-Hub-Signature-256": meta_signature(_TEXT, "wrong")}), 401),
+        (_meta_post(_TEXT, headers=JSON_HEADERS), 401),
+        (
+            _meta_post(_TEXT, headers=JSON_HEADERS | {"X-Hub-Signature-256": meta_signature(_TEXT, "wrong")}),
+            401,
+        ),
         (_meta_post(_TEXT, headers={"X-Hub-Signature-256": meta_signature(_TEXT)}), 415),
-        (_meta_post(_TEXT, headers=FORM | {"X-Hub-Signature-256": meta_signature(_TEXT)}), 415),
+        (_meta_post(_TEXT, headers=FORM_HEADERS | {"X-Hub-Signature-256": meta_signature(_TEXT)}), 415),
         (_meta_post(b" " * (4 * 1024 * 1024 + 1)), 413),
         (_meta_post(_UNKNOWN), 404),
         (http_event("GET", "/webhooks/whatsapp"), 403),
@@ -242,15 +242,26 @@ _SMS_UNKNOWN = _SMS.replace(b"To=%2B15550100002", b"To=%2B15559999999")
         (_twilio_post(b""), 400),
         (_twilio_post(b"Body=%ff%fe"), 400),
         (_twilio_post(b"AccountSid=AC00000000000000000000000000000000&Body=hi"), 400),
-        (_twilio_post(_SMS, headers=FORM), 401),
-        (_twilio_post(_SMS, headers=FORM | {"X-Twilio-Signature": twilio_signature(BASE + "/x", _SMS)}), 401),
+        (_twilio_post(_SMS, headers=FORM_HEADERS), 401),
         (
-            _twilio_post(_SMS, headers=FORM | {"X-Twilio-Signature": twilio_signature(BASE, _SMS, "wrong")}),
+            _twilio_post(
+                _SMS,
+                headers=FORM_HEADERS | {"X-Twilio-Signature": twilio_signature(PUBLIC_BASE_URL + "/x", _SMS)},
+            ),
             401,
         ),
         (
             _twilio_post(
-                _SMS, headers={"X-Twilio-Signature": twilio_signature(BASE + "/webhooks/twilio", _SMS)}
+                _SMS,
+                headers=FORM_HEADERS
+                | {"X-Twilio-Signature": twilio_signature(PUBLIC_BASE_URL, _SMS, "wrong")},
+            ),
+            401,
+        ),
+        (
+            _twilio_post(
+                _SMS,
+                headers={"X-Twilio-Signature": twilio_signature(PUBLIC_BASE_URL + "/webhooks/twilio", _SMS)},
             ),
             415,
         ),
@@ -279,7 +290,7 @@ def test_twilio_bad_input(twilio_fn: ModuleType, queued: Any, event: dict[str, A
 
 
 def test_a_route_the_function_does_not_serve_is_404(whatsapp: ModuleType, queued: Any) -> None:
-    answer = _call(whatsapp, http_event("POST", "/webhooks/twilio", body=_TEXT, headers=JSON))
+    answer = _call(whatsapp, http_event("POST", "/webhooks/twilio", body=_TEXT, headers=JSON_HEADERS))
     assert answer["statusCode"] == 404
     assert queued.read() == []
 
@@ -344,6 +355,6 @@ def test_no_phone_number_bsuid_username_or_body_reaches_the_logs(
 def test_the_handlers_import_without_calling_aws(aws: dict[str, str]) -> None:
     # Import builds the SQS client (init phase) but reads no secret: no AWS API call at import.
     path = Path(REPO / "functions" / "twilio_webhook" / "app.py")
-    module = _load("twilio_webhook")
+    module = load_handler("twilio_webhook")
     assert module.__file__ and Path(module.__file__) == path
     assert "registry" not in vars(module.wiring) and isinstance(module.wiring.queue, SqsInboundQueue)

@@ -10,6 +10,7 @@ from pynamodb.connection.base import Connection
 
 from crossroute.store.tables import KeyItem, TableItem
 from infra.bench import ingest as bench
+from tests.fakes import MemoryIdentityStore, RecordingPublisher
 
 
 def test_each_api_call_is_counted_once_with_its_operation_and_size() -> None:
@@ -75,10 +76,10 @@ def test_a_first_message_from_a_new_bsuid_reads_once_and_writes_once() -> None:
 
 def test_the_fake_store_resolves_like_the_real_one_for_a_known_customer() -> None:
     from crossroute.ingest import Ingest
-    from crossroute.webhooks.parse import parse
+    from crossroute.parsing.queued import parse
 
-    store = bench.FakeStore()
-    ingest = Ingest(store, bench.Drop())
+    store = MemoryIdentityStore()  # the bench's CPU rows run over it
+    ingest = Ingest(store, RecordingPublisher())
     ingest.handle(parse(bench.meta_text(bench.ANA, 1)).events)
     outcome = ingest.handle(parse(bench.meta_text(bench.ANA, 2)).events)
     again = ingest.handle(parse(bench.meta_text(bench.ANA, 2)).events)

@@ -1,4 +1,4 @@
-"""What a provider's error means for routing: Meta's and Twilio's tables (whatsapp.md, twilio.md "Sending"),
+"""What a provider's error means for routing: Meta's and Twilio's tables (docs/providers.md, "Error codes"),
 and failures without an answer (sent nothing: retry; may have been sent: unknown)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from crossroute.channels.errors import (
 from crossroute.channels.meta import whatsapp_payload
 from crossroute.channels.twilio_sms import sms_arguments
 
-# ---------------------------------------------------------------- Meta (whatsapp.md error table)
+# ---------------------------------------------------------------- Meta (docs/providers.md error codes)
 
 META_SPEC = [
     (130429, "retry", "number's throughput exceeded"),
@@ -111,7 +111,7 @@ def test_other_codes_do_not_fall_back(code: int | None) -> None:
     assert not is_fallback(code)
 
 
-# ---------------------------------------------------------------- Twilio (twilio.md "Sending")
+# ---------------------------------------------------------------- Twilio (docs/providers.md error codes)
 
 TWILIO_SPEC = [
     (21610, "permanent", "opted out"),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.profile import observe_message
-from crossroute.identity.rules import Claim, NumberChange, Resolution, change_number, resolve
+from crossroute.identity.rules import NumberChange, Resolution, Sighting, change_number, resolve
 from crossroute.inbound import InboundMessage, Person
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -45,7 +45,7 @@ class World:
     def claim(
         self, minute: int, phone: str | None = None, bsuid: str | None = None, source: str = "meta.message"
     ) -> Customer:
-        claim = Claim(at(minute), source, f"evt-{minute}", phone=phone, bsuid=bsuid)
+        claim = Sighting(at(minute), source, f"evt-{minute}", phone=phone, bsuid=bsuid)
         return self.apply(resolve("demo", claim, self.holders(claim.keys), lambda: f"c{next(self.ids)}"))
 
     def change(self, minute: int, **kwargs: str) -> Customer:

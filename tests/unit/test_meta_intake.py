@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossroute import inbound_queue
-from crossroute.inbound_queue import QueuedEvent
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from crossroute.webhooks.errors import (
@@ -21,6 +19,7 @@ from crossroute.webhooks.errors import (
     UnknownChannel,
     UnsupportedMediaType,
 )
+from tests.fakes import RecordingInboundQueue
 from tests.support import (
     APP_SECRET,
     LOCAL_TENANT,
@@ -35,22 +34,14 @@ REGISTRY = TenantRegistry.from_json(registry_document())
 JSON = "application/json"
 
 
-class ListQueue:
-    def __init__(self) -> None:
-        self.events: list[QueuedEvent] = []
-
-    def put(self, events: Sequence[QueuedEvent]) -> None:
-        self.events.extend(events)
-
-
-def _accept(raw: bytes, *, signature: str | None = None, content_type: str = JSON) -> ListQueue:
-    queue = ListQueue()
+def _accept(raw: bytes, *, signature: str | None = None, content_type: str = JSON) -> RecordingInboundQueue:
+    queue = RecordingInboundQueue()
     sig = meta_signature(raw) if signature is None else signature
     meta.accept(REGISTRY, queue, raw=raw, content_type=content_type, signature=sig)
     return queue
 
 
-def _payloads(queue: ListQueue) -> list[dict[str, Any]]:
+def _payloads(queue: RecordingInboundQueue) -> list[dict[str, Any]]:
     return [json.loads(e.body) for e in queue.events]
 
 
@@ -125,7 +116,7 @@ def test_account_level_change_without_phone_number_id_resolves_by_waba() -> None
 def test_unknown_phone_number_id_refuses_the_whole_post() -> None:
     doc = fixture_json("meta_batch_messages_and_status.json")
     doc["entry"][0]["changes"][1]["value"]["metadata"]["phone_number_id"] = "999"
-    queue = ListQueue()
+    queue = RecordingInboundQueue()
     raw = json.dumps(doc).encode()
     with pytest.raises(UnknownChannel):
         meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
@@ -146,7 +137,11 @@ def test_a_number_of_another_app_is_unknown_under_this_apps_signature() -> None:
     raw = json.dumps(doc).encode()
     with pytest.raises(UnknownChannel):
         meta.accept(
-            registry, ListQueue(), raw=raw, content_type=JSON, signature=meta_signature(raw, APP_SECRET)
+            registry,
+            RecordingInboundQueue(),
+            raw=raw,
+            content_type=JSON,
+            signature=meta_signature(raw, APP_SECRET),
         )
 
 
@@ -165,7 +160,7 @@ def test_a_number_of_another_app_is_unknown_under_this_apps_signature() -> None:
     ids=["empty", "not-json", "not-utf8", "array", "other-object", "no-entries", "bad-change", "bad-entry"],
 )
 def test_malformed_bodies_are_refused_and_nothing_is_queued(raw: bytes, error: type[Exception]) -> None:
-    queue = ListQueue()
+    queue = RecordingInboundQueue()
     with pytest.raises(error):
         meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
     assert queue.events == []
@@ -270,7 +265,7 @@ def _history(threads: int, messages: int) -> dict[str, Any]:
     }
 
 
-def _history_messages(queue: ListQueue) -> list[str]:
+def _history_messages(queue: RecordingInboundQueue) -> list[str]:
     return [
         m["id"]
         for body in _payloads(queue)
@@ -313,7 +308,7 @@ def test_a_message_without_phone_number_id_of_a_waba_with_two_numbers_names_no_b
     two["meta"]["phone_numbers"].append({"phone_number_id": "100000000000009"})
     registry = TenantRegistry.from_json(registry_document(demo=two))
     raw = json.dumps(_change_without_number(fixture_json("meta_text_bsuid_only.json"))).encode()
-    queue = ListQueue()
+    queue = RecordingInboundQueue()
     meta.accept(registry, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
     (body,) = _payloads(queue)
     assert "business" not in body and body["tenant"] == "demo"
@@ -326,7 +321,7 @@ def test_json_nested_too_deep_is_malformed_not_a_crash(depth: int) -> None:
         '{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", '
         f'"value": {{"metadata": {{"phone_number_id": "100000000000001"}}, "deep": {inner}}}}}]}}]}}'
     ).encode()
-    queue = ListQueue()
+    queue = RecordingInboundQueue()
     with pytest.raises(MalformedRequest, match="nested deeper"):
         meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))
     assert queue.events == []
@@ -360,7 +355,7 @@ def test_each_sender_keeps_only_its_own_contact_entry() -> None:
 
 
 def test_a_post_fanning_out_beyond_the_cap_is_refused_whole() -> None:
-    queue = ListQueue()
+    queue = RecordingInboundQueue()
     raw = json.dumps(meta_from_senders(meta.MAX_QUEUED_EVENTS + 1)).encode()
     with pytest.raises(PayloadTooLarge, match="events in one POST"):
         meta.accept(REGISTRY, queue, raw=raw, content_type=JSON, signature=meta_signature(raw))

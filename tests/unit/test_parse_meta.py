@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from crossroute.inbound import (
     StatusUpdate,
     Unrecognised,
 )
-from crossroute.webhooks.parse import Parsed, parse
-from tests.support import CORE_FIXTURES, fixture_json
+from crossroute.parsing.queued import Parsed, parse
+from tests.support import CORE_FIXTURES, TRICKY_STRINGS, assert_clean, fixture_json
 
 LOCAL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RECEIVED_AT = "2026-11-22T10:00:00.123Z"
@@ -641,23 +640,6 @@ def test_the_queued_body_may_be_given_as_a_dict() -> None:
 ALL_META_FIXTURES = [json.loads(p.read_bytes()) for p in sorted(CORE_FIXTURES.glob("meta_*.json"))] + [
     json.loads(p.read_bytes()) for p in sorted(LOCAL_FIXTURES.glob("meta_*.json"))
 ]
-TRICKY_STRINGS = [
-    "",
-    "@",
-    "US.",
-    "us.1",
-    "US.ENT.1",
-    "whatsapp:US.1",
-    "+1 650-555-1234",
-    "001 650 555 1234",
-    "0",
-    "९८७६५४३२१०",
-    "contact_request",
-    "system",
-    "user_changed_number",
-    "group",
-    "9" * 40,
-]
 LEAVES = st.one_of(
     st.none(),
     st.booleans(),
@@ -696,36 +678,6 @@ def mutate(draw: st.DrawFn, node: Any) -> Any:
         items = [mutate(draw, child) for child in node if draw(st.integers(0, 5))]
         return items + ([draw(JSONISH)] if draw(st.integers(0, 5)) == 0 else [])
     return draw(JSONISH) if draw(st.integers(0, 3)) == 0 else node
-
-
-def persons(event: ProviderEvent) -> list[Person]:
-    names = ("sender", "recipient", "person", "previous", "current")
-    return [getattr(event, name) for name in names if hasattr(event, name)]
-
-
-BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
-PARENT = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
-
-
-def assert_clean(result: Parsed) -> None:
-    """Contract I1/I2 for every identifier that comes out, and nothing personal in reasons."""
-    for event in result.events:
-        if isinstance(event, Unrecognised):
-            assert not event.reason.startswith("parser failed"), event.reason
-            assert re.fullmatch(r"(meta|twilio)(\.[a-z][a-z0-9_]*)+", event.kind), event.kind
-            assert re.fullmatch(r"[a-z][A-Za-z0-9_ :.-]*", event.reason), event.reason
-        for person in persons(event):
-            assert person.phone is None or re.fullmatch(r"\+\d{7,15}", person.phone)
-            assert (person.phone is None) == (person.phone_raw is None)
-            assert person.bsuid is None or BSUID.fullmatch(person.bsuid)
-            assert person.parent_bsuid is None or PARENT.fullmatch(person.parent_bsuid)
-            assert person.username is None or not person.username.startswith("@")
-        shared = getattr(event, "shared_own_phone", None)
-        assert shared is None or re.fullmatch(r"\+\d{7,15}", shared)
-        at_ = getattr(event, "sent_at", None) or getattr(event, "at", None)
-        assert at_ is None or at_.tzinfo is not None
-    for reason in result.rejected:
-        assert re.fullmatch(r"[A-Za-z][A-Za-z_ .()]*", reason), reason  # field names only, never a value
 
 
 @settings(max_examples=600, deadline=None)

@@ -13,9 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossroute.inbound import InboundMessage, Person, ProviderError, StatusUpdate, Unrecognised
-from crossroute.webhooks.parse import Parsed, parse
-from tests.support import CORE_FIXTURES, fixture_bytes
-from tests.unit.test_parse_meta import TRICKY_STRINGS, assert_clean
+from crossroute.parsing.queued import Parsed, parse
+from tests.support import CORE_FIXTURES, TRICKY_STRINGS, assert_clean, fixture_bytes
 
 LOCAL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RECEIVED_AT = "2026-11-22T10:00:00.123Z"

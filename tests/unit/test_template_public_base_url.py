@@ -15,7 +15,7 @@ from infra.template import load_template
 TEMPLATE = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 DEFAULT_ENDPOINT = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
-STATUS_PATH = "/webhooks/twilio/status"  # crossroute.channels.setup: <PUBLIC_BASE_URL>/webhooks/twilio/status
+STATUS_PATH = "/webhooks/twilio/status"  # crossroute.tenant_setup: <PUBLIC_BASE_URL>/webhooks/twilio/status
 # The functions that read PUBLIC_BASE_URL: the webhooks (crossroute.config.Settings) and dispatch.
 READERS = {"WhatsAppWebhookFunction", "TwilioWebhookFunction", "DispatchFunction"}
 

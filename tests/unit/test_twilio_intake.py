@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -19,20 +18,13 @@ from crossroute.webhooks.errors import (
     UnsupportedMediaType,
     WebhookRejected,
 )
+from tests.fakes import RecordingInboundQueue
 from tests.support import LOCAL_TENANT, TWILIO_ACCOUNT, fixture_bytes, registry_document, twilio_signature
 
 REGISTRY = TenantRegistry.from_json(registry_document())
 FORM = "application/x-www-form-urlencoded"
 URL = "http://127.0.0.1:3000/webhooks/twilio"
 STATUS_URL = "http://127.0.0.1:3000/webhooks/twilio/status"
-
-
-class ListQueue:
-    def __init__(self) -> None:
-        self.events: list[QueuedEvent] = []
-
-    def put(self, events: Sequence[QueuedEvent]) -> None:
-        self.events.extend(events)
 
 
 def _accept(
@@ -43,8 +35,8 @@ def _accept(
     content_type: str = FORM,
     registry: TenantRegistry = REGISTRY,
     signature: str | None = "",
-) -> tuple[QueuedEvent | None, ListQueue]:
-    queue = ListQueue()
+) -> tuple[QueuedEvent | None, RecordingInboundQueue]:
+    queue = RecordingInboundQueue()
     sig = twilio_signature(url, raw) if signature == "" else signature
     event = twilio.accept(
         registry, queue, callback, raw=raw, content_type=content_type, url=url, signature=sig
@@ -139,7 +131,7 @@ def test_one_tenants_token_cannot_post_for_another_tenants_number() -> None:
 def test_bad_input_is_refused_and_nothing_is_queued(
     raw: bytes, content_type: str, signature: str | None, error: type[WebhookRejected]
 ) -> None:
-    queue = ListQueue()
+    queue = RecordingInboundQueue()
     sig = twilio_signature(URL, raw) if signature == "" and raw.isascii() and b"&&" not in raw else signature
     with pytest.raises(error):
         twilio.accept(

@@ -7,12 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TypeVar
 
 from crossroute.tenants import TenantRegistry
-from crossroute.webhooks.errors import BadSignature, UnknownChannel, WrongVerifyToken
-
-T = TypeVar("T")
 
 
 class ConfigurationError(RuntimeError):
@@ -30,14 +26,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        try:
-            return cls(
-                tenants_secret_id=env["TENANTS_SECRET_ID"],
-                inbound_queue_url=env["INBOUND_QUEUE_URL"],
-                public_base_url=env.get("PUBLIC_BASE_URL", ""),
-            )
-        except KeyError as missing:
-            raise ConfigurationError(f"environment variable {missing} is not set") from None
+        return cls(
+            tenants_secret_id=require_env("TENANTS_SECRET_ID", env),
+            inbound_queue_url=require_env("INBOUND_QUEUE_URL", env),
+            public_base_url=optional_env("PUBLIC_BASE_URL", "", env),
+        )
 
 
 def require_env(name: str, env: Mapping[str, str] = os.environ) -> str:
@@ -46,6 +39,11 @@ def require_env(name: str, env: Mapping[str, str] = os.environ) -> str:
     if not value:
         raise ConfigurationError(f"environment variable {name} is not set")
     return value
+
+
+def optional_env(name: str, default: str = "", env: Mapping[str, str] = os.environ) -> str:
+    """A setting with a default: unset and empty both mean the default."""
+    return env.get(name) or default
 
 
 def masking_key(secret_id: str) -> Callable[[], bytes]:
@@ -59,10 +57,6 @@ def masking_key(secret_id: str) -> Callable[[], bytes]:
         return str(parameters.get_secret(secret_id)).encode()
 
     return load
-
-
-# Misses that a tenant added a moment ago would explain: worth one fresh read of the registry.
-_REGISTRY_MISSES = (UnknownChannel, BadSignature, WrongVerifyToken)
 
 
 class RegistrySource:
@@ -100,11 +94,6 @@ class RegistrySource:
             self._loaded_at = now
         return self._registry
 
-    def attempt(self, use: Callable[[TenantRegistry], T]) -> T:
-        """Run ``use`` with the registry; after a miss, once more with a fresh copy (at most every 30 s)."""
-        try:
-            return use(self.get())
-        except _REGISTRY_MISSES:
-            if self._clock() - self._loaded_at < self._refresh_interval:
-                raise
-            return use(self.get(fresh=True))
+    def refreshable(self) -> bool:
+        """Whether a fresh read is allowed now: at most one every ``refresh_interval`` seconds."""
+        return self._clock() - self._loaded_at >= self._refresh_interval

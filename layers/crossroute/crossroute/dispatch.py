@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
-from aws_lambda_powertools import Logger
-
-from crossroute.bus import BusEvent, EventPublisher
+from crossroute.bus import BusEvent
 from crossroute.channels import Channel, Sender, SendFailed
 from crossroute.channels.errors import is_fallback
 from crossroute.identity.model import Customer, Key
+from crossroute.log import child_logger
+from crossroute.ports import EventPublisher, RecipientRead, SendRecord, SendStore
 from crossroute.routing.pacing import (
     DEFAULT_RATE,
     PAIR_INTERVAL,
@@ -46,11 +46,10 @@ from crossroute.routing.policy import (
     TenantChannels,
     decide,
 )
-from crossroute.routing.request import InvalidRequest, SendRequest, parse_send_request
+from crossroute.routing.request import Address, InvalidRequest, SendRequest, parse_send_request
 from crossroute.routing.settlement import Claim, Settlement
-from crossroute.store.sends import SendRecord
 
-logger = Logger(child=True)
+logger = child_logger(__name__)
 PAIR_RATE_HIT = 131056  # Meta: too many messages to one user in a short time
 
 
@@ -88,40 +87,6 @@ def retry_delay(
     return min(900, max(backoff, math.ceil(after or 0)))
 
 
-class Customers(Protocol):
-    # ``along``: what ``Sends.pair_along`` gave, read in the same round trip (opaque here)
-    def holders(self, tenant: str, keys: list[Key], *, along: Any = None) -> dict[Key, Customer]: ...
-
-    def customer(self, tenant: str, customer_id: str, *, along: Any = None) -> Customer | None: ...
-
-
-class Sends(Protocol):
-    def begin(
-        self,
-        *,
-        tenant: str,
-        key: str,
-        request_id: str,
-        request: dict[str, Any],
-        decision: list[dict[str, Any]],
-        customer_id: str | None,
-        claim: Claim | None,
-        now: datetime,
-    ) -> SendRecord: ...
-
-    def claim(self, claim: Claim, now: datetime) -> bool: ...
-
-    def settle(self, settlement: Settlement) -> bool: ...
-
-    def get(self, tenant: str, key: str) -> SendRecord | None: ...
-
-    def request_of(self, tenant: str, provider: str, message_id: str) -> str | None: ...
-
-    def pair_along(self, pair: Pair) -> Any: ...
-
-    def pair_tat(self, along: Any) -> float | None: ...
-
-
 @dataclass(frozen=True)
 class TenantSetup:
     """What dispatch needs of a tenant: its channels and the senders that can use them."""
@@ -140,7 +105,6 @@ class _Handling:
     record: SendRecord
     decision: Decision
     setup: TenantSetup
-    result: Result
     attempt: str  # who takes and settles this handling's claims
     paced: tuple[Pair, float | None] | None = None  # the pair (number, user) and its stored tat
 
@@ -149,7 +113,9 @@ class _Handling:
 
 
 @dataclass
-class Result:
+class Dispatched:
+    """What handling a request (or an R7 fallback) did: for logs and tests."""
+
     request_id: str | None
     sent: dict[str, str] = field(default_factory=dict)  # channel -> provider message id
     undeliverable: bool = False
@@ -158,8 +124,7 @@ class Result:
 class Dispatch:
     def __init__(
         self,
-        customers: Customers,
-        sends: Sends,
+        sends: SendStore,
         tenants: Callable[[str], TenantSetup | None],
         publisher: EventPublisher,
         *,
@@ -167,7 +132,6 @@ class Dispatch:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         pacer: Pacer | None = None,
     ) -> None:
-        self._customers = customers
         self._sends = sends
         self._tenants = tenants
         self._publisher = publisher
@@ -177,36 +141,18 @@ class Dispatch:
 
     # ------------------------------------------------------------------ a send request
 
-    def send(self, doc: Any) -> Result:
+    def send(self, doc: Any) -> Dispatched:
         """Handle one send request document from any door. Raises ``RetryLater`` to be retried."""
-        try:
-            # National phone formats are read in the tenant's region, when the tenant is known.
-            tenant_id = doc.get("tenant") if isinstance(doc, dict) else None
-            known = self._tenants(tenant_id) if isinstance(tenant_id, str) and tenant_id else None
-            request = parse_send_request(doc, default_region=known.default_region if known else "US")
-        except InvalidRequest as exc:
-            tenant = doc.get("tenant") if isinstance(doc, dict) else None
-            key = doc.get("idempotency_key") if isinstance(doc, dict) else None
-            detail = {
-                "tenant": tenant,
-                "idempotency_key": key,
-                "reason": "request.invalid",
-                "problems": exc.problems,
-            }
-            self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
-            return Result(None, undeliverable=True)
-        setup = known
-        if setup is None:
-            self._publisher.publish([_undeliverable(request, None, None, [], "request.unknown_tenant", [])])
-            return Result(None, undeliverable=True)
+        accepted = self._accepted(doc)
+        if isinstance(accepted, Dispatched):
+            return accepted
+        request, setup = accepted
         now = self._clock()
         pair = self._pair(request, setup)
-        along = self._sends.pair_along(pair) if pair else None
-        recipient = self._recipient(request, along)
-        paced = (pair, self._sends.pair_tat(along)) if pair else None
+        read = self._read_recipient(request.tenant, request.to, pair)
+        recipient = recipient_of(request.to, read)
         decision = decide(request, recipient, setup.channels, now)
         chosen = decision.chosen
-        customer_id = recipient.customer.id if recipient.customer else None
         attempt = self._new_id()
         record = self._sends.begin(
             tenant=request.tenant,
@@ -214,59 +160,70 @@ class Dispatch:
             request_id=self._new_id(),
             request=request.raw,
             decision=decision.as_record(),
-            customer_id=customer_id,
+            customer_id=recipient.customer.id if recipient.customer else None,
             claim=Claim(request.tenant, request.idempotency_key, chosen.channel, attempt) if chosen else None,
             now=now,
         )
-        result = Result(record.request_id)
         if chosen is None:
             self._publisher.publish(
-                [_undeliverable(request, record, customer_id, decision.as_record(), "no_channel", [])]
+                [_undeliverable(request, record, record.customer_id, decision.as_record(), "no_channel", [])]
             )
-            result.undeliverable = True
-            return result
-        handling = _Handling(request, record, decision, setup, result, attempt, paced)
+            return Dispatched(record.request_id, undeliverable=True)
+        paced = (pair, read.pair_tat) if pair else None
+        handling = _Handling(request, record, decision, setup, attempt, paced)
         if record.claimed is None:
             return self._resume(handling, chosen, now)
         return self._send_from(handling, chosen)
+
+    def _accepted(self, doc: Any) -> tuple[SendRequest, TenantSetup] | Dispatched:
+        """The request and its tenant's setup; or, when either is wrong, ``MessageUndeliverable`` is
+        published and that is the answer."""
+        tenant_id = doc.get("tenant") if isinstance(doc, dict) else None
+        setup = self._tenants(tenant_id) if isinstance(tenant_id, str) and tenant_id else None
+        try:
+            # National phone formats are read in the tenant's region, when the tenant is known.
+            request = parse_send_request(doc, default_region=setup.default_region if setup else "US")
+        except InvalidRequest as exc:
+            key = doc.get("idempotency_key") if isinstance(doc, dict) else None
+            detail = {
+                "tenant": tenant_id,
+                "idempotency_key": key,
+                "reason": "request.invalid",
+                "problems": exc.problems,
+            }
+            self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
+            return Dispatched(None, undeliverable=True)
+        if setup is None:
+            self._publisher.publish([_undeliverable(request, None, None, [], "request.unknown_tenant", [])])
+            return Dispatched(None, undeliverable=True)
+        return request, setup
 
     def settle(self, doc: dict[str, Any]) -> bool:
         """A follow-up from the send queue: record the settlement an earlier attempt could not
         (``Unsettled``). False when it was recorded already. The caller then handles the request again."""
         return self._sends.settle(Settlement.from_doc(doc))
 
-    def _resume(self, h: _Handling, chosen: ChannelDecision, now: datetime) -> Result:
+    def _resume(self, h: _Handling, chosen: ChannelDecision, now: datetime) -> Dispatched:
         """Handled again: an earlier attempt claimed the first channel. If every channel it tried failed
         for good, carry on with the next one (say, an SMS that was throttled); if anything may have gone
         out (sent, sending, unknown), report it and never send again (R8)."""
         if any(state.get("state") != "failed" for state in h.record.sends.values()):
-            return self._already(h.record, h.result)
+            return self._already(h.record)
         following = self._next(h, chosen.channel, now)
         if following is None:
-            return self._already(h.record, h.result)
+            return self._already(h.record)
         return self._send_from(h, following)
 
-    def _send_from(self, h: _Handling, first: ChannelDecision) -> Result:
+    def _send_from(self, h: _Handling, first: ChannelDecision) -> Dispatched:
         """Send on ``first`` (claimed); on a definite failure claim and try the next qualifying channel."""
-        record, result = h.record, h.result
+        record = h.record
         failures = _failures(record, record.sends)  # earlier attempts' (a request handled again)
         current: ChannelDecision | None = first
         while current is not None:
             claim = h.claim(current.channel)
             outbound = current.outbound
             assert outbound is not None
-            if self._pacer and current.channel == "whatsapp":
-                try:
-                    self._pacer.acquire(outbound.business, h.setup.whatsapp_rate)
-                except PaceExceeded as exc:  # over the number's rate
-                    self._later(claim, self._clock(), str(exc), exc.wait)
-            now = self._clock()
-            pair: tuple[Pair, PairPace] | None = None
-            if h.paced and current.channel == "whatsapp":
-                pace = pair_pace(h.paced[1], now.timestamp())
-                if pace.wait > 0:  # over the pair rate (Meta would answer 131056)
-                    self._later(claim, now, f"pair rate: {pace.wait:.1f}s to wait", pace.wait)
-                pair = (h.paced[0], pace)
+            now, pair = self._paced(h, current.channel, claim, outbound.business)
             try:
                 sent = h.setup.senders[current.channel].send(outbound)
             except SendFailed as failed:
@@ -282,17 +239,34 @@ class Dispatch:
             self._settle(
                 Settlement.delivered(claim, now, sent, current.reason, outbound, record.customer_id, pair)
             )
-            result.sent[current.channel] = sent.message_id
             routed = self._routed(
                 record, current.channel, current.reason, sent.provider, sent.message_id, failures
             )
             self._publisher.publish([routed])
-            return result
+            return Dispatched(record.request_id, {current.channel: sent.message_id})
         self._publisher.publish(
             [_undeliverable(h.request, record, record.customer_id, record.decision, "send_failed", failures)]
         )
-        result.undeliverable = True
-        return result
+        return Dispatched(record.request_id, undeliverable=True)
+
+    def _paced(
+        self, h: _Handling, channel: Channel, claim: Claim, business: str
+    ) -> tuple[datetime, tuple[Pair, PairPace] | None]:
+        """A WhatsApp send waits for its business number's rate and for the pair rate (Meta would answer
+        131056): over either, the claim is released and the request comes back later (``RetryLater``).
+        The time to send at, and the pair's pace to move when the message goes out."""
+        if self._pacer and channel == "whatsapp":
+            try:
+                self._pacer.acquire(business, h.setup.whatsapp_rate)
+            except PaceExceeded as exc:  # over the number's rate
+                self._later(claim, self._clock(), str(exc), exc.wait)
+        now = self._clock()
+        if not (h.paced and channel == "whatsapp"):
+            return now, None
+        pace = pair_pace(h.paced[1], now.timestamp())
+        if pace.wait > 0:
+            self._later(claim, now, f"pair rate: {pace.wait:.1f}s to wait", pace.wait)
+        return now, (h.paced[0], pace)
 
     def _later(self, claim: Claim, now: datetime, why: str, after: float | None) -> NoReturn:
         """Nothing was sent (a rate says wait, or the provider refused for now): release the claim and
@@ -319,11 +293,12 @@ class Dispatch:
             following = h.decision.after(following.channel)
         return None
 
-    def _already(self, record: SendRecord, result: Result, only: Channel | None = None) -> Result:
+    def _already(self, record: SendRecord, only: Channel | None = None) -> Dispatched:
         """Handled again: earlier attempts claimed the channels. Never send again (R8); report what the
         record says, and publish its events again (at least once: the first publish may have failed)."""
         states = {c: s for c, s in record.sends.items() if only is None or c == only}
         failures = _failures(record, states)
+        result = Dispatched(record.request_id)
         events = []
         for channel, state in states.items():
             if state["state"] == "sent":
@@ -349,34 +324,33 @@ class Dispatch:
 
     # ------------------------------------------------------------------ R7: a WhatsApp failure later
 
-    def fallback(self, tenant: str, provider: str, message_id: str, code: int | None) -> Result:
+    def fallback(self, tenant: str, provider: str, message_id: str, code: int | None) -> Dispatched:
         """A WhatsApp message failed asynchronously: one SMS, if the code means the user cannot get
         WhatsApp and SMS still qualifies for the request that sent it (R7)."""
         key = self._sends.request_of(tenant, provider, message_id)
         record = self._sends.get(tenant, key) if key else None
         if record is None or not is_fallback(code):
-            return Result(record.request_id if record else None)
+            return Dispatched(record.request_id if record else None)
         setup = self._tenants(tenant)
         if setup is None:
-            return Result(record.request_id)
+            return Dispatched(record.request_id)
         request = parse_send_request(record.request, default_region=setup.default_region)
         now = self._clock()
-        decision = decide(request, self._recipient(request), setup.channels, now)
+        read = self._read_recipient(tenant, request.to, None)
+        decision = decide(request, recipient_of(request.to, read), setup.channels, now)
         sms = next((c for c in decision.considered if c.channel == "sms"), None)
         reason = f"{FALLBACK_PREFIX}{code}"
-        result = Result(record.request_id)
         if sms is None or sms.outbound is None:
             reasons = [*decision.as_record(), {"channel": "whatsapp", "qualified": False, "reason": reason}]
             self._publisher.publish(
                 [_undeliverable(request, record, record.customer_id, reasons, reason, [])]
             )
-            result.undeliverable = True
-            return result
+            return Dispatched(record.request_id, undeliverable=True)
         fallback = ChannelDecision("sms", reason, sms.outbound)
-        h = _Handling(request, record, Decision((fallback,)), setup, result, self._new_id())
+        h = _Handling(request, record, Decision((fallback,)), setup, self._new_id())
         if not self._sends.claim(h.claim("sms"), now):
             # Exactly once: someone sent (or is sending) it. Report the SMS only.
-            return self._already(record, result, only="sms")
+            return self._already(record, only="sms")
         return self._send_from(h, fallback)
 
     # ------------------------------------------------------------------ helpers
@@ -390,31 +364,10 @@ class Dispatch:
         to = request.to
         return Pair.of(request.tenant, business, customer_id=to.customer_id, address=to.bsuid or to.phone)
 
-    def _recipient(self, request: SendRequest, along: Any = None) -> Recipient:
-        tenant, to = request.tenant, request.to
-        if to.customer_id:
-            customer = self._customers.customer(tenant, to.customer_id, along=along)
-            if customer is None:
-                return Recipient(None, customer_id_unknown=True)
-            stale = bool(to.phone and (r := customer.phone(to.phone)) and r.status == "stale")
-            return Recipient(customer, phone_stale=stale)
-        keys = [
-            k
-            for k in (
-                Key("bsuid", to.bsuid) if to.bsuid else None,
-                Key("phone", to.phone) if to.phone else None,
-            )
-            if k
-        ]
-        holders = self._customers.holders(tenant, keys, along=along)
-        by_bsuid = holders.get(Key("bsuid", to.bsuid)) if to.bsuid else None
-        by_phone = holders.get(Key("phone", to.phone)) if to.phone else None
-        record = by_phone.phone(to.phone) if by_phone and to.phone else None
-        return Recipient(
-            by_bsuid or by_phone,
-            bsuid_unknown=bool(to.bsuid) and by_bsuid is None,
-            phone_stale=record is not None and record.status == "stale",
-        )
+    def _read_recipient(self, tenant: str, to: Address, pair: Pair | None) -> RecipientRead:
+        keys = [Key("bsuid", to.bsuid)] if to.bsuid else []
+        keys += [Key("phone", to.phone)] if to.phone else []
+        return self._sends.recipient_and_pace(tenant, customer_id=to.customer_id, keys=keys, pair=pair)
 
     @staticmethod
     def _routed(
@@ -439,6 +392,28 @@ class Dispatch:
             "failures": failures,
         }
         return BusEvent("MessageRouted", detail)
+
+
+def recipient_of(to: Address, read: RecipientRead) -> Recipient:
+    """Who ``to`` names, from what was read: by id (the customer or ``customer_id_unknown``), else by
+    BSUID before phone; a phone given that its holder left is ``phone_stale`` (R2, R3)."""
+    if to.customer_id:
+        customer = read.customer
+        if customer is None:
+            return Recipient(None, customer_id_unknown=True)
+        return Recipient(customer, phone_stale=_stale(customer, to.phone))
+    by_bsuid = read.holders.get(Key("bsuid", to.bsuid)) if to.bsuid else None
+    by_phone = read.holders.get(Key("phone", to.phone)) if to.phone else None
+    return Recipient(
+        by_bsuid or by_phone,
+        bsuid_unknown=bool(to.bsuid) and by_bsuid is None,
+        phone_stale=by_phone is not None and _stale(by_phone, to.phone),
+    )
+
+
+def _stale(customer: Customer, phone: str | None) -> bool:
+    record = customer.phone(phone) if phone else None
+    return record is not None and record.status == "stale"
 
 
 class _Keyed(Protocol):

@@ -1,10 +1,14 @@
-"""The one phone normaliser and the one BSUID validator (contract rules I1 and I2)."""
+"""The one phone normaliser and the one BSUID validator (I1 and I2, docs/identity.md), and the one
+digest that gives content without an id a stable id."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
+E164_PATTERN = re.compile(r"\+[1-9][0-9]{6,14}")
 BSUID_PATTERN = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 PARENT_BSUID_PATTERN = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
 _WHATSAPP_PREFIX = "whatsapp:"
@@ -52,7 +56,7 @@ def e164(raw: str, default_region: str = "US") -> str:
     text = strip_channel_prefix(raw.strip())
     if text.startswith("00"):
         text = "+" + text[2:]
-    if _E164.fullmatch(text):
+    if E164_PATTERN.fullmatch(text):
         return text
     national = _parsed(phonenumbers, text, default_region) if not text.startswith("+") else []
     if _DIGITS.fullmatch(text):
@@ -78,7 +82,6 @@ def e164_from_wa_id(wa_id: str) -> str:
     return e164("+" + digits)
 
 
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _DIGITS = re.compile(r"[1-9][0-9]{6,14}")
 
 
@@ -93,3 +96,12 @@ def _parsed(phonenumbers: Any, text: str, region: str | None) -> list[Any]:
 
 def _formatted(phonenumbers: Any, number: Any) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def content_digest(value: Any, chars: int = 32, *, compact: bool = True) -> str:
+    """The first ``chars`` hex digits of the SHA-256 of ``value`` as canonical JSON (sorted keys): the
+    same content, the same id, whatever the order of its fields. ``compact=False`` is the spacing the
+    ids already stored by ingest were made with; it stays, so a redelivered event keeps its id."""
+    separators = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(value, sort_keys=True, separators=separators, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:chars]

@@ -1,6 +1,6 @@
 """What providers tell crossroute, in crossroute's own terms.
 
-``crossroute.webhooks.parse`` turns queued Meta and Twilio payloads into these; nothing past it sees a
+``crossroute.parsing`` turns queued Meta and Twilio payloads into these; nothing past it sees a
 provider's field names. Identifiers are already normalised (``crossroute.ids``): phones are E.164,
 BSUIDs verbatim, usernames without ``@``. Every event keeps the provider item it came from in ``raw``.
 """
@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from crossroute.channels import Channel
+
 Provider = Literal["meta", "twilio"]
-Channel = Literal["whatsapp", "sms"]
 Raw = dict[str, Any]
 
 
@@ -80,6 +81,22 @@ class OutboundEcho:
 
 
 Status = Literal["queued", "sent", "delivered", "read", "played", "failed", "undelivered", "canceled"]
+
+
+# Delivery progress: a status only ever moves up this ladder ("delivered" may be skipped).
+STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "read": 4,
+    "played": 5,
+    "failed": 6,
+    "undelivered": 6,
+    "canceled": 6,
+}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ One SQS message body is a JSON object::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +23,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crossroute import limits
-from crossroute.webhooks.errors import QueueUnavailable
+from crossroute import ids, limits
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +35,10 @@ SCHEMA = "crossroute.inbound/1"
 MAX_MESSAGE_BYTES = limits.SQS_MESSAGE_BYTES
 # SendMessageBatch requests in flight at once for one webhook POST with many senders.
 PARALLEL_BATCHES = 16
+
+
+class QueueUnavailable(Exception):
+    """The queue did not take the events: nothing was stored, so the provider must not get a 2xx."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,6 @@ class QueuedEvent:
         cls, *, tenant: str, sender: str, kind: str, content: dict[str, Any], region: str = "US"
     ) -> QueuedEvent:
         """Wrap ``content`` (``payload`` or ``form``) for ``tenant``; ids derive from content, not time."""
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         body = json.dumps(
             {
                 "schema": SCHEMA,
@@ -66,8 +67,8 @@ class QueuedEvent:
             ensure_ascii=False,
         )
         return cls(
-            group_id=f"{tenant}:{_hash(sender)[:32]}",
-            dedup_id=_hash(f"{tenant}\n{kind}\n{canonical}"),
+            group_id=f"{tenant}:{ids.content_digest(sender)}",
+            dedup_id=ids.content_digest([tenant, kind, content], 64),
             body=body,
         )
 
@@ -149,17 +150,8 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="sqs-batch")
 
 
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class DeadLetters(Protocol):
-    def park(self, body: str, *, group_id: str, message_id: str, reason: str) -> None:
-        """Put a record that failed for good on the dead-letter queue, or raise."""
 
 
 class SqsDeadLetters:

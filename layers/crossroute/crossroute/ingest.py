@@ -7,22 +7,18 @@ A concurrent change between read and write makes the transaction fail: read agai
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from crossroute import limits
-from crossroute.bus import BusEvent, EventPublisher
+from crossroute import ids, limits
+from crossroute.bus import BusEvent
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.profile import observe_message, observe_preference
-from crossroute.identity.rules import Claim, IdentityEvent, NumberChange, Resolution, change_number, resolve
+from crossroute.identity.rules import NumberChange, Resolution, Sighting, change_number, resolve
 from crossroute.inbound import (
     ContactLink,
     IdentityChange,
@@ -34,46 +30,27 @@ from crossroute.inbound import (
     StatusUpdate,
     Unrecognised,
 )
-from crossroute.store.identity_store import (
+from crossroute.log import child_logger
+from crossroute.parsing.queued import parse
+from crossroute.ports import (
     Conflict,
+    DeadLetters,
+    Delivery,
     Erased,
+    EventPublisher,
+    IdentityStore,
     MessageRecord,
-    StatusOutcome,
     StatusRecord,
     Unstorable,
 )
 
-logger = Logger(child=True)
+logger = child_logger(__name__)
 
 ATTEMPTS = 6
 
 
-class IdentityStore(Protocol):
-    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
-
-    def commit(
-        self,
-        tenant: str,
-        customers: dict[str, Customer],
-        base_versions: dict[str, int],
-        key_owners: dict[Key, tuple[str | None, str]],
-        events: Sequence[IdentityEvent],
-        message: MessageRecord | None = None,
-        *,
-        event_id: str | None = None,
-    ) -> bool: ...
-
-    def apply_status(self, update: StatusRecord) -> StatusOutcome: ...
-
-    def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]: ...
-
-    def keep_unrecognised(
-        self, tenant: str, provider: str, kind: str, reason: str, raw: dict[str, Any]
-    ) -> None: ...
-
-
 @dataclass
-class Outcome:
+class Ingested:
     """What one queued event did, for logs and tests (no personal data)."""
 
     handled: list[str] = field(default_factory=list)
@@ -98,22 +75,22 @@ class Ingest:
         self._new_id = new_id
         self._sleep = sleep
 
-    def handle(self, events: Sequence[ProviderEvent]) -> Outcome:
+    def handle(self, events: Sequence[ProviderEvent]) -> Ingested:
         """Apply every event; raises if one cannot be stored for now (the queue redelivers the record).
 
         Content the table refuses for good is kept as unrecognised instead, so it never blocks the
         sender's later events; an erased customer's replayed event is dropped (I10).
         """
-        outcome = Outcome()
+        report = Ingested()
         for event in events:
             try:
-                published = self._retried(event, outcome)
+                published = self._retried(event, report)
             except Erased:
-                outcome.erased += 1
+                report.erased += 1
                 logger.info("event of an erased customer not stored again", extra={"kind": _kind(event)})
                 continue
             except Unstorable as exc:
-                outcome.unstorable += 1
+                report.unstorable += 1
                 logger.warning(
                     "event refused by the table, kept as unrecognised", extra={"reason": exc.reason}
                 )
@@ -121,43 +98,43 @@ class Ingest:
                     event.tenant, event.provider, _kind(event), f"not storable: {exc.reason}", event.raw
                 )
                 continue
-            outcome.handled.append(type(event).__name__)
+            report.handled.append(type(event).__name__)
             if published:
                 self._publisher.publish(published)
-        return outcome
+        return report
 
-    def _retried(self, event: ProviderEvent, outcome: Outcome) -> list[BusEvent]:
+    def _retried(self, event: ProviderEvent, report: Ingested) -> list[BusEvent]:
         """``_apply``, read again and retried (with jitter) while a concurrent change conflicts."""
         for attempt in range(ATTEMPTS - 1):
             try:
-                return self._apply(event, outcome)
+                return self._apply(event, report)
             except Conflict:
-                outcome.retries += 1
+                report.retries += 1
                 self._sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not crypto
-        return self._apply(event, outcome)
+        return self._apply(event, report)
 
     # ------------------------------------------------------------------ per event type
 
-    def _apply(self, event: ProviderEvent, outcome: Outcome) -> list[BusEvent]:
+    def _apply(self, event: ProviderEvent, report: Ingested) -> list[BusEvent]:
         match event:
             case InboundMessage():
-                return self._message(event, outcome)
+                return self._message(event, report)
             case OutboundEcho():
-                return self._echo(event, outcome)
+                return self._echo(event, report)
             case StatusUpdate():
                 return self._status(event)
             case IdentityChange():
-                return self._number_change(event, outcome)
+                return self._number_change(event, report)
             case PreferenceChange():
                 return self._preference(event)
             case ContactLink():
                 # A contact removed from the business app's address book says nothing about who it is.
-                claim = _claim(
+                sighting = _sighting(
                     event.person, event.at, "meta.state_sync", _content_id("state_sync", event.raw)
                 )
-                if claim is None or event.action == "remove":
+                if sighting is None or event.action == "remove":
                     return []
-                return self._identity_only(event.tenant, claim, lambda c: c)
+                return self._identity_only(event.tenant, sighting, lambda c: c)
             case Unrecognised():
                 self._store.keep_unrecognised(
                     event.tenant, event.provider, event.kind, event.reason, event.raw
@@ -166,7 +143,7 @@ class Ingest:
                 return []
         return []
 
-    def _message(self, message: InboundMessage, outcome: Outcome) -> list[BusEvent]:
+    def _message(self, message: InboundMessage, report: Ingested) -> list[BusEvent]:
         source = _source(message.provider, message.channel)
         person = message.sender
         if message.shared_own_phone:  # the answer to our contact request: an attested phone (I5)
@@ -174,12 +151,12 @@ class Ingest:
                 phone=message.shared_own_phone, bsuid=person.bsuid, parent_bsuid=person.parent_bsuid
             )
             source = "meta.contact_request"
-        claim = _claim(person, message.sent_at, source, message.message_id)
-        if claim is None:
-            outcome.unattributed += 1
+        sighting = _sighting(person, message.sent_at, source, message.message_id)
+        if sighting is None:
+            report.unattributed += 1
             logger.warning("message without a usable sender id", extra={"provider": message.provider})
             return []
-        holders, resolution = self._claimed(message.tenant, claim)
+        holders, resolution = self._resolved(message.tenant, sighting)
         customers, versions = _with_target_change(resolution, holders, lambda c: observe_message(c, message))
         published = [
             _received(message, resolution.customer_id),
@@ -188,19 +165,19 @@ class Ingest:
         if message.historical:  # coexistence history: stored, never a trigger
             published = _identity_events(message.tenant, resolution)
         record = _record(message, resolution.customer_id, published)
-        return self._commit(message.tenant, resolution, customers, versions, record, published, outcome)
+        return self._commit(message.tenant, resolution, customers, versions, record, published, report)
 
-    def _echo(self, echo: OutboundEcho, outcome: Outcome) -> list[BusEvent]:
-        claim = _claim(echo.recipient, echo.sent_at, "meta.message", echo.message_id)
-        if claim is None:
-            outcome.unattributed += 1
+    def _echo(self, echo: OutboundEcho, report: Ingested) -> list[BusEvent]:
+        sighting = _sighting(echo.recipient, echo.sent_at, "meta.message", echo.message_id)
+        if sighting is None:
+            report.unattributed += 1
             return []
-        _, resolution = self._claimed(echo.tenant, claim)
+        _, resolution = self._resolved(echo.tenant, sighting)
         published = _identity_events(echo.tenant, resolution)
         record = _record(echo, resolution.customer_id, published)
         customers = dict(resolution.customers)
         return self._commit(
-            echo.tenant, resolution, customers, resolution.base_versions, record, published, outcome
+            echo.tenant, resolution, customers, resolution.base_versions, record, published, report
         )
 
     def _status(self, update: StatusUpdate) -> list[BusEvent]:
@@ -227,7 +204,7 @@ class Ingest:
         }
         return [BusEvent("MessageStatusChanged", detail)]
 
-    def _number_change(self, change: IdentityChange, outcome: Outcome) -> list[BusEvent]:
+    def _number_change(self, change: IdentityChange, report: Ingested) -> list[BusEvent]:
         if not change.current.bsuid:
             logger.warning("number change without a usable new id", extra={"kind": change.kind})
             return []
@@ -260,29 +237,29 @@ class Ingest:
         )
         customers = dict(resolution.customers)
         return self._commit(
-            change.tenant, resolution, customers, resolution.base_versions, record, published, outcome
+            change.tenant, resolution, customers, resolution.base_versions, record, published, report
         )
 
     def _preference(self, change: PreferenceChange) -> list[BusEvent]:
-        claim = _claim(change.person, change.at, "meta.message", _content_id("preference", change.raw))
-        if claim is None:
+        sighting = _sighting(change.person, change.at, "meta.message", _content_id("preference", change.raw))
+        if sighting is None:
             return []
-        return self._identity_only(change.tenant, claim, lambda c: observe_preference(c, change))
+        return self._identity_only(change.tenant, sighting, lambda c: observe_preference(c, change))
 
     def _identity_only(
-        self, tenant: str, claim: Claim, observe: Callable[[Customer], Customer]
+        self, tenant: str, sighting: Sighting, observe: Callable[[Customer], Customer]
     ) -> list[BusEvent]:
-        holders, resolution = self._claimed(tenant, claim)
+        holders, resolution = self._resolved(tenant, sighting)
         customers, versions = _with_target_change(resolution, holders, observe)
         if not customers and not resolution.key_owners:
             return []
         self._store.commit(
-            tenant, customers, versions, resolution.key_owners, resolution.events, event_id=claim.event_id
+            tenant, customers, versions, resolution.key_owners, resolution.events, event_id=sighting.event_id
         )
         return _identity_events(tenant, resolution)
 
-    def _claimed(self, tenant: str, claim: Claim) -> tuple[dict[Key, Customer], Resolution]:
-        return self._decide(tenant, claim.keys, lambda h: resolve(tenant, claim, h, self._new_id))
+    def _resolved(self, tenant: str, sighting: Sighting) -> tuple[dict[Key, Customer], Resolution]:
+        return self._decide(tenant, sighting.keys, lambda h: resolve(tenant, sighting, h, self._new_id))
 
     def _decide(
         self, tenant: str, keys: Sequence[Key], decide: Callable[[dict[Key, Customer]], Resolution]
@@ -305,7 +282,7 @@ class Ingest:
         versions: dict[str, int],
         record: MessageRecord,
         published: list[BusEvent],
-        outcome: Outcome,
+        report: Ingested,
     ) -> list[BusEvent]:
         stored = self._store.commit(
             tenant,
@@ -319,9 +296,54 @@ class Ingest:
         if stored:
             return published
         # Redelivered: already stored. Publish again what it caused: the first publish may have failed.
-        outcome.duplicates += 1
+        report.duplicates += 1
         replay = self._store.published(tenant, record.provider, record.message_id)
         return [BusEvent(e["detail_type"], e["detail"]) for e in replay]
+
+
+class InboundConsumer:
+    """The inbound queue's consumer: a record's body is parsed and ingested; a failure fails the record,
+    and the queue redelivers it (FIFO: with the rest of its sender's group, so order per person holds).
+
+    On its last receive (``max_receives``, the queue's ``maxReceiveCount``) a record that fails again is
+    put on the DLQ here and counted as done, so that the sender's later records, held behind it, go on
+    instead of being dead-lettered with it (docs/operations.md).
+    """
+
+    def __init__(self, ingest: Ingest, dead_letters: Callable[[], DeadLetters], *, max_receives: int) -> None:
+        self._ingest = ingest
+        self._dead_letters = dead_letters  # made on first need: most containers never park a record
+        self._max_receives = max_receives
+
+    def consume(self, delivery: Delivery) -> None:
+        try:
+            self._handle(delivery.body)
+        except Exception as exc:
+            if delivery.receive_count < self._max_receives:
+                raise
+            reason = type(exc).__name__  # never the message: it may quote content
+            self._dead_letters().park(
+                delivery.body, group_id=delivery.group_id, message_id=delivery.message_id, reason=reason
+            )
+            logger.warning(
+                "record failed for good, dead-lettered", extra={"reason": reason, "id": delivery.message_id}
+            )
+
+    def _handle(self, body: str) -> None:
+        parsed = parse(body)
+        report = self._ingest.handle(parsed.events)
+        logger.info(
+            "ingested",
+            extra={
+                "events": report.handled,
+                "duplicates": report.duplicates,
+                "retries": report.retries,
+                "unattributed": report.unattributed,
+                "erased": report.erased,
+                "unstorable": report.unstorable,
+                "rejected": parsed.rejected,
+            },
+        )
 
 
 def _record(
@@ -352,7 +374,7 @@ def _replayable(published: list[BusEvent]) -> list[dict[str, Any]]:
 
 def _content_id(kind: str, raw: dict[str, Any]) -> str:
     """A stable id for provider events that carry none: the same content, the same id."""
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    digest = ids.content_digest(raw, 24, compact=False)
     return f"{kind}:{digest}"
 
 
@@ -362,10 +384,10 @@ def _source(provider: str, channel: str) -> str:
     return "meta.message"
 
 
-def _claim(person: Person, at: Any, source: str, event_id: str) -> Claim | None:
+def _sighting(person: Person, at: Any, source: str, event_id: str) -> Sighting | None:
     if not person.known:
         return None
-    return Claim(
+    return Sighting(
         at=at,
         source=source,
         event_id=event_id,

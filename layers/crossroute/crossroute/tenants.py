@@ -98,6 +98,9 @@ class TenantRegistry:
             tuple(_tenant(tid, _obj(t, f"tenants.{tid}")) for tid, t in _obj(tenants, "tenants").items())
         )
 
+    def by_id(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
     def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
         return self._by_phone_number_id.get(phone_number_id)
 

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 Channel = Literal["whatsapp", "sms"]
 
-# What a provider error means for the router (whatsapp.md / twilio.md error tables):
+# What a provider error means for the router (the code tables are in docs/providers.md):
 #   retry     - not accepted, safe to send again later (throughput, transient service errors)
 #   fallback  - this channel cannot reach the user (e.g. 131026, 131047, 131062): try the next channel
 #   permanent - do not send again on this channel (bad parameter, opted out, template problem, policy)

@@ -1,5 +1,5 @@
 """What a provider's answer means for the router: the one place that reads Meta's and Twilio's error tables
-(``whatsapp.md`` and ``twilio.md``, "Sending"). Pure and import-light; the clients and the router both use it.
+(summarised in ``docs/providers.md``). Pure and import-light; the clients and the router both use it.
 
 Branch on the numeric ``code`` only (Meta deprecates titles); the HTTP status decides for codes not listed:
 429 is throttling (retry), any other 4xx was refused as sent (permanent), and a 5xx or a missing answer may
@@ -23,7 +23,7 @@ META_CODES: Final[Mapping[int, Outcome]] = {
     131016: "retry",  # service unavailable
     1: "retry",  # API unknown (possible server error)
     2: "retry",  # API service: downtime or overload
-    # Not in whatsapp.md; Meta's error-code page lists them as throttling / temporary states.
+    # Less common ones; Meta's error-code page lists them as throttling / temporary states.
     4: "retry",  # app-level request limit reached
     80007: "retry",  # WhatsApp Business Account rate limit
     131048: "retry",  # spam rate limit on this business number (quality-based): lifts with time

@@ -10,23 +10,24 @@ urllib3 never retries here: a request is sent at most once, and what happened is
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from aws_lambda_powertools import Logger
-
 from crossroute.channels import Outbound, SendFailed, Sent
 from crossroute.channels.errors import error_code, meta_outcome, safe_title, transport_outcome
-from crossroute.ids import PARENT_BSUID_PATTERN, is_bsuid
+from crossroute.ids import E164_PATTERN, PARENT_BSUID_PATTERN, is_bsuid
+from crossroute.log import child_logger
 
-logger = Logger(child=True)
-
-E164_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
+logger = child_logger(__name__)
 
 
-class HttpResponse(Protocol):
+# The Graph API version and host when the function is given none (template parameter GraphApiVersion).
+GRAPH_VERSION = "v24.0"
+GRAPH_BASE_URL = "https://graph.facebook.com"
+
+
+class PoolResponse(Protocol):
     @property
     def status(self) -> int: ...
     @property
@@ -40,7 +41,7 @@ class HttpPool(Protocol):
 
     def request(
         self, method: str, url: str, *, body: bytes, headers: Mapping[str, str], **kw: Any
-    ) -> HttpResponse: ...
+    ) -> PoolResponse: ...
 
 
 _shared_pool: HttpPool | None = None
@@ -63,8 +64,8 @@ class MetaCloudClient:
         self,
         access_token: str,
         *,
-        graph_version: str = "v24.0",
-        base_url: str = "https://graph.facebook.com",
+        graph_version: str = GRAPH_VERSION,
+        base_url: str = GRAPH_BASE_URL,
         timeout: float | tuple[float, float] = (2, 10),
         http: HttpPool | None = None,
     ) -> None:
@@ -141,22 +142,36 @@ def whatsapp_payload(message: Outbound) -> dict[str, Any]:
 
 
 def _read(status: int, data: bytes, headers: Mapping[str, str]) -> Sent:
+    """Meta's answer: what was sent, or ``SendFailed`` saying what its error means."""
     doc = _json_object(data)
     if 200 <= status < 300:
-        messages = doc.get("messages")
-        first = messages[0] if isinstance(messages, list) and messages else None
-        message_id = first.get("id") if isinstance(first, dict) else None
-        if not isinstance(message_id, str) or not message_id:
-            # Accepted, perhaps, but nothing to match statuses on: resending could duplicate it.
-            raise SendFailed("meta", "unknown", None, f"HTTP {status} without a message id")
-        contacts = doc.get("contacts")
-        contact = contacts[0] if isinstance(contacts, list) and contacts else None
-        echoed = {
-            key: value
-            for key, value in (contact.items() if isinstance(contact, dict) else ())
-            if key in ("wa_id", "user_id") and isinstance(value, str)
-        }
-        return Sent("meta", message_id, echoed)
+        return _accepted(status, doc)
+    raise _refusal(status, doc, headers)
+
+
+def _accepted(status: int, doc: dict[str, Any]) -> Sent:
+    """A 2xx answer: the message id statuses will name, and the recipient ids Meta echoed."""
+    message_id = _first_object(doc, "messages").get("id")
+    if not isinstance(message_id, str) or not message_id:
+        # Accepted, perhaps, but nothing to match statuses on: resending could duplicate it.
+        raise SendFailed("meta", "unknown", None, f"HTTP {status} without a message id")
+    echoed = {
+        key: value
+        for key, value in _first_object(doc, "contacts").items()
+        if key in ("wa_id", "user_id") and isinstance(value, str)
+    }
+    return Sent("meta", message_id, echoed)
+
+
+def _first_object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key][0]`` when that is an object, else an empty one."""
+    items = doc.get(key)
+    first = items[0] if isinstance(items, list) and items else None
+    return first if isinstance(first, dict) else {}
+
+
+def _refusal(status: int, doc: dict[str, Any], headers: Mapping[str, str]) -> SendFailed:
+    """An error answer: Meta's code, what it means for the router, and when to retry."""
     error = doc.get("error")
     error = error if isinstance(error, dict) else {}
     code = error_code(error.get("code"))
@@ -172,7 +187,7 @@ def _read(status: int, data: bytes, headers: Mapping[str, str]) -> Sent:
         },
     )
     title = safe_title(error.get("message")) or f"HTTP {status}"
-    raise SendFailed("meta", outcome, code, title, retry_after=retry_after)
+    return SendFailed("meta", outcome, code, title, retry_after=retry_after)
 
 
 def _json_object(data: bytes) -> dict[str, Any]:

@@ -11,13 +11,12 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aws_lambda_powertools import Logger
-
 from crossroute.channels import Outbound, SendFailed, Sent
 from crossroute.channels.errors import error_code, safe_title, transport_outcome, twilio_outcome
-from crossroute.channels.meta import E164_PATTERN
+from crossroute.ids import E164_PATTERN
+from crossroute.log import child_logger
 
-logger = Logger(child=True)
+logger = child_logger(__name__)
 
 
 # The SDK logs every request's URL and headers at INFO; keep that out of the function's logs.

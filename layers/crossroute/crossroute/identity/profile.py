@@ -31,26 +31,49 @@ def sms_keyword(message: InboundMessage) -> str | None:
 
 def observe_message(customer: Customer, message: InboundMessage) -> Customer:
     """The customer after ``message``: profile attributes, WhatsApp window, SMS opt-out."""
+    updated = _observe_profile(customer, message)
+    updated = _observe_parent(updated, message)
+    updated = _open_window(updated, message)
+    return _observe_sms_keyword(updated, message)
+
+
+def _observe_profile(customer: Customer, message: InboundMessage) -> Customer:
+    """Each attribute keeps its own time: an event without a username says nothing about it."""
     updated = customer
     sender = message.sender
-    # Each attribute keeps its own time: an event without a username says nothing about it.
     if sender.name and _newer(message.sent_at, customer.profile_at):
         updated = replace(updated, name=sender.name, profile_at=message.sent_at)
     if sender.username and _newer(message.sent_at, customer.username_at):
         updated = replace(updated, username=sender.username, username_at=message.sent_at)
-    current = sender.bsuid is not None and sender.bsuid == updated.current_bsuid()
-    if sender.parent_bsuid and current and updated.parent_bsuid != sender.parent_bsuid:
-        updated = replace(updated, parent_bsuid=sender.parent_bsuid)
-    # The window is per business number: a message whose number is unknown opens none.
-    if message.channel == "whatsapp" and not message.historical and message.business:
-        last = updated.whatsapp_last_inbound.get(message.business)
-        if last is None or message.sent_at > last:
-            windows = {**updated.whatsapp_last_inbound, message.business: message.sent_at}
-            updated = replace(updated, whatsapp_last_inbound=windows)
+    return updated
+
+
+def _observe_parent(customer: Customer, message: InboundMessage) -> Customer:
+    """The parent BSUID, only when the message comes from the customer's current BSUID."""
+    sender = message.sender
+    current = sender.bsuid is not None and sender.bsuid == customer.current_bsuid()
+    if sender.parent_bsuid and current and customer.parent_bsuid != sender.parent_bsuid:
+        return replace(customer, parent_bsuid=sender.parent_bsuid)
+    return customer
+
+
+def _open_window(customer: Customer, message: InboundMessage) -> Customer:
+    """The window is per business number: a message whose number is unknown opens none."""
+    if message.channel != "whatsapp" or message.historical or not message.business:
+        return customer
+    last = customer.whatsapp_last_inbound.get(message.business)
+    if last is not None and message.sent_at <= last:
+        return customer
+    windows = {**customer.whatsapp_last_inbound, message.business: message.sent_at}
+    return replace(customer, whatsapp_last_inbound=windows)
+
+
+def _observe_sms_keyword(customer: Customer, message: InboundMessage) -> Customer:
+    """STOP opts the customer out of SMS, START back in."""
     keyword = sms_keyword(message)
     if keyword and _newer(message.sent_at, customer.sms_opt_at):
-        updated = replace(updated, sms_opted_out=keyword == "stop", sms_opt_at=message.sent_at)
-    return updated
+        return replace(customer, sms_opted_out=keyword == "stop", sms_opt_at=message.sent_at)
+    return customer
 
 
 def observe_preference(customer: Customer, change: PreferenceChange) -> Customer:

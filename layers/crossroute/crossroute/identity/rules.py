@@ -1,6 +1,6 @@
 """The identity rules (contract §6) as pure functions: what an event's identifiers do to customers.
 
-``resolve`` takes what an event attests (``Claim``) and the live customers currently holding those keys,
+``resolve`` takes what an event attests (``Sighting``) and the live customers currently holding those keys,
 and returns a ``Resolution``: the customer the event belongs to, every customer state to write, every
 key whose owner changes, and the identity events to record (I9). The store applies it atomically.
 Provider timestamps, not arrival order, decide conflicts, so redelivered and reordered events end in
@@ -26,7 +26,7 @@ def whatsapp_source(source: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Claim:
+class Sighting:
     """Identifiers one provider event attests for one person, at the provider's time."""
 
     at: datetime
@@ -156,17 +156,17 @@ class _Working:
         )
 
 
-IdentityCause = Claim | NumberChange
+IdentityCause = Sighting | NumberChange
 
 
 def resolve(
-    tenant: str, claim: Claim, holders: Mapping[Key, Customer], new_id: Callable[[], str]
+    tenant: str, sighting: Sighting, holders: Mapping[Key, Customer], new_id: Callable[[], str]
 ) -> Resolution:
-    """Which customer ``claim`` belongs to, creating, linking, merging or moving keys as I3-I6 say."""
-    if not claim.keys:
-        raise ValueError("a claim needs a phone or a BSUID")
-    work = _Working(holders, new_id, claim.at)
-    target = _claim(work, tenant, claim)
+    """Which customer ``sighting`` belongs to, creating, linking, merging or moving keys as I3-I6 say."""
+    if not sighting.keys:
+        raise ValueError("a sighting needs a phone or a BSUID")
+    work = _Working(holders, new_id, sighting.at)
+    target = _holder_for(work, tenant, sighting)
     return work.resolution(target.id)
 
 
@@ -175,40 +175,83 @@ def change_number(
 ) -> Resolution:
     """I7: the customer keeps its id and history, gains the new BSUID (and phone); the old phone is stale."""
     work = _Working(holders, new_id, change.at)
+    now = _attested_now(change)
+    target = _changing_customer(work, tenant, change)
+    target = _keep_previous_bsuid(work, target, change)
+    target = _merge_bsuid_less_old_holder(work, target, change)
+    target = _take_new_bsuid(work, target, change, now)
+    target = _keep_old_number(work, target, change)
+    target = _leave_old_numbers(work, target, change)
+    if change.phone:
+        target = _link_phone(work, target, now)
+    target = _move_parent(work, target, change)
+    work.note(target.id, "number_changed", change, bsuid=change.bsuid, previous_bsuid=change.previous_bsuid)
+    return work.resolution(target.id)
+
+
+def _attested_now(change: NumberChange) -> Sighting:
+    """What the change attests about the user from now on: the new BSUID, and the new phone if shared."""
+    return Sighting(
+        at=change.at, source=change.source, event_id=change.event_id, phone=change.phone, bsuid=change.bsuid
+    )
+
+
+def _changing_customer(work: _Working, tenant: str, change: NumberChange) -> Customer:
+    """Who changed number: the holder of the old BSUID, else of the old number, else of the new BSUID,
+    else a new customer."""
     target = work.holder(Key("bsuid", change.previous_bsuid)) if change.previous_bsuid else None
     by_phone = work.holder(Key("phone", change.previous_phone)) if change.previous_phone else None
     if target is None and by_phone and by_phone.current_bsuid() in (None, change.bsuid):
         target = by_phone  # not when another WhatsApp user has the old number by now (I6)
     if target is None:
         target = work.holder(Key("bsuid", change.bsuid)) or work.create(tenant, change)
+    return target
+
+
+def _keep_previous_bsuid(work: _Working, target: Customer, change: NumberChange) -> Customer:
+    """The old BSUID stays on the customer as a previous one, unless another customer holds it."""
     if change.previous_bsuid and work.holder(Key("bsuid", change.previous_bsuid)) in (None, target):
-        target = _attach_bsuid(work, target, change.previous_bsuid, change, status="previous")
+        return _attach_bsuid(work, target, change.previous_bsuid, change, status="previous")
+    return target
+
+
+def _merge_bsuid_less_old_holder(work: _Working, target: Customer, change: NumberChange) -> Customer:
+    """I4: Meta attests the old number was this user's; its customer without a BSUID is them."""
     old_holder = work.holder(Key("phone", change.previous_phone)) if change.previous_phone else None
-    if old_holder and old_holder.id != target.id and old_holder.current_bsuid() is None:
-        record = old_holder.phone(change.previous_phone or "")
-        if record and record.status == "current":
-            # I4: Meta attests the old number was this user's; its customer without a BSUID is them.
-            target = _merge(work, old_holder, target, change)
-    claim = Claim(
-        at=change.at, source=change.source, event_id=change.event_id, phone=change.phone, bsuid=change.bsuid
-    )
-    # Anyone already holding the new id is this same person: merge them into the customer with history.
-    new_holder = work.holder(claim.bsuid_key)
+    if old_holder is None or old_holder.id == target.id or old_holder.current_bsuid() is not None:
+        return target
+    record = old_holder.phone(change.previous_phone or "")
+    if record and record.status == "current":
+        return _merge(work, old_holder, target, change)
+    return target
+
+
+def _take_new_bsuid(work: _Working, target: Customer, change: NumberChange, now: Sighting) -> Customer:
+    """The new BSUID becomes current. Anyone already holding it is this same person: merge them into the
+    customer with history."""
+    new_holder = work.holder(now.bsuid_key)
     if new_holder and new_holder.id != target.id:
         target = _merge(work, target, new_holder, change, survivor_id=target.id)
-    target = _attach_bsuid(work, target, change.bsuid, change, status="current", rotate=True)
-    if change.previous_phone and work.holder(Key("phone", change.previous_phone)) in (None, target):
-        target = _attach_phone(work, target, change.previous_phone, None, change)
-    elif change.previous_phone:
-        # The old number already went to another WhatsApp user (I6): a stale copy, or it moves here
-        # if that user's attestation is older than this change.
-        old = Claim(
-            change.at, change.source, change.event_id, change.previous_phone, bsuid=change.previous_bsuid
-        )
-        target = _take_phone(work, target, old, work.holder(old.phone_key))
-    # The number the user left is never used for SMS again; other numbers (say, a landline) stay.
-    # A WhatsApp number attested after the change (with the new id) was not left: keep it.
-    # A stale number keeps the change's time: it was the customer's until then.
+    return _attach_bsuid(work, target, change.bsuid, change, status="current", rotate=True)
+
+
+def _keep_old_number(work: _Working, target: Customer, change: NumberChange) -> Customer:
+    """The old number stays on the customer (it goes stale next). If it already went to another WhatsApp
+    user (I6): a stale copy, or it moves here if that user's attestation is older than this change."""
+    if not change.previous_phone:
+        return target
+    if work.holder(Key("phone", change.previous_phone)) in (None, target):
+        return _attach_phone(work, target, change.previous_phone, None, change)
+    old = Sighting(
+        change.at, change.source, change.event_id, change.previous_phone, bsuid=change.previous_bsuid
+    )
+    return _take_phone(work, target, old, work.holder(old.phone_key))
+
+
+def _leave_old_numbers(work: _Working, target: Customer, change: NumberChange) -> Customer:
+    """The number the user left is never used for SMS again; other numbers (say, a landline) stay.
+    A WhatsApp number attested after the change (with the new id) was not left: keep it.
+    A stale number keeps the change's time: it was the customer's until then."""
     for record in target.phones:
         whatsapp = whatsapp_source(record.source) and record.at < change.at
         left = record.e164 == change.previous_phone or whatsapp
@@ -216,90 +259,95 @@ def change_number(
             stale = replace(record, status="stale", at=max(record.at, change.at))
             target = work.put(target.with_phone(stale))
             work.note(target.id, "phone_stale", change, phone=record.e164)
-    if change.phone:
-        target = _link_phone(work, target, claim)
+    return target
+
+
+def _move_parent(work: _Working, target: Customer, change: NumberChange) -> Customer:
+    """The parent goes with the current BSUID: the old id's parent is not the new id's."""
     if target.current_bsuid() == change.bsuid and target.parent_bsuid != change.parent_bsuid:
-        # The parent goes with the current BSUID: the old id's parent is not the new id's.
-        target = work.put(replace(target, parent_bsuid=change.parent_bsuid))
-    work.note(target.id, "number_changed", change, bsuid=change.bsuid, previous_bsuid=change.previous_bsuid)
-    return work.resolution(target.id)
+        return work.put(replace(target, parent_bsuid=change.parent_bsuid))
+    return target
 
 
-def _claim(work: _Working, tenant: str, claim: Claim) -> Customer:
-    if claim.bsuid:
-        target = work.holder(claim.bsuid_key)
+def _holder_for(work: _Working, tenant: str, sighting: Sighting) -> Customer:
+    if sighting.bsuid:
+        target = work.holder(sighting.bsuid_key)
         if target is None:
             # I4: a phone whose customer has no BSUID of its own is the same person: the BSUID joins it.
-            target = _bsuid_less_holder(work, claim) or work.create(tenant, claim)
-            target = _attach_bsuid(work, target, claim.bsuid, claim, status="current")
+            target = _bsuid_less_holder(work, sighting) or work.create(tenant, sighting)
+            target = _attach_bsuid(work, target, sighting.bsuid, sighting, status="current")
         else:  # keep when it was first seen, whatever the order (a later number change outranks it)
-            target = _attach_bsuid(work, target, claim.bsuid, claim, status="previous")
+            target = _attach_bsuid(work, target, sighting.bsuid, sighting, status="previous")
     else:
-        target = _phone_only(work, tenant, claim)
-    if claim.phone and claim.bsuid:
-        target = _link_phone(work, target, claim)
-    parent = claim.parent_bsuid
-    if parent and claim.bsuid == target.current_bsuid() and target.parent_bsuid != parent:
+        target = _phone_only(work, tenant, sighting)
+    if sighting.phone and sighting.bsuid:
+        target = _link_phone(work, target, sighting)
+    parent = sighting.parent_bsuid
+    if parent and sighting.bsuid == target.current_bsuid() and target.parent_bsuid != parent:
         # Only next to the current BSUID: an old event's parent is the parent of an old id.
         target = work.put(replace(target, parent_bsuid=parent))
     return work.customers[target.id]
 
 
-def _bsuid_less_holder(work: _Working, claim: Claim) -> Customer | None:
-    holder = work.holder(claim.phone_key)
-    record = holder.phone(claim.phone) if holder and claim.phone else None
+def _bsuid_less_holder(work: _Working, sighting: Sighting) -> Customer | None:
+    holder = work.holder(sighting.phone_key)
+    record = holder.phone(sighting.phone) if holder and sighting.phone else None
     if holder and record and record.status == "current" and holder.current_bsuid() is None:
         return holder
     return None
 
 
-def _phone_only(work: _Working, tenant: str, claim: Claim) -> Customer:
+def _phone_only(work: _Working, tenant: str, sighting: Sighting) -> Customer:
     """An event with a phone and no BSUID (SMS, older WhatsApp payloads)."""
-    assert claim.phone
-    holder = work.holder(claim.phone_key)
-    record = holder.phone(claim.phone) if holder else None
-    if holder and record and (record.status == "current" or record.at >= claim.at):
-        return _refresh_phone(work, holder, claim)
+    assert sighting.phone
+    holder = work.holder(sighting.phone_key)
+    record = holder.phone(sighting.phone) if holder else None
+    if holder and record and (record.status == "current" or record.at >= sighting.at):
+        return _refresh_phone(work, holder, sighting)
     # Unknown, or a number its holder gave up (I7) and someone writes from now: a new customer.
-    target = work.create(tenant, claim)
-    return _take_phone(work, target, claim, holder)
+    target = work.create(tenant, sighting)
+    return _take_phone(work, target, sighting, holder)
 
 
-def _link_phone(work: _Working, target: Customer, claim: Claim) -> Customer:
+def _link_phone(work: _Working, target: Customer, sighting: Sighting) -> Customer:
     """I4 / I6: an attested phone next to the BSUID of ``target``."""
-    assert claim.phone
-    holder = work.holder(claim.phone_key)
+    assert sighting.phone
+    holder = work.holder(sighting.phone_key)
     if holder is None:
-        return _attach_phone(work, target, claim.phone, claim.phone_raw, claim)
+        return _attach_phone(work, target, sighting.phone, sighting.phone_raw, sighting)
     if holder.id == target.id:
-        return _unless_left(work, _refresh_phone(work, target, claim), claim)
-    record = holder.phone(claim.phone)
+        return _unless_left(work, _refresh_phone(work, target, sighting), sighting)
+    record = holder.phone(sighting.phone)
     holder_bsuid = holder.current_bsuid()
     if holder_bsuid is None and record is not None and record.status == "current":
         # I4: the phone's customer has no BSUID of its own: the same person, two profiles. Merge.
-        return _unless_left(work, _refresh_phone(work, _merge(work, holder, target, claim), claim), claim)
+        return _unless_left(
+            work, _refresh_phone(work, _merge(work, holder, target, sighting), sighting), sighting
+        )
     # I6: the number belongs to another WhatsApp user now (or did, later than this event says).
-    return _unless_left(work, _take_phone(work, target, claim, holder), claim)
+    return _unless_left(work, _take_phone(work, target, sighting, holder), sighting)
 
 
-def _take_phone(work: _Working, target: Customer, claim: Claim, holder: Customer | None) -> Customer:
+def _take_phone(work: _Working, target: Customer, sighting: Sighting, holder: Customer | None) -> Customer:
     """Give ``target`` the claimed phone; if ``holder`` attested it later, ``target`` only gets it stale."""
-    assert claim.phone
-    record = holder.phone(claim.phone) if holder else None
+    assert sighting.phone
+    record = holder.phone(sighting.phone) if holder else None
     if holder is None or record is None:
-        return _attach_phone(work, target, claim.phone, claim.phone_raw, claim)
-    if record.at > claim.at:
+        return _attach_phone(work, target, sighting.phone, sighting.phone_raw, sighting)
+    if record.at > sighting.at:
         # The holder's attestation is newer: this event is from before the number passed on.
-        stale = PhoneRecord(claim.phone, "stale", claim.source, claim.at, claim.phone_raw)
+        stale = PhoneRecord(sighting.phone, "stale", sighting.source, sighting.at, sighting.phone_raw)
         return work.put(target.with_phone(stale))
-    work.put(holder.with_phone_status(claim.phone, "stale"))
-    work.assign(Key("phone", claim.phone), target.id)
+    work.put(holder.with_phone_status(sighting.phone, "stale"))
+    work.assign(Key("phone", sighting.phone), target.id)
     target = work.put(
-        target.with_phone(PhoneRecord(claim.phone, "current", claim.source, claim.at, claim.phone_raw))
+        target.with_phone(
+            PhoneRecord(sighting.phone, "current", sighting.source, sighting.at, sighting.phone_raw)
+        )
     )
-    detail = {"phone": claim.phone, "from_customer": holder.id, "to_customer": target.id}
-    work.note(holder.id, "phone_moved_out", claim, **detail)
-    work.note(target.id, "phone_moved_in", claim, **detail)
+    detail = {"phone": sighting.phone, "from_customer": holder.id, "to_customer": target.id}
+    work.note(holder.id, "phone_moved_out", sighting, **detail)
+    work.note(target.id, "phone_moved_in", sighting, **detail)
     return target
 
 
@@ -309,7 +357,7 @@ def _attach_phone(
     if target.phone(phone):
         return target
     # A phone seen with a BSUID the customer has since replaced is an old number: stale from the start.
-    left = _left_at(target, cause) if isinstance(cause, Claim) else None
+    left = _left_at(target, cause) if isinstance(cause, Sighting) else None
     status: PhoneStatus = "stale" if left else "current"
     work.assign(Key("phone", phone), target.id)
     work.note(target.id, "linked", cause, key="phone", value=phone)
@@ -317,18 +365,18 @@ def _attach_phone(
     return work.put(target.with_phone(PhoneRecord(phone, status, cause.source, at, raw)))
 
 
-def _left_at(target: Customer, claim: Claim) -> datetime | None:
-    """When the claim's BSUID was replaced on ``target`` (its current one's first sighting), if it was."""
+def _left_at(target: Customer, sighting: Sighting) -> datetime | None:
+    """When the sighting's BSUID was replaced on ``target`` (its current one's first sighting), if it was."""
     current = next((b for b in target.bsuids if b.status == "current"), None)
-    if current is None or claim.bsuid is None or claim.bsuid == current.id:
+    if current is None or sighting.bsuid is None or sighting.bsuid == current.id:
         return None
     return current.at
 
 
-def _unless_left(work: _Working, target: Customer, claim: Claim) -> Customer:
+def _unless_left(work: _Working, target: Customer, sighting: Sighting) -> Customer:
     """I7 whatever the order: a number last seen with an id the customer has since replaced was left."""
-    left = _left_at(target, claim)
-    record = target.phone(claim.phone or "")
+    left = _left_at(target, sighting)
+    record = target.phone(sighting.phone or "")
     if left is None or record is None or record.status != "current" or record.at >= left:
         return target
     return work.put(target.with_phone(replace(record, status="stale", at=left)))
@@ -345,33 +393,40 @@ def _attach_bsuid(
 ) -> Customer:
     """Give ``target`` a BSUID. Only a later number change (``rotate``) replaces a current one."""
     existing = target.bsuid(bsuid)
-    current = next((b for b in target.bsuids if b.status == "current"), None)
     if existing is None:
         work.assign(Key("bsuid", bsuid), target.id)
         work.note(target.id, "linked", cause, key="bsuid", value=bsuid)
-    outranked = current is not None and current.id != bsuid and (not rotate or current.at > cause.at)
-    if status == "current" and outranked:
-        status = "previous"
-    first_seen = min(existing.at, cause.at) if existing else cause.at
-    if existing and (existing.status == status or status == "previous") and existing.at == first_seen:
-        return target
+    status = _unless_outranked(target, bsuid, cause, status, rotate=rotate)
     if existing and status == "previous":
-        status = existing.status
+        status = existing.status  # seeing an id it already has as "previous" leaves its status be
+    first_seen = min(existing.at, cause.at) if existing else cause.at
+    if existing and existing.status == status and existing.at == first_seen:
+        return target
     return work.put(target.with_bsuid(BsuidRecord(bsuid, status, first_seen)))
 
 
-def _refresh_phone(work: _Working, target: Customer, claim: Claim) -> Customer:
+def _unless_outranked(
+    target: Customer, bsuid: str, cause: IdentityCause, status: BsuidStatus, *, rotate: bool
+) -> BsuidStatus:
+    """A BSUID becomes current only if ``target`` has no other current one, or this is a number change
+    (``rotate``) no older than that one's first sighting; otherwise it is a previous one."""
+    current = next((b for b in target.bsuids if b.status == "current"), None)
+    outranked = current is not None and current.id != bsuid and (not rotate or current.at > cause.at)
+    return "previous" if status == "current" and outranked else status
+
+
+def _refresh_phone(work: _Working, target: Customer, sighting: Sighting) -> Customer:
     """The holder attests the number again: keep its newest attestation time, and that it is a WhatsApp
     number once any WhatsApp event said so (a number change leaves those behind), whatever the order."""
-    assert claim.phone
-    record = target.phone(claim.phone)
+    assert sighting.phone
+    record = target.phone(sighting.phone)
     if record is None:
         return target
-    refreshed = replace(record, at=max(record.at, claim.at))
-    if whatsapp_source(claim.source) and not whatsapp_source(record.source):
-        refreshed = replace(refreshed, source=claim.source)
-    again = claim.bsuid is not None and claim.bsuid == target.current_bsuid()
-    if record.status == "stale" and claim.at > record.at and again:
+    refreshed = replace(record, at=max(record.at, sighting.at))
+    if whatsapp_source(sighting.source) and not whatsapp_source(record.source):
+        refreshed = replace(refreshed, source=sighting.source)
+    again = sighting.bsuid is not None and sighting.bsuid == target.current_bsuid()
+    if record.status == "stale" and sighting.at > record.at and again:
         # Seen with the current id after it went stale: the number was not left after all.
         refreshed = replace(refreshed, status="current")
     return target if refreshed == record else work.put(target.with_phone(refreshed))

@@ -8,15 +8,13 @@ items name (profile name, username, ids) and is matched to them by BSUID or phon
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from crossroute import limits
+from crossroute import ids, limits
 from crossroute.inbound import (
     ContactLink,
     IdentityChange,
@@ -29,9 +27,7 @@ from crossroute.inbound import (
     StatusUpdate,
     Unrecognised,
 )
-
-if TYPE_CHECKING:
-    from crossroute.webhooks.parse import Context
+from crossroute.parsing.context import Context
 
 Json = dict[str, Any]
 _NOBODY = Person()
@@ -545,8 +541,7 @@ def _same(a: Person, b: Person) -> bool:
 
 def _digest(kind: str, item: Json) -> str:
     """A stable id for an event Meta gives none: the same item redelivered gets the same id."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{kind}.{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+    return f"{kind}.{ids.content_digest(item)}"
 
 
 def _obj(value: Any) -> Json:

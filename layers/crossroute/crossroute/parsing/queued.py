@@ -1,28 +1,25 @@
-"""Queued provider payloads → crossroute events (``crossroute.inbound``): the one place that reads them.
+"""Queued provider payloads -> crossroute events (``crossroute.inbound``): the one place that reads them.
 
 ``parse`` takes one body of the inbound queue (``crossroute.inbound_queue``) and returns ``Parsed``: the
 events it holds and short reasons for every identifier it had to drop. It never raises on provider
 data: what it does not understand becomes ``Unrecognised``. Meta's and Twilio's field names stay in
-``parse_meta`` and ``parse_twilio``; identity hygiene (contract I1, I2) lives here, in ``Context``.
+``parsing.meta`` and ``parsing.twilio``; identity hygiene (I1, I2) in ``parsing.context.Context``.
+The ingest function runs it; the webhooks only authenticate and queue.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crossroute import ids, limits
-from crossroute.inbound import Person, Provider, ProviderEvent, Raw, Unrecognised
+from crossroute import limits
+from crossroute.inbound import Provider, ProviderEvent, Raw
 from crossroute.inbound_queue import SCHEMA
-from crossroute.webhooks import parse_meta, parse_twilio
-
-# One field name, or several spellings of it (the first one present and valid wins).
-Names = str | tuple[str, ...]
-_LABEL = re.compile(r"[a-z][a-z0-9_]{0,63}")
+from crossroute.parsing import meta, twilio
+from crossroute.parsing.context import Context
 
 
 @dataclass
@@ -31,91 +28,6 @@ class Parsed:
 
     events: list[ProviderEvent] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Context:
-    """Shared by the provider parsers: tenant, arrival time, and identifier checks that record drops."""
-
-    tenant: str
-    received_at: datetime
-    default_region: str = "US"
-    # The business number the intake resolved when the payload names none (Meta: by the WABA).
-    business: str = ""
-    rejected: list[str] = field(default_factory=list)
-
-    def phone(self, value: Any, where: str, *, wa_id: bool = False) -> str | None:
-        """E.164 of a provider phone (``wa_id``: international digits), or ``None`` and a recorded drop."""
-        if value is None or value == "":
-            return None
-        text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
-        try:
-            if text is None:
-                raise ids.InvalidIdentifier("not text")
-            return ids.e164_from_wa_id(text) if wa_id else ids.e164(text, self.default_region)
-        except ValueError:  # InvalidIdentifier, or a region phonenumbers does not know
-            self.rejected.append(f"unparseable phone in {where}")
-            return None
-
-    def bsuid(self, value: Any, where: str, *, parent: bool = False) -> str | None:
-        """A (parent) BSUID verbatim, or ``None`` and a recorded drop: a malformed one is never a key."""
-        if value is None or value == "":
-            return None
-        check = ids.parent_bsuid if parent else ids.bsuid
-        try:
-            if not isinstance(value, str):
-                raise ids.InvalidIdentifier("not text")
-            return check(value)
-        except ids.InvalidIdentifier:
-            self.rejected.append(f"malformed {'parent BSUID' if parent else 'BSUID'} in {where}")
-            return None
-
-    def person(
-        self,
-        item: Mapping[str, Any],
-        *,
-        wa_id: Names = (),
-        phone: Names = (),
-        bsuid: Names = (),
-        parent: Names = (),
-        username: Names = (),
-        name: Names = (),
-        prefix: str = "",
-    ) -> Person:
-        """A ``Person`` from ``item``'s fields, each checked; ``prefix`` names the item in drop reasons.
-
-        ``wa_id`` fields hold international digits (Meta's form), ``phone`` fields any written form.
-        """
-
-        def where(key: str) -> str:
-            return f"{prefix}.{key}" if prefix else key
-
-        phones = [
-            (self.phone(item.get(key), where(key), wa_id=is_wa), item.get(key))
-            for names, is_wa in ((wa_id, True), (phone, False))
-            for key in _names(names)
-        ]
-        e164, raw = next(((p, str(r)) for p, r in phones if p), (None, None))
-        bsuids = [self.bsuid(item.get(key), where(key)) for key in _names(bsuid)]
-        parents = [self.bsuid(item.get(key), where(key), parent=True) for key in _names(parent)]
-        return Person(
-            phone=e164,
-            phone_raw=raw,
-            bsuid=next(filter(None, bsuids), None),
-            parent_bsuid=next(filter(None, parents), None),
-            username=next(filter(None, (_username(item.get(key)) for key in _names(username))), None),
-            name=next(filter(None, (_text(item.get(key)) for key in _names(name))), None),
-        )
-
-    def unrecognised(self, provider: Provider, kind: str, reason: str, raw: Any) -> Unrecognised:
-        return Unrecognised(
-            self.tenant, provider, kind, reason, raw if isinstance(raw, dict) else {"value": raw}
-        )
-
-    @staticmethod
-    def label(value: Any, default: str = "other") -> str:
-        """A provider's type or field name if it is a plain lowercase word, else ``default``: safe to log."""
-        return value if isinstance(value, str) and _LABEL.fullmatch(value) else default
 
 
 def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> Parsed:
@@ -145,9 +57,9 @@ def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> P
 
 
 _KINDS: dict[str, Callable[[Context, Raw], list[ProviderEvent]]] = {
-    "meta.webhook": lambda ctx, body: parse_meta.parse_payload(ctx, body.get("payload")),
-    "twilio.message": lambda ctx, body: parse_twilio.parse_message(ctx, body.get("form")),
-    "twilio.status": lambda ctx, body: parse_twilio.parse_status(ctx, body.get("form")),
+    "meta.webhook": lambda ctx, body: meta.parse_payload(ctx, body.get("payload")),
+    "twilio.message": lambda ctx, body: twilio.parse_message(ctx, body.get("form")),
+    "twilio.status": lambda ctx, body: twilio.parse_status(ctx, body.get("form")),
 }
 
 
@@ -186,23 +98,3 @@ def _region(value: Any, fallback: str) -> str:
 def _business(value: Any) -> str:
     ok = isinstance(value, str) and 0 < len(value) <= limits.PROVIDER_ID_CHARS
     return value if ok else ""
-
-
-def _names(names: Names) -> tuple[str, ...]:
-    return (names,) if isinstance(names, str) else names
-
-
-def _text(value: Any) -> str | None:
-    """A profile name or username: text, cut to a sane length (it is stored on the customer)."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return value[: limits.PROFILE_TEXT_CHARS]
-
-
-def _username(value: Any) -> str | None:
-    """Usernames are compared without the ``@`` Meta may put in front (and any ``whatsapp:``)."""
-    text = _text(value)
-    if text is None:
-        return None
-    text = ids.strip_channel_prefix(text.strip())
-    return text.removeprefix("@") or None

@@ -7,14 +7,13 @@ WhatsApp addresses carry a ``whatsapp:`` prefix; with usernames, ``From`` may be
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from crossroute import ids, limits
-from crossroute.inbound import Channel, InboundMessage, Person, ProviderError, ProviderEvent, StatusUpdate
-
-if TYPE_CHECKING:
-    from crossroute.webhooks.parse import Context
+from crossroute.channels import Channel
+from crossroute.inbound import InboundMessage, Person, ProviderError, ProviderEvent, StatusUpdate
+from crossroute.parsing.context import Context
 
 _MESSAGE_SID = ("MessageSid", "SmsMessageSid", "SmsSid")
 _BSUID = ("ExternalUserId", "ExternalUserIdentifier")

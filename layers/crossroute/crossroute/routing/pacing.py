@@ -12,10 +12,11 @@ containers share in DynamoDB. The rule is pure; where ``tat`` lives is the store
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from crossroute import ids
 
 DEFAULT_RATE = 80.0  # messages per second per WhatsApp business number
 COEXISTENCE_RATE = 20.0  # a number shared with the WhatsApp Business App
@@ -38,7 +39,7 @@ class Pair:
         """By customer id when the request names one, else by a digest of the address (no PII in keys)."""
         if customer_id:
             return cls(tenant, business, f"C:{customer_id}")
-        return cls(tenant, business, "A:" + hashlib.sha256((address or "").encode()).hexdigest()[:32])
+        return cls(tenant, business, "A:" + ids.content_digest(address or ""))
 
 
 @dataclass(frozen=True)

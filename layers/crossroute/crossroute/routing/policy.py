@@ -6,7 +6,7 @@ that qualifies, in preference order, is chosen; the others that qualify are the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from crossroute.channels import Channel, Outbound
@@ -96,42 +96,50 @@ def decide(request: SendRequest, recipient: Recipient, tenant: TenantChannels, n
 def _whatsapp(
     request: SendRequest, recipient: Recipient, tenant: TenantChannels, now: datetime
 ) -> ChannelDecision:
-    def no(reason: str) -> ChannelDecision:
-        return ChannelDecision("whatsapp", reason)
-
-    if tenant.whatsapp_business is None:
-        return no("whatsapp.not_configured")
+    business = tenant.whatsapp_business
+    if business is None:
+        return ChannelDecision("whatsapp", "whatsapp.not_configured")
     if recipient.customer_id_unknown:
-        return no("whatsapp.unknown_customer")
+        return ChannelDecision("whatsapp", "whatsapp.unknown_customer")
     customer = recipient.customer
     phone = _current_phone(request, recipient)
     bsuid = customer.current_bsuid() if customer else None
+    refusal = _whatsapp_refusal(request, recipient, phone, bsuid)
+    if refusal:
+        return ChannelDecision("whatsapp", refusal)
+    window_open = customer is not None and _window_open(customer, business, now)
+    to, to_bsuid = (phone, None) if phone else (None, bsuid)  # R2: never a BSUID in `to`
+    envelope = Outbound("whatsapp", business, to=to, recipient=to_bsuid, reply_to=request.reply_to)
+    return _whatsapp_message(request, envelope, phone, window_open=window_open)
+
+
+def _whatsapp_refusal(
+    request: SendRequest, recipient: Recipient, phone: str | None, bsuid: str | None
+) -> str | None:
+    """Why nothing goes to this recipient on WhatsApp, window or not: no address to send to, or a
+    marketing template to someone who stopped marketing messages (R5)."""
     if phone is None and bsuid is None:
-        return no("whatsapp.unknown_bsuid" if recipient.bsuid_unknown else "whatsapp.no_address")
+        return "whatsapp.unknown_bsuid" if recipient.bsuid_unknown else "whatsapp.no_address"
     template = request.template
+    customer = recipient.customer
     if template and template.category == "marketing" and customer and customer.marketing_opted_out:
-        return no("whatsapp.marketing_opted_out")
-    window_open = bool(customer) and _window_open(customer, tenant.whatsapp_business, now)  # type: ignore[arg-type]
-    address = {"to": phone} if phone else {"recipient": bsuid}  # R2: never a BSUID in `to`
+        return "whatsapp.marketing_opted_out"
+    return None
+
+
+def _whatsapp_message(
+    request: SendRequest, envelope: Outbound, phone: str | None, *, window_open: bool
+) -> ChannelDecision:
+    """R1: free-form text inside the window, else a template; an authentication template only goes to a
+    phone (R3). ``envelope`` is the addressed message without its content."""
     if request.text and window_open:
-        return ChannelDecision(
-            "whatsapp",
-            "whatsapp.window_open",
-            Outbound(
-                "whatsapp", tenant.whatsapp_business, text=request.text, reply_to=request.reply_to, **address
-            ),
-        )
+        return ChannelDecision("whatsapp", "whatsapp.window_open", replace(envelope, text=request.text))
+    template = request.template
     if template is None:
-        return no("whatsapp.window_closed_no_template")
+        return ChannelDecision("whatsapp", "whatsapp.window_closed_no_template")
     if template.category == "authentication" and phone is None:
-        return no("whatsapp.auth_template_to_bsuid")  # R3
-    return ChannelDecision(
-        "whatsapp",
-        "whatsapp.template",
-        Outbound(
-            "whatsapp", tenant.whatsapp_business, template=template, reply_to=request.reply_to, **address
-        ),
-    )
+        return ChannelDecision("whatsapp", "whatsapp.auth_template_to_bsuid")  # R3
+    return ChannelDecision("whatsapp", "whatsapp.template", replace(envelope, template=template))
 
 
 def _sms(

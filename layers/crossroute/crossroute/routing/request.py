@@ -27,7 +27,9 @@ class InvalidRequest(ValueError):
 
 
 @dataclass(frozen=True)
-class Recipient:
+class Address:
+    """Whom a request is for, as it says: a customer id, a phone, a BSUID (any of them)."""
+
     customer_id: str | None = None
     phone: str | None = None  # E.164 after validation
     bsuid: str | None = None
@@ -37,7 +39,7 @@ class Recipient:
 class SendRequest:
     tenant: str
     idempotency_key: str
-    to: Recipient
+    to: Address
     text: str | None = None
     template: Template | None = None
     channels: tuple[Channel, ...] | None = None  # None: the tenant's preference
@@ -52,32 +54,53 @@ def parse_send_request(
     problems: list[str] = []
     if not isinstance(doc, dict):
         raise InvalidRequest(["the request must be a JSON object"])
-    tenant = doc.get("tenant", default_tenant)
-    if not isinstance(tenant, str) or not tenant:
-        problems.append("tenant: required")
-    key = doc.get("idempotency_key")
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        problems.append("idempotency_key: required, 1-128 of A-Z a-z 0-9 _ . : @ / + = -")
+    tenant = _tenant(doc.get("tenant", default_tenant), problems)
+    key = _idempotency_key(doc.get("idempotency_key"), problems)
     to = _recipient(doc.get("to"), default_region, problems)
+    text, template = _content(doc, problems)
+    channels = _channels(doc.get("channels"), problems)
+    reply_to = _reply_to(doc.get("reply_to"), problems)
+    if problems:
+        raise InvalidRequest(problems)
+    return SendRequest(tenant, key, to, text, template, channels, reply_to, raw=doc)
+
+
+def _tenant(value: Any, problems: list[str]) -> str:
+    if not isinstance(value, str) or not value:
+        problems.append("tenant: required")
+        return ""
+    return value
+
+
+def _idempotency_key(value: Any, problems: list[str]) -> str:
+    if not isinstance(value, str) or not _KEY.fullmatch(value):
+        problems.append("idempotency_key: required, 1-128 of A-Z a-z 0-9 _ . : @ / + = -")
+        return ""
+    return value
+
+
+def _content(doc: dict[str, Any], problems: list[str]) -> tuple[str | None, Template | None]:
+    """Text, a template, or both."""
     text = doc.get("text")
     if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT):
         problems.append(f"text: a non-empty string of at most {MAX_TEXT} characters")
     template = _template(doc.get("template"), problems) if doc.get("template") is not None else None
     if text is None and template is None:
         problems.append("text and/or template: at least one is required")
-    channels = _channels(doc.get("channels"), problems)
-    reply_to = doc.get("reply_to")
-    if reply_to is not None and (not isinstance(reply_to, str) or not reply_to):
+    return text, template
+
+
+def _reply_to(value: Any, problems: list[str]) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
         problems.append("reply_to: a provider message id")
-    if problems:
-        raise InvalidRequest(problems)
-    return SendRequest(str(tenant), str(key), to, text, template, channels, reply_to, raw=doc)
+        return None
+    return value
 
 
-def _recipient(value: Any, region: str, problems: list[str]) -> Recipient:
+def _recipient(value: Any, region: str, problems: list[str]) -> Address:
     if not isinstance(value, dict) or not any(value.get(k) for k in ("customer_id", "phone", "bsuid")):
         problems.append("to: an object with at least one of customer_id, phone, bsuid")
-        return Recipient()
+        return Address()
     customer_id, phone, bsuid = value.get("customer_id"), value.get("phone"), value.get("bsuid")
     if customer_id is not None and (not isinstance(customer_id, str) or not customer_id):
         problems.append("to.customer_id: a customer id")
@@ -94,7 +117,7 @@ def _recipient(value: Any, region: str, problems: list[str]) -> Recipient:
         except ids.InvalidIdentifier:
             problems.append("to.bsuid: not a BSUID (CC.alphanumerics)")
             bsuid = None
-    return Recipient(customer_id or None, phone, bsuid)
+    return Address(customer_id or None, phone, bsuid)
 
 
 def _template(value: Any, problems: list[str]) -> Template | None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
@@ -19,6 +17,9 @@ from pynamodb.transactions import TransactWrite
 from crossroute import limits
 from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, PhoneRecord, PhoneStatus
 from crossroute.identity.rules import IdentityEvent
+from crossroute.ids import content_digest
+from crossroute.inbound import STATUS_RANK
+from crossroute.ports import Conflict, Erased, MessageRecord, StatusApplied, StatusRecord, Unstorable
 from crossroute.privacy import keyed_digest
 from crossroute.store.tables import (
     BsuidMap,
@@ -49,76 +50,6 @@ UNRECOGNISED_BYTES = 300 * 1024
 # In a stored ``raw`` and ``published``, where the message text was (it is stored once, in ``text``).
 TEXT_REF = "crossroute:text"
 
-# Delivery progress: a status only ever moves up this ladder ("delivered" may be skipped).
-STATUS_RANK = {
-    "accepted": 0,
-    "scheduled": 0,
-    "queued": 0,
-    "sending": 1,
-    "sent": 2,
-    "delivered": 3,
-    "read": 4,
-    "played": 5,
-    "failed": 6,
-    "undelivered": 6,
-    "canceled": 6,
-}
-
-
-class Conflict(Exception):
-    """Someone else changed a customer or key between our read and our write: read again and retry."""
-
-
-class Erased(Exception):
-    """The event belongs to a customer that was erased (I10): it must not be stored again."""
-
-
-class Unstorable(Exception):
-    """DynamoDB refuses this content for good (a validation error): retrying cannot help. ``reason`` is a
-    short, PII-free code."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    """A message in or out, as stored once per provider message id."""
-
-    tenant: str
-    provider: str
-    message_id: str
-    customer_id: str | None  # None: sent to a phone no customer holds (no timeline)
-    direction: str  # "in" | "out"
-    channel: str
-    business: str
-    message_type: str
-    sent_at: datetime
-    text: str | None = None
-    historical: bool = False
-    raw: dict[str, Any] = field(default_factory=dict)
-    published: list[dict[str, Any]] = field(default_factory=list)
-    request_key: str | None = None  # the send request's idempotency key, for a message crossroute sent
-
-
-@dataclass(frozen=True)
-class StatusRecord:
-    tenant: str
-    provider: str
-    message_id: str
-    status: str
-    at: datetime
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StatusOutcome:
-    applied: bool
-    customer_id: str | None
-    previous: str | None
-    channel: str | None
-
 
 class DynamoIdentityStore:
     """``TableItem`` models over the table named in ``crossroute.store.tables.bind``."""
@@ -142,17 +73,21 @@ class DynamoIdentityStore:
         if not keys:
             return {}
         by_pk = {key_pk(tenant, k): k for k in keys}
-        guesses = {cid for k in keys if (cid := self._owners.get((tenant, k)))}
-        wanted = [(pk, KEY) for pk in by_pk] + [(customer_pk(tenant, cid), PROFILE) for cid in guesses]
-        items = self._get(wanted, along)
+        items = self._get(self._keys_and_guessed_profiles(tenant, keys, by_pk), along)
         owners = {by_pk[i.pk]: i.customer_id for i in items if isinstance(i, KeyItem)}
-        read = {i.customer_id: i for i in items if isinstance(i, CustomerItem) and not i.merged_into}
-        customers = {cid: to_customer(read[cid]) for cid in set(owners.values()) if cid in read}
+        customers = _live_owners_read(items, owners)
         missing = set(owners.values()) - set(customers)
         if missing:
             customers.update(self.customers(tenant, missing))
         self._remember(tenant, keys, owners)
         return {k: customers[cid] for k, cid in owners.items() if cid in customers}
+
+    def _keys_and_guessed_profiles(
+        self, tenant: str, keys: Sequence[Key], by_pk: dict[str, Key]
+    ) -> list[tuple[str, str]]:
+        """The key items, and the profiles of the customers this container last saw holding them."""
+        guesses = {cid for k in keys if (cid := self._owners.get((tenant, k)))}
+        return [(pk, KEY) for pk in by_pk] + [(customer_pk(tenant, cid), PROFILE) for cid in guesses]
 
     def _remember(self, tenant: str, keys: Sequence[Key], owners: dict[Key, str]) -> None:
         for key in keys:
@@ -222,44 +157,25 @@ class DynamoIdentityStore:
         ``event_id`` (the provider event's id) belongs to an erased customer, and ``Unstorable`` when
         DynamoDB refuses the content itself.
         """
-        with_message = message is not None
         tombstone = self._tombstone(tenant, event_id) if event_id else None
         try:
             with TransactWrite(connection=self._connection()) as tx:
-                if tombstone is not None:  # first in the request: its reason is the first
-                    tx.condition_check(
-                        ErasedItem, tombstone, ERASED, condition=ErasedItem.pk.does_not_exist()
-                    )
-                for cid, customer in customers.items():
-                    profile = to_item(customer)
-                    if cid in base_versions:
-                        profile.version = base_versions[cid]
-                    tx.save(profile)  # conditional on the version we read (new: must not exist)
-                for key, (before, after) in key_owners.items():
-                    owner = KeyItem(key_pk(tenant, key), KEY, customer_id=after)
-                    condition = (
-                        KeyItem.pk.does_not_exist() if before is None else KeyItem.customer_id == before
-                    )
-                    tx.save(owner, condition=condition)
+                _check_not_erased(tx, tombstone)  # first in the request: its reason is the first
+                _save_customers(tx, customers, base_versions)
+                _save_key_owners(tx, tenant, key_owners)
                 for event in events:
                     tx.save(_event_item(tenant, event))
                 if message is not None:
-                    tx.update(
-                        message_shell(message),
-                        message_actions(message),
-                        MessageItem.direction.does_not_exist(),
-                    )
+                    _store_message_once(tx, message)
         except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons or []
-            codes = [r.code if r is not None else None for r in reasons]
-            if tombstone is not None and codes and codes[0] == "ConditionalCheckFailed":
+            why = _cancellation(exc, checked_erased=tombstone is not None, with_message=message is not None)
+            if why == "erased":
                 raise Erased(event_id) from None
-            # PynamoDB sends condition checks, then puts, then updates: the message update is the last.
-            if with_message and codes and codes[-1] == "ConditionalCheckFailed":
+            if why == "redelivered":
                 return False
-            if any(code in _RETRYABLE for code in codes):
+            if why == "conflict":
                 raise Conflict(str(exc)) from exc
-            if any(code == "ValidationError" for code in codes) or _refused(exc):
+            if why == "unstorable":
                 raise Unstorable("dynamodb.validation") from exc
             raise
         for key, (_, holder) in key_owners.items():  # what this container just wrote, it knows
@@ -271,7 +187,7 @@ class DynamoIdentityStore:
     ) -> None:
         """Keep what the parser did not understand (90 days), once per distinct content; content over
         the item limit is trimmed with a marker."""
-        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        digest = content_digest(raw, compact=False)
         text = limits.fitted_json(raw, UNRECOGNISED_BYTES)
         UnrecognisedItem(
             f"T#{tenant}#U#{digest}",
@@ -283,7 +199,7 @@ class DynamoIdentityStore:
             expires_at=timedelta(days=90),
         ).save()
 
-    def apply_status(self, update: StatusRecord) -> StatusOutcome:
+    def apply_status(self, update: StatusRecord) -> StatusApplied:
         """Move a message's status forward, never back; a status may arrive before its message."""
         rank = STATUS_RANK.get(update.status, 0)
         actions: list[Action] = [
@@ -318,7 +234,7 @@ class DynamoIdentityStore:
             current = self.message(
                 update.tenant, update.provider, update.message_id
             )  # rare: stale or repeated
-            return StatusOutcome(
+            return StatusApplied(
                 False,
                 current.customer_id if current else None,
                 current.status if current else None,
@@ -326,7 +242,7 @@ class DynamoIdentityStore:
             )
         old = answer.get("Attributes")
         before = MessageItem.from_raw_data(old) if old else None
-        return StatusOutcome(
+        return StatusApplied(
             True,
             before.customer_id if before else None,
             before.status if before else None,
@@ -335,7 +251,7 @@ class DynamoIdentityStore:
 
     def timeline(
         self, tenant: str, customer_ids: Sequence[str], *, before: str | None, limit: int
-    ) -> tuple[list[TableItem], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Timeline entries of these customers (a survivor and the ids merged into it), newest first.
 
         ``before`` is the cursor a previous page returned; the answer's cursor is None on the last page.
@@ -350,30 +266,29 @@ class DynamoIdentityStore:
         entries.sort(key=lambda e: e.gsi1sk or "", reverse=True)
         page = entries[:limit]
         more = len(entries) > limit
-        return page, (page[-1].gsi1sk if more and page else None)
+        return [_timeline_entry(i) for i in page], (page[-1].gsi1sk if more and page else None)
 
     def erase(self, tenant: str, customer: Customer) -> int:
         """I10: delete the customer, every id merged into it, their keys, timelines and identity events,
         and leave a tombstone (a keyed hash, for ``ERASED_FOR``) of each provider event that named it, so
         a replayed webhook does not bring it back."""
-        doomed: list[TableItem] = []
         ids = {customer.id, *customer.merged_from}
-        for cid in ids:
-            doomed.extend(TableItem.query(customer_pk(tenant, cid), consistent_read=True))
-            doomed.extend(TableItem.timeline.query(customer_pk(tenant, cid)))
-        # Only keys it still holds: a stale number that passed to someone else (I6) is theirs now.
-        listed = self._get((key_pk(tenant, key), KEY) for key in customer.keys)
-        keys = [k for k in listed if isinstance(k, KeyItem) and k.customer_id in ids]
-        unique = {(i.pk, i.sk): i for i in [*doomed, *keys]}
-        events = {i.message_id for i in doomed if isinstance(i, MessageItem)}
-        events |= {i.event_id for i in doomed if isinstance(i, IdentityEventItem)}
-        tombstones = {self._tombstone(tenant, e) for e in events if e} if self._masking_key else set()
-        with TableItem.batch_write() as batch:
-            for item in unique.values():
-                batch.delete(item)
-            for pk in tombstones:
-                batch.save(ErasedItem(pk, ERASED, expires_at=ERASED_FOR))
+        doomed = _partitions_and_timelines(tenant, ids)
+        unique = {(i.pk, i.sk): i for i in [*doomed, *self._keys_still_held(tenant, customer, ids)]}
+        tombstones = self._tombstones(tenant, _provider_event_ids(doomed))
+        _delete_leaving_tombstones(unique.values(), tombstones)
         return len(unique)
+
+    def _keys_still_held(self, tenant: str, customer: Customer, ids: set[str]) -> list[KeyItem]:
+        """Only keys it still holds: a stale number that passed to someone else (I6) is theirs now."""
+        listed = self._get((key_pk(tenant, key), KEY) for key in customer.keys)
+        return [k for k in listed if isinstance(k, KeyItem) and k.customer_id in ids]
+
+    def _tombstones(self, tenant: str, event_ids: Iterable[str | None]) -> set[str]:
+        """The tombstone of each provider event; none without a masking key (then none are recognised)."""
+        if not self._masking_key:
+            return set()
+        return {pk for e in event_ids if e and (pk := self._tombstone(tenant, e))}
 
     def _tombstone(self, tenant: str, event_id: str) -> str | None:
         if self._masking_key is None:
@@ -403,6 +318,89 @@ _RETRYABLE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 def _refused(exc: PynamoDBException) -> bool:
     """DynamoDB said the request itself is invalid (an item too large, a key too long): final."""
     return exc.cause_response_code in ("ValidationException", "SerializationException")
+
+
+def _partitions_and_timelines(tenant: str, ids: Iterable[str]) -> list[TableItem]:
+    """Every item in these customers' partitions and on their timelines."""
+    doomed: list[TableItem] = []
+    for cid in ids:
+        doomed.extend(TableItem.query(customer_pk(tenant, cid), consistent_read=True))
+        doomed.extend(TableItem.timeline.query(customer_pk(tenant, cid)))
+    return doomed
+
+
+def _provider_event_ids(items: Iterable[TableItem]) -> set[str | None]:
+    """The provider events these items came from (messages and identity events)."""
+    events: set[str | None] = {i.message_id for i in items if isinstance(i, MessageItem)}
+    events |= {i.event_id for i in items if isinstance(i, IdentityEventItem)}
+    return events
+
+
+def _delete_leaving_tombstones(items: Iterable[TableItem], tombstones: Iterable[str]) -> None:
+    with TableItem.batch_write() as batch:
+        for item in items:
+            batch.delete(item)
+        for pk in tombstones:
+            batch.save(ErasedItem(pk, ERASED, expires_at=ERASED_FOR))
+
+
+def _live_owners_read(items: list[TableItem], owners: dict[Key, str]) -> dict[str, Customer]:
+    """The key owners whose profile came with ``items``: a guessed profile that is not an owner's, or is
+    merged away, does not count."""
+    read = {i.customer_id: i for i in items if isinstance(i, CustomerItem) and not i.merged_into}
+    return {cid: to_customer(read[cid]) for cid in set(owners.values()) if cid in read}
+
+
+def _check_not_erased(tx: TransactWrite, tombstone: str | None) -> None:
+    """The provider event must not name an erased customer (I10): no tombstone for it."""
+    if tombstone is not None:
+        tx.condition_check(ErasedItem, tombstone, ERASED, condition=ErasedItem.pk.does_not_exist())
+
+
+def _save_customers(tx: TransactWrite, customers: dict[str, Customer], base_versions: dict[str, int]) -> None:
+    """Each profile, conditional on the version read (a new one: must not exist)."""
+    for cid, customer in customers.items():
+        profile = to_item(customer)
+        if cid in base_versions:
+            profile.version = base_versions[cid]
+        tx.save(profile)
+
+
+def _save_key_owners(tx: TransactWrite, tenant: str, key_owners: dict[Key, tuple[str | None, str]]) -> None:
+    """Each key's new owner, conditional on the owner read (none: the key must not exist)."""
+    for key, (before, after) in key_owners.items():
+        owner = KeyItem(key_pk(tenant, key), KEY, customer_id=after)
+        condition = KeyItem.pk.does_not_exist() if before is None else KeyItem.customer_id == before
+        tx.save(owner, condition=condition)
+
+
+def _store_message_once(tx: TransactWrite, message: MessageRecord) -> None:
+    """The message, unless it is stored already (a redelivery)."""
+    tx.update(message_shell(message), message_actions(message), MessageItem.direction.does_not_exist())
+
+
+_Cancellation = Literal["erased", "redelivered", "conflict", "unstorable", "unknown"]
+
+
+def _cancellation(exc: TransactWriteError, *, checked_erased: bool, with_message: bool) -> _Cancellation:
+    """Why DynamoDB cancelled a ``commit``, from each request's reason code, in the request's order."""
+    codes = _reason_codes(exc)
+    if checked_erased and codes and codes[0] == "ConditionalCheckFailed":
+        return "erased"
+    # PynamoDB sends condition checks, then puts, then updates: the message update is the last.
+    if with_message and codes and codes[-1] == "ConditionalCheckFailed":
+        return "redelivered"
+    if any(code in _RETRYABLE for code in codes):
+        return "conflict"
+    if any(code == "ValidationError" for code in codes) or _refused(exc):
+        return "unstorable"
+    return "unknown"
+
+
+def _reason_codes(exc: TransactWriteError) -> list[str | None]:
+    """The reason code of each request of the transaction, in the order they were sent."""
+    reasons = exc.cancellation_reasons or []
+    return [r.code if r is not None else None for r in reasons]
 
 
 def to_item(customer: Customer) -> CustomerItem:
@@ -551,3 +549,38 @@ def _with_text(event: dict[str, Any], text: str | None) -> dict[str, Any]:
     if not isinstance(ref, dict) or TEXT_REF not in ref:
         return event
     return {**event, "detail": {**detail, "text": (text or "")[: int(ref[TEXT_REF])]}}
+
+
+def _timeline_entry(item: TableItem) -> dict[str, Any]:
+    """One timeline row: a message in or out, or an identity event (I9)."""
+    if isinstance(item, MessageItem):
+        return {
+            "kind": "message",
+            "direction": item.direction,
+            "channel": item.channel,
+            "provider": item.provider,
+            "message_id": item.message_id,
+            "business": item.business,
+            "type": item.message_type,
+            "text": item.text,
+            "at": item.sent_at.isoformat() if item.sent_at else None,
+            "status": item.status,
+            "status_at": item.status_at.isoformat() if item.status_at else None,
+            "errors": json.loads(item.errors) if item.errors else [],
+            "historical": bool(item.historical),
+            "customer_id": item.customer_id,
+        }
+    if isinstance(item, IdentityEventItem):
+        return {
+            "kind": "identity",
+            "change": item.kind,
+            "at": item.at.isoformat(),
+            "source": item.source,
+            "event_id": item.event_id,
+            "detail": json.loads(item.detail),
+            "customer_id": item.customer_id,
+        }
+    return {
+        "kind": item.type if isinstance(item.type, str) else "other",
+        "at": (item.gsi1sk or "").split("#")[0],
+    }

@@ -9,7 +9,7 @@ retries, redeliveries and restarts.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,9 +19,11 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from crossroute.channels import Channel
+from crossroute.identity.model import Key
+from crossroute.ports import MessageRecord, RecipientRead, SendRecord
 from crossroute.routing.pacing import Pair
 from crossroute.routing.settlement import Claim, Settlement
-from crossroute.store.identity_store import MessageRecord, message_actions, message_shell
+from crossroute.store.identity_store import DynamoIdentityStore, message_actions, message_shell
 from crossroute.store.tables import (
     MessageItem,
     PaceItem,
@@ -68,19 +70,27 @@ def pace_pk(pair: Pair) -> str:
     return f"T#{pair.tenant}#P#{pair.business}#{pair.user}"
 
 
-@dataclass(frozen=True)
-class SendRecord:
-    tenant: str
-    idempotency_key: str
-    request_id: str
-    request: dict[str, Any]
-    decision: list[dict[str, Any]]
-    customer_id: str | None
-    sends: dict[str, dict[str, Any]] = field(default_factory=dict)
-    claimed: Channel | None = None  # the channel this call claimed, if any
-
-
 class DynamoSendStore:
+    """``SendStore`` (dispatch) and ``SendRequests`` (the send door) over the table."""
+
+    def __init__(self, identity: DynamoIdentityStore | None = None) -> None:
+        """``identity``: where recipients are read (share the container's: it remembers key owners)."""
+        self._identity = identity or DynamoIdentityStore()
+
+    def recipient_and_pace(
+        self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
+    ) -> RecipientRead:
+        """The customer by id, or the holders of ``keys``, and the pair's pace item: one batch read."""
+        along = ReadAlong([(pace_pk(pair), PACE)]) if pair else None
+        if customer_id:
+            found = RecipientRead(customer=self._identity.customer(tenant, customer_id, along=along))
+        else:
+            found = RecipientRead(holders=self._identity.holders(tenant, keys, along=along))
+        if along is None:
+            return found
+        pace = next((i for i in along.found.values() if isinstance(i, PaceItem)), None)
+        return RecipientRead(found.customer, found.holders, float(pace.tat) if pace is not None else None)
+
     def begin(
         self,
         *,
@@ -98,15 +108,9 @@ class DynamoSendStore:
         Whether the claim was granted is ``SendRecord.claimed``.
         """
         item = SendRequestItem(request_pk(tenant, key), REQUEST)
-        actions: list[Action] = [
-            SendRequestItem.type.set(SendRequestItem),
-            SendRequestItem.tenant.set(tenant),
-            SendRequestItem.idempotency_key.set(key),
-            SendRequestItem.request_id.set(SendRequestItem.request_id | request_id),
-            SendRequestItem.request.set(SendRequestItem.request | json.dumps(request, sort_keys=True)),
+        actions = [
+            *_request_actions(tenant, key, request_id, request, now),
             SendRequestItem.decision.set(SendRequestItem.decision | json.dumps(decision)),
-            SendRequestItem.created_at.set(SendRequestItem.created_at | now),
-            SendRequestItem.expires_at.set(now + KEEP),
         ]
         if customer_id:
             actions += [
@@ -135,17 +139,7 @@ class DynamoSendStore:
     ) -> str:
         """``POST /messages``: remember the request under its key; its first request id is the answer."""
         item = SendRequestItem(request_pk(tenant, key), REQUEST)
-        item.update(
-            [
-                SendRequestItem.type.set(SendRequestItem),
-                SendRequestItem.tenant.set(tenant),
-                SendRequestItem.idempotency_key.set(key),
-                SendRequestItem.request_id.set(SendRequestItem.request_id | request_id),
-                SendRequestItem.request.set(SendRequestItem.request | json.dumps(request, sort_keys=True)),
-                SendRequestItem.created_at.set(SendRequestItem.created_at | now),
-                SendRequestItem.expires_at.set(now + KEEP),
-            ]
-        )
+        item.update(_request_actions(tenant, key, request_id, request, now))
         return item.request_id
 
     def claim(self, claim: Claim, now: datetime) -> bool:
@@ -225,17 +219,6 @@ class DynamoSendStore:
                 actions: list[Action] = [PaceItem.type.set(PaceItem), moved, PaceItem.expires_at.set(expires)]
                 tx.update(PaceItem(pace_pk(settlement.pair), PACE), actions)
 
-    @staticmethod
-    def pair_along(pair: Pair) -> ReadAlong:
-        """The pair's pace item, to read along with the recipient (``DynamoIdentityStore``)."""
-        return ReadAlong([(pace_pk(pair), PACE)])
-
-    @staticmethod
-    def pair_tat(along: ReadAlong) -> float | None:
-        """The pair's ``tat`` from a read along: ``None`` when it has none (or it expired)."""
-        item = next((i for i in along.found.values() if isinstance(i, PaceItem)), None)
-        return float(item.tat) if item is not None else None
-
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         """The idempotency key of the request that sent this provider message, if crossroute sent it."""
         try:
@@ -250,6 +233,21 @@ class DynamoSendStore:
         except SendRequestItem.DoesNotExist:
             return None
         return _record(item, claimed=None)
+
+
+def _request_actions(
+    tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+) -> list[Action]:
+    """The request under its key: the first request id, request and time are kept (``|`` = if absent)."""
+    return [
+        SendRequestItem.type.set(SendRequestItem),
+        SendRequestItem.tenant.set(tenant),
+        SendRequestItem.idempotency_key.set(key),
+        SendRequestItem.request_id.set(SendRequestItem.request_id | request_id),
+        SendRequestItem.request.set(SendRequestItem.request | json.dumps(request, sort_keys=True)),
+        SendRequestItem.created_at.set(SendRequestItem.created_at | now),
+        SendRequestItem.expires_at.set(now + KEEP),
+    ]
 
 
 def _state_attribute(channel: Channel) -> SendState:

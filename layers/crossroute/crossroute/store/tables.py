@@ -21,7 +21,6 @@ customer is the ``gsi1`` partition of its id (and of the ids merged into it).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from crossroute.config import optional_env
 from crossroute.identity.model import Key
 
 
@@ -72,8 +72,8 @@ class TableItem(Model):
     """Every item of the table; ``type`` tells which kind it is."""
 
     class Meta:
-        table_name = os.environ.get("TABLE_NAME", "crossroute")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        table_name = optional_env("TABLE_NAME", "crossroute")  # ``bind`` sets the function's table
+        region = optional_env("AWS_REGION") or optional_env("AWS_DEFAULT_REGION") or None
         connect_timeout_seconds = 2
         read_timeout_seconds = 5
         max_retry_attempts = 3

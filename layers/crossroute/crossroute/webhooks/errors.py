@@ -38,7 +38,7 @@ class UnsupportedMediaType(WebhookRejected):
     status, reason = 415, "unsupported_media_type"
 
 
-class QueueUnavailable(WebhookRejected):
-    """The event could not be stored: the provider must retry, so this is never a 2xx."""
+class NotStored(WebhookRejected):
+    """The queue did not take the event: the provider must retry, so this is never a 2xx."""
 
     status, reason = 503, "queue_unavailable"

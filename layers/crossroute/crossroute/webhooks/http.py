@@ -1,6 +1,6 @@
 """What the webhook handlers share: wiring made once per cold start, routing, raw bodies, refusals.
 
-The webhook functions answer two fixed routes each, so they dispatch on API Gateway's ``routeKey``
+The webhook functions answer two fixed routes each, so they route on API Gateway's ``routeKey``
 themselves: Powertools' HTTP resolver would add ~95 ms (asyncio, every event class) to each cold start.
 """
 
@@ -10,19 +10,28 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
-
-from aws_lambda_powertools import Logger
+from typing import Any, TypeVar
 
 from crossroute.config import RegistrySource, Settings
-from crossroute.inbound_queue import InboundQueue, SqsInboundQueue
-from crossroute.webhooks.errors import WebhookRejected
+from crossroute.inbound_queue import InboundQueue, QueueUnavailable, SqsInboundQueue
+from crossroute.log import child_logger
+from crossroute.tenants import TenantRegistry
+from crossroute.webhooks.errors import (
+    BadSignature,
+    NotStored,
+    UnknownChannel,
+    WebhookRejected,
+    WrongVerifyToken,
+)
 
-logger = Logger(child=True)
+logger = child_logger(__name__)
 
 HttpEvent = dict[str, Any]
 HttpResponse = dict[str, Any]
 Route = Callable[[HttpEvent], HttpResponse]
+T = TypeVar("T")
+# Misses that a tenant added a moment ago would explain: worth one fresh read of the registry.
+REGISTRY_MISSES = (UnknownChannel, BadSignature, WrongVerifyToken)
 
 
 class Wiring:
@@ -47,6 +56,19 @@ class Wiring:
     def registry(self) -> RegistrySource:
         return RegistrySource.from_secret(self.settings.tenants_secret_id)
 
+    def attempt(self, use: Callable[[TenantRegistry], T]) -> T:
+        return attempt(self.registry, use)
+
+
+def attempt(source: RegistrySource, use: Callable[[TenantRegistry], T]) -> T:
+    """Run ``use`` with the registry; after a miss, once more with a fresh copy (at most every 30 s)."""
+    try:
+        return use(source.get())
+    except REGISTRY_MISSES:
+        if not source.refreshable():
+            raise
+        return use(source.get(fresh=True))
+
 
 def raw_body(event: HttpEvent) -> bytes:
     """The exact bytes the provider sent (API Gateway base64-encodes form and binary bodies)."""
@@ -65,15 +87,17 @@ def response(status: int, content_type: str, body: str) -> HttpResponse:
     return {"statusCode": status, "headers": headers, "body": body}
 
 
-def dispatch(routes: Mapping[str, Route], event: HttpEvent) -> HttpResponse:
+def route(routes: Mapping[str, Route], event: HttpEvent) -> HttpResponse:
     """Call the route for ``event["routeKey"]`` (``"POST /webhooks/twilio"``); refusals become 4xx/5xx."""
-    route = routes.get(event.get("routeKey", ""))
-    if route is None:
+    handler = routes.get(event.get("routeKey", ""))
+    if handler is None:
         return response(404, "application/json", json.dumps({"message": "Not Found"}))
     try:
-        return route(event)
+        return handler(event)
     except WebhookRejected as exc:
         return refusal(exc)
+    except QueueUnavailable as exc:
+        return refusal(NotStored(str(exc)))
 
 
 def header(event: HttpEvent, name: str) -> str | None:

@@ -181,8 +181,26 @@ def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     (entries naming no sender stay in every part); other fields stay as they are. Linear in the items."""
     value = {k: _per_thread(v) if isinstance(v, list) else v for k, v in value.items()}
     lists = [k for k, v in value.items() if k != "contacts" and isinstance(v, list) and v]
-    items: dict[str, dict[str, list[Any]]] = {}  # sender -> list name -> its items there, in order
-    named_by: dict[str, set[str]] = {}  # any id an item names -> the senders of those items
+    items, named_by = _items_by_sender(value, lists)
+    if len(items) <= 1:
+        yield next(iter(items), ""), value
+        return
+    contacts = value.get("contacts")
+    described = _contacts_by_sender(contacts, items, named_by)
+    for sender, own in items.items():
+        narrowed = {k: own.get(k, []) for k in lists}
+        if isinstance(contacts, list):
+            narrowed["contacts"] = described[sender]
+        yield sender, {**value, **narrowed}
+
+
+def _items_by_sender(
+    value: dict[str, Any], lists: list[str]
+) -> tuple[dict[str, dict[str, list[Any]]], dict[str, set[str]]]:
+    """The items of each list grouped by sender (sender -> list name -> its items there, in order), and
+    which senders' items name each id (any id an item names -> the senders of those items)."""
+    items: dict[str, dict[str, list[Any]]] = {}
+    named_by: dict[str, set[str]] = {}
     for key in lists:
         for item in value[key]:
             ids = _identifiers(item)
@@ -190,20 +208,20 @@ def _by_sender(value: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
             items.setdefault(sender, {}).setdefault(key, []).append(item)
             for found in ids:
                 named_by.setdefault(found, set()).add(sender)
-    if len(items) <= 1:
-        yield next(iter(items), ""), value
-        return
-    contacts = value.get("contacts")
-    described: dict[str, list[Any]] = {sender: [] for sender in items}
+    return items, named_by
+
+
+def _contacts_by_sender(
+    contacts: Any, senders: Iterable[str], named_by: dict[str, set[str]]
+) -> dict[str, list[Any]]:
+    """Each sender's ``contacts`` entries: those naming it, and those naming no sender (in every part)."""
+    every = list(senders)
+    described: dict[str, list[Any]] = {sender: [] for sender in every}
     for contact in contacts if isinstance(contacts, list) else []:
-        senders = set().union(*(named_by.get(i, set()) for i in _contact_ids(contact)))
-        for sender in senders or items:  # naming no sender: kept in every part
+        named = set().union(*(named_by.get(i, set()) for i in _contact_ids(contact)))
+        for sender in named or every:
             described[sender].append(contact)
-    for sender, own in items.items():
-        narrowed = {k: own.get(k, []) for k in lists}
-        if isinstance(contacts, list):
-            narrowed["contacts"] = described[sender]
-        yield sender, {**value, **narrowed}
+    return described
 
 
 def _contact_ids(contact: Any) -> list[str]:

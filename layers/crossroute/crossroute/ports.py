@@ -1,0 +1,240 @@
+"""The ports: what the use cases need of the world, as small typed protocols, and the records that
+cross them. Nothing here imports an AWS SDK or PynamoDB.
+
+| port | used by | adapter | fake (tests/fakes) |
+|---|---|---|---|
+| ``IdentityStore`` | ``ingest`` | ``store.identity_store.DynamoIdentityStore`` | ``identity_store`` |
+| ``ContactBook`` | the read side (API) | ``DynamoIdentityStore`` | |
+| ``SendStore`` | ``dispatch`` | ``store.sends.DynamoSendStore`` | ``send_store`` |
+| ``SendRequests`` | ``send_door`` | ``DynamoSendStore`` | ``send_store`` |
+| ``EventPublisher`` | ``ingest``, ``dispatch`` | ``bus.EventBridgePublisher`` | ``bus`` |
+| ``DeadLetters`` | ``ingest`` | ``inbound_queue.SqsDeadLetters`` | ``queues`` |
+| ``SendQueue`` | ``send_door``, ``send_queue`` | ``send_queue.SqsSendQueue`` | ``queues`` |
+| ``channels.Sender`` | ``dispatch`` | ``channels.meta``, ``channels.twilio_sms`` | ``senders`` |
+
+Two ports live next to their records instead, so that the webhook functions (which need only them) do
+not load this module at cold start: ``inbound_queue.InboundQueue`` and ``channels.Sender``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from crossroute.bus import BusEvent
+from crossroute.channels import Channel
+from crossroute.identity.model import Customer, Key
+from crossroute.identity.rules import IdentityEvent
+from crossroute.routing.pacing import Pair
+from crossroute.routing.settlement import Claim, Settlement
+
+# ---------------------------------------------------------------------- errors a store raises
+
+
+class Conflict(Exception):
+    """Someone else changed a customer or key between our read and our write: read again and retry."""
+
+
+class Erased(Exception):
+    """The event belongs to a customer that was erased (I10): it must not be stored again."""
+
+
+class Unstorable(Exception):
+    """The store refuses this content for good (a validation error): retrying cannot help. ``reason`` is a
+    short, PII-free code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A message in or out, as stored once per provider message id."""
+
+    tenant: str
+    provider: str
+    message_id: str
+    customer_id: str | None  # None: sent to a phone no customer holds (no timeline)
+    direction: str  # "in" | "out"
+    channel: str
+    business: str
+    message_type: str
+    sent_at: datetime
+    text: str | None = None
+    historical: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+    published: list[dict[str, Any]] = field(default_factory=list)
+    request_key: str | None = None  # the send request's idempotency key, for a message crossroute sent
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    tenant: str
+    provider: str
+    message_id: str
+    status: str
+    at: datetime
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusApplied:
+    """What storing a status did: ``applied`` is False when the message already had a later one."""
+
+    applied: bool
+    customer_id: str | None
+    previous: str | None
+    channel: str | None
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """A send request as recorded under its idempotency key (R8): the request, its decision (R9) and
+    each channel's send state."""
+
+    tenant: str
+    idempotency_key: str
+    request_id: str
+    request: dict[str, Any]
+    decision: list[dict[str, Any]]
+    customer_id: str | None
+    sends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    claimed: Channel | None = None  # the channel this call claimed, if any
+
+
+@dataclass(frozen=True)
+class RecipientRead:
+    """Who a send request names, and the pair's pace, read together (one round trip on DynamoDB).
+
+    ``customer``: the customer asked for by id (its survivor when merged), when an id was given;
+    ``holders``: the live customer holding each key asked for; ``pair_tat``: the pair's stored
+    theoretical arrival time (``routing.pacing``), None when it has none or none was asked for."""
+
+    customer: Customer | None = None
+    holders: dict[Key, Customer] = field(default_factory=dict)
+    pair_tat: float | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One record as a queue delivered it to a consumer."""
+
+    body: str
+    message_id: str
+    receive_count: int  # 1 on the first delivery
+    group_id: str = ""  # FIFO queues
+    receipt_handle: str = ""
+
+
+# ---------------------------------------------------------------------- ports
+
+
+class IdentityStore(Protocol):
+    """Ingest's store: who holds keys, and one atomic write of a resolution and its message."""
+
+    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
+
+    def commit(
+        self,
+        tenant: str,
+        customers: dict[str, Customer],
+        base_versions: dict[str, int],
+        key_owners: dict[Key, tuple[str | None, str]],
+        events: Sequence[IdentityEvent],
+        message: MessageRecord | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> bool:
+        """Write it all or nothing; False when ``message`` was stored already. Raises ``Conflict`` when a
+        customer or key changed since it was read, ``Erased`` for an erased customer's event."""
+
+    def apply_status(self, update: StatusRecord) -> StatusApplied: ...
+
+    def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]:
+        """The events a stored message caused, to publish again when it is redelivered."""
+
+    def keep_unrecognised(
+        self, tenant: str, provider: str, kind: str, reason: str, raw: dict[str, Any]
+    ) -> None: ...
+
+
+class ContactBook(Protocol):
+    """The read side: customers by key or id, their timelines, erasure (I10)."""
+
+    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
+
+    def customer(self, tenant: str, customer_id: str) -> Customer | None: ...
+
+    def timeline(
+        self, tenant: str, customer_ids: Sequence[str], *, before: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Entries (messages, identity events, decisions) newest first, and the next page's cursor."""
+
+    def erase(self, tenant: str, customer: Customer) -> int: ...
+
+
+class SendStore(Protocol):
+    """Dispatch's store: send requests under their idempotency keys, claims on channels (R8)."""
+
+    def recipient_and_pace(
+        self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
+    ) -> RecipientRead: ...
+
+    def begin(
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: str,
+        request: dict[str, Any],
+        decision: list[dict[str, Any]],
+        customer_id: str | None,
+        claim: Claim | None,
+        now: datetime,
+    ) -> SendRecord:
+        """Record the request and its decision (the first ones win) and take ``claim`` if it is free."""
+
+    def claim(self, claim: Claim, now: datetime) -> bool:
+        """Claim a further channel: False when it was claimed already."""
+
+    def settle(self, settlement: Settlement) -> bool:
+        """Record how a claimed send ended; False when it was settled already."""
+
+    def get(self, tenant: str, key: str) -> SendRecord | None: ...
+
+    def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
+        """The idempotency key of the request that sent this provider message, if crossroute sent it."""
+
+
+class SendRequests(Protocol):
+    """The send door's store: remember a request under its key; the first request id is the answer."""
+
+    def accept(
+        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> str: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        """Publish every event or raise: the caller retries (consumers must tolerate duplicates)."""
+
+
+class DeadLetters(Protocol):
+    def park(self, body: str, *, group_id: str, message_id: str, reason: str) -> None:
+        """Put a record that failed for good on the dead-letter queue, or raise."""
+
+
+class SendQueue(Protocol):
+    """The send queue, as the send door and the dispatch consumer use it."""
+
+    def enqueue(self, body: str, *, delay: int = 0) -> None:
+        """Put a message on the queue (``delay`` seconds, at most 900), or raise."""
+
+    def retry_later(self, receipt_handle: str, delay: int) -> None:
+        """Bring a received message back after ``delay`` seconds instead of the visibility timeout."""

@@ -1,0 +1,100 @@
+"""A tenant's sending setup from the registry: its business numbers, channel order and provider clients.
+
+``TenantSetups`` is what a dispatch container asks for a tenant's ``TenantSetup``: built once per
+container from the registry (the clients keep their connections), ``None`` for an unknown tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from crossroute.channels import Channel, Sender
+from crossroute.config import RegistrySource, optional_env
+from crossroute.dispatch import TenantSetup
+from crossroute.routing.pacing import COEXISTENCE_RATE, DEFAULT_RATE
+from crossroute.routing.policy import TenantChannels
+from crossroute.tenants import Tenant
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the provider clients connect and where Twilio posts status callbacks."""
+
+    public_base_url: str = ""  # empty: no status callbacks requested
+    graph_version: str = ""  # empty: the client's default
+    graph_base_url: str = ""  # empty: the real Graph API
+    twilio_base_url: str = ""  # empty: the real Twilio API
+
+    @classmethod
+    def from_env(cls) -> Endpoints:
+        """``PUBLIC_BASE_URL``, ``GRAPH_API_VERSION``; the local stack's ``META_GRAPH_BASE_URL`` and
+        ``TWILIO_API_BASE_URL`` point the clients at its sandbox providers."""
+        return cls(
+            public_base_url=optional_env("PUBLIC_BASE_URL"),
+            graph_version=optional_env("GRAPH_API_VERSION"),
+            graph_base_url=optional_env("META_GRAPH_BASE_URL"),
+            twilio_base_url=optional_env("TWILIO_API_BASE_URL"),
+        )
+
+
+class TenantSetups:
+    """Tenant id -> ``TenantSetup``, built on first use and kept for the container's life."""
+
+    def __init__(self, registry: RegistrySource, endpoints: Endpoints) -> None:
+        self._registry = registry
+        self._endpoints = endpoints
+        self._setups: dict[str, TenantSetup] = {}
+
+    def __call__(self, tenant_id: str) -> TenantSetup | None:
+        if tenant_id not in self._setups:
+            tenant = self._registry.get().by_id(tenant_id)
+            if tenant is None:
+                return None
+            self._setups[tenant_id] = tenant_setup(tenant, self._endpoints)
+        return self._setups[tenant_id]
+
+
+def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
+    """Clients are built here but connect lazily (``twilio.rest`` loads on the first SMS)."""
+    senders: dict[Channel, Sender] = {}
+    business, rate = _whatsapp(tenant, endpoints, senders)
+    sms_sender = _sms(tenant, endpoints, senders)
+    base = endpoints.public_base_url.rstrip("/")
+    channels = TenantChannels(
+        whatsapp_business=business,
+        sms_sender=sms_sender,
+        preference=cast(tuple[Channel, ...], tenant.channel_preference),
+        status_callback=f"{base}/webhooks/twilio/status" if base else None,
+    )
+    return TenantSetup(channels, senders, tenant.default_region, whatsapp_rate=rate)
+
+
+def _whatsapp(
+    tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]
+) -> tuple[str | None, float]:
+    """The business number WhatsApp messages go out from, and its rate (a coexistence number's is lower)."""
+    meta = tenant.meta
+    if not (meta and meta.phone_numbers and meta.access_token):
+        return None, DEFAULT_RATE
+    from crossroute.channels.meta import GRAPH_BASE_URL, GRAPH_VERSION, MetaCloudClient
+
+    number = meta.phone_numbers[0]
+    senders["whatsapp"] = MetaCloudClient(
+        meta.access_token,
+        graph_version=endpoints.graph_version or GRAPH_VERSION,
+        base_url=endpoints.graph_base_url or GRAPH_BASE_URL,
+    )
+    return number.phone_number_id, COEXISTENCE_RATE if number.coexistence else DEFAULT_RATE
+
+
+def _sms(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]) -> str | None:
+    """The SMS sender: the first messaging service, else the first number."""
+    twilio = tenant.twilio
+    if not (twilio and (twilio.messaging_service_sids or twilio.sms_numbers)):
+        return None
+    from crossroute.channels.twilio_sms import TwilioSmsClient
+
+    base_url = endpoints.twilio_base_url or None
+    senders["sms"] = TwilioSmsClient(twilio.account_sid, twilio.auth_token, base_url=base_url)
+    return (twilio.messaging_service_sids or twilio.sms_numbers)[0]

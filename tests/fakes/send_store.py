@@ -1,0 +1,170 @@
+"""``SendStore`` and ``SendRequests`` (``crossroute.ports``) in memory, with ``DynamoSendStore``'s conditions.
+
+``tests/adapters/test_send_store_agreement.py`` runs the same operations on both and compares every
+answer, so what a test proves over this fake holds over the table.
+
+Conditions kept: a request's first request id, request and decision win (a later ``begin``/``accept``
+keeps them); a channel is claimed at most once per key (R8); only the attempt that claimed a channel
+settles it, once; a sent message records the request's key (``request_of``, for R7) and moves the pair's
+pace. Not modelled: expiry (``KEEP``), and the message item a send puts on the customer's timeline.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from crossroute.identity.model import Customer, Key
+from crossroute.ports import RecipientRead, SendRecord
+from crossroute.routing.pacing import Pair
+from crossroute.routing.settlement import Claim, Settlement
+
+
+class Customers(Protocol):
+    """What the fake reads recipients from (``MemoryIdentityStore`` is one)."""
+
+    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
+
+    def customer(self, tenant: str, customer_id: str) -> Customer | None: ...
+
+
+class NoCustomers:
+    def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
+        return {}
+
+    def customer(self, tenant: str, customer_id: str) -> Customer | None:
+        return None
+
+
+@dataclass
+class _Request:
+    tenant: str
+    key: str
+    request_id: str
+    request: dict[str, Any]
+    decision: list[dict[str, Any]] | None
+    customer_id: str | None
+    sends: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class MemorySendStore:
+    customers: Customers = field(default_factory=NoCustomers)
+    requests: dict[tuple[str, str], _Request] = field(default_factory=dict)
+    sent_by: dict[tuple[str, str, str], str] = field(default_factory=dict)  # provider message -> key
+    tats: dict[Pair, float] = field(default_factory=dict)
+
+    def recipient_and_pace(
+        self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
+    ) -> RecipientRead:
+        tat = self.tats.get(pair) if pair else None
+        if customer_id:
+            return RecipientRead(customer=self.customers.customer(tenant, customer_id), pair_tat=tat)
+        return RecipientRead(holders=self.customers.holders(tenant, keys), pair_tat=tat)
+
+    def begin(
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: str,
+        request: dict[str, Any],
+        decision: list[dict[str, Any]],
+        customer_id: str | None,
+        claim: Claim | None,
+        now: datetime,
+    ) -> SendRecord:
+        stored = self._remember(tenant, key, request_id, request)
+        if stored.decision is None:
+            stored.decision = copy.deepcopy(decision)
+        if stored.customer_id is None and customer_id:
+            stored.customer_id = customer_id
+        claimed = claim is not None and self.claim(claim, now)
+        return self._record(stored, claim.channel if claim and claimed else None)
+
+    def accept(
+        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> str:
+        return self._remember(tenant, key, request_id, request).request_id
+
+    def claim(self, claim: Claim, now: datetime) -> bool:
+        stored = self.requests.get((claim.tenant, claim.key))
+        if stored is None or claim.channel in stored.sends:
+            return False
+        stored.sends[claim.channel] = {"state": "sending", "at": now, "attempt": claim.attempt}
+        return True
+
+    def settle(self, settlement: Settlement) -> bool:
+        claim = settlement.claim
+        stored = self.requests.get((claim.tenant, claim.key))
+        state = stored.sends.get(claim.channel) if stored else None
+        if (
+            stored is None
+            or state is None
+            or (state["state"], state["attempt"]) != ("sending", claim.attempt)
+        ):
+            return False
+        if settlement.result == "released":
+            del stored.sends[claim.channel]
+            return True
+        stored.sends[claim.channel] = _ended(settlement)
+        if settlement.result == "sent" and settlement.sent:
+            self.sent_by[(claim.tenant, settlement.sent.provider, settlement.sent.message_id)] = claim.key
+            self._move_pace(settlement)
+        return True
+
+    def get(self, tenant: str, key: str) -> SendRecord | None:
+        stored = self.requests.get((tenant, key))
+        return self._record(stored, None) if stored else None
+
+    def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
+        return self.sent_by.get((tenant, provider, message_id))
+
+    def _remember(self, tenant: str, key: str, request_id: str, request: dict[str, Any]) -> _Request:
+        """The stored request, made with these values when the key is new (the first ones win)."""
+        if (tenant, key) not in self.requests:
+            self.requests[(tenant, key)] = _Request(
+                tenant, key, request_id, copy.deepcopy(request), None, None
+            )
+        return self.requests[(tenant, key)]
+
+    def _move_pace(self, settlement: Settlement) -> None:
+        pair, pace = settlement.pair, settlement.pace
+        if pair is None or pace is None:
+            return
+        if pace.add is not None:
+            self.tats[pair] = self.tats.get(pair, 0.0) + pace.add
+        elif pace.set_to is not None:
+            self.tats[pair] = pace.set_to
+
+    @staticmethod
+    def _record(stored: _Request, claimed: Any) -> SendRecord:
+        return SendRecord(
+            tenant=stored.tenant,
+            idempotency_key=stored.key,
+            request_id=stored.request_id,
+            request=copy.deepcopy(stored.request),
+            decision=copy.deepcopy(stored.decision or []),
+            customer_id=stored.customer_id,
+            sends=copy.deepcopy(stored.sends),
+            claimed=claimed,
+        )
+
+
+def _ended(settlement: Settlement) -> dict[str, Any]:
+    """The channel's state after a settlement: what ``DynamoSendStore`` writes, ``None`` fields left out."""
+    sent = settlement.sent
+    value = {
+        "state": settlement.result,
+        "at": settlement.at,
+        "attempt": settlement.claim.attempt,
+        "provider": sent.provider if sent else None,
+        "provider_message_id": sent.message_id if sent else None,
+        "outcome": settlement.outcome,
+        "code": str(settlement.code) if settlement.code is not None else None,
+        "reason": settlement.reason,
+    }
+    return {k: v for k, v in value.items() if v is not None}

@@ -1,0 +1,129 @@
+"""The send door (``POST /messages``) and the send queue's consumer, over the in-memory fakes.
+
+The same behaviour is tested end to end through the deployed handlers (tests/adapters/
+test_dispatch_function.py, tests/e2e/test_sending.py); here each rule is one small, fast case.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crossroute.channels import SendFailed
+from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
+from crossroute.ports import Delivery
+from crossroute.routing.policy import TenantChannels
+from crossroute.routing.request import InvalidRequest
+from crossroute.send_door import SendDoor, UnknownTenant
+from crossroute.send_queue import FOLLOW_UP, SendConsumer
+from crossroute.tenants import TenantRegistry
+from tests.fakes import MemorySendStore, RecordingPublisher, RecordingSendQueue, ScriptedSender
+from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, registry_document
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+REQUEST = {"idempotency_key": "order-42", "to": {"phone": "+15550123456"}, "text": "Shipped"}
+# A WhatsApp template to a phone no customer holds yet: WhatsApp qualifies without a window.
+TEMPLATED = {
+    **REQUEST,
+    "tenant": "demo",
+    "channels": ["whatsapp"],
+    "template": {"name": "order_shipped", "language": "en_US", "category": "utility"},
+}
+
+
+def door(store: MemorySendStore, queue: RecordingSendQueue) -> SendDoor:
+    registry = TenantRegistry.from_json(registry_document())
+    ids = iter(["r1", "r2", "r3"])
+    return SendDoor(store, queue, lambda: registry, clock=lambda: NOW, new_id=lambda: next(ids))
+
+
+def test_the_door_records_then_queues_and_answers_the_first_request_id_again() -> None:
+    store, queue = MemorySendStore(), RecordingSendQueue()
+    send = door(store, queue)
+    first = send.accept(REQUEST, default_tenant=lambda: "demo")
+    again = send.accept({**REQUEST, "text": "changed"}, default_tenant=lambda: "demo")
+    assert (first, again) == ("r1", "r1")
+    assert [json.loads(m.body)["tenant"] for m in queue.messages] == ["demo", "demo"]  # dispatch dedupes
+    record = store.get("demo", "order-42")
+    assert record is not None and record.request["text"] == "Shipped"
+
+
+def test_the_door_refuses_an_unknown_tenant_and_an_invalid_request_and_keeps_nothing() -> None:
+    store, queue = MemorySendStore(), RecordingSendQueue()
+    send = door(store, queue)
+    with pytest.raises(UnknownTenant):
+        send.accept({**REQUEST, "tenant": "nobody"}, default_tenant=lambda: "demo")
+    with pytest.raises(InvalidRequest) as invalid:
+        send.accept({"to": {}, "text": ""}, default_tenant=lambda: "demo")
+    assert len(invalid.value.problems) >= 2  # every problem, not the first one
+    assert store.requests == {} and queue.messages == []
+
+
+def consumer(*whatsapp: str | SendFailed) -> tuple[SendConsumer, RecordingSendQueue, RecordingPublisher]:
+    queue, bus = RecordingSendQueue(), RecordingPublisher()
+    setup = TenantSetup(
+        TenantChannels(PHONE_NUMBER_ID, TWILIO_SMS_NUMBER),
+        {"whatsapp": ScriptedSender("meta", *whatsapp), "sms": ScriptedSender("twilio")},
+    )
+    dispatch = Dispatch(MemorySendStore(), lambda tenant: setup, bus, clock=lambda: NOW)
+    return SendConsumer(dispatch, queue), queue, bus
+
+
+def delivery(body: object, receive_count: int = 1) -> Delivery:
+    return Delivery(json.dumps(body), "m1", receive_count, receipt_handle="rh-1")
+
+
+def test_a_request_refused_for_now_comes_back_after_a_backoff_not_the_visibility_timeout() -> None:
+    consume, queue, bus = consumer("retry")
+    with pytest.raises(RetryLater):
+        consume.consume(delivery(TEMPLATED, receive_count=3))
+    ((handle, delay),) = queue.retries
+    assert handle == "rh-1" and 4 <= delay <= 8  # 2 s doubled twice, full jitter over its upper half
+    assert bus.events == []
+
+
+def test_an_eventbridge_send_message_is_handled_like_a_request() -> None:
+    consume, _, bus = consumer()
+    consume.consume(delivery({"detail-type": "SendMessage", "detail": {**REQUEST, "tenant": "demo"}}))
+    (routed,) = bus.of("MessageRouted")
+    assert routed["channel"] == "sms"  # a phone and no WhatsApp window: SMS
+
+
+class FailingOnce(MemorySendStore):
+    """A store whose first settlement fails after the provider answered (the table was unavailable)."""
+
+    failed = False
+
+    def settle(self, settlement):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("injected")
+        return super().settle(settlement)
+
+
+def test_an_outcome_the_table_did_not_take_is_carried_forward_and_recorded_once() -> None:
+    queue, bus = RecordingSendQueue(), RecordingPublisher()
+    store = FailingOnce()
+    setup = TenantSetup(TenantChannels(None, TWILIO_SMS_NUMBER), {"sms": ScriptedSender("twilio")})
+    consume = SendConsumer(Dispatch(store, lambda tenant: setup, bus, clock=lambda: NOW), queue)
+    consume.consume(delivery({**REQUEST, "tenant": "demo"}))
+    (follow_up,) = queue.messages
+    body = json.loads(follow_up.body)
+    assert body[FOLLOW_UP]["result"] == "sent" and follow_up.delay == 0
+    consume.consume(Delivery(follow_up.body, "m2", 1))
+    record = store.get("demo", "order-42")
+    assert record is not None and record.sends["sms"]["state"] == "sent"
+    assert len(bus.of("MessageRouted")) == 1 and len(queue.messages) == 1  # nothing sent twice
+
+
+def test_the_backoff_grows_with_the_receive_count() -> None:
+    delays = []
+    for count in (1, 6):
+        consume, queue, _ = consumer("retry")
+        with pytest.raises(RetryLater):
+            consume.consume(delivery(TEMPLATED, count))
+        delays.append(queue.retries[0][1])
+    assert delays[0] <= 2 < 32 <= delays[1] <= 64
+    assert timedelta(seconds=delays[1]) < timedelta(minutes=15)

@@ -18,13 +18,12 @@ DUMMY_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "loc
 class ClientFactory:
     """Caches one boto3 client per service, all pointed at ``endpoint_url``. Thread-safe."""
 
-    def __init__(self, endpoint_url: str, region: str = REGION) -> None:
+    def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url
-        self.region = region
         self._session = boto3.session.Session(
             aws_access_key_id=DUMMY_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=DUMMY_CREDENTIALS["aws_secret_access_key"],
-            region_name=region,
+            region_name=REGION,
         )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -75,14 +75,12 @@ def wait_healthy(base_url: str, timeout: float = 30, *, alive: Any = None) -> No
 class StackClient:
     """A running local stack, seen from outside (tests, scripts)."""
 
-    def __init__(self, base_url: str, outputs: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
-        if outputs is None:
-            resp = http_request("GET", self.base_url + "/_local/outputs")
-            if resp.status != 200:
-                raise RuntimeError(f"GET /_local/outputs answered {resp.status}: {resp.text}")
-            outputs = resp.json()
-        self.outputs: dict[str, Any] = dict(outputs)
+        resp = http_request("GET", self.base_url + "/_local/outputs")
+        if resp.status != 200:
+            raise RuntimeError(f"GET /_local/outputs answered {resp.status}: {resp.text}")
+        self.outputs: dict[str, Any] = dict(resp.json())
         self.process: Any = None  # the StackProcess that runs it, when started by one
 
     # ------------------------------------------------------------------ names
@@ -185,22 +183,6 @@ class StackClient:
             else:
                 time.sleep(0.05)
         return messages
-
-    def clear_table(self, logical_id: str = "IdentityTable") -> int:
-        """Delete every item of a table; returns how many."""
-        ddb = self.client("dynamodb")
-        name = self.physical(logical_id)
-        keys = [k["AttributeName"] for k in ddb.describe_table(TableName=name)["Table"]["KeySchema"]]
-        deleted = 0
-        for page in ddb.get_paginator("scan").paginate(
-            TableName=name,
-            ProjectionExpression=", ".join(f"#k{i}" for i in range(len(keys))),
-            ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(keys)},
-        ):
-            for item in page["Items"]:
-                ddb.delete_item(TableName=name, Key={k: item[k] for k in keys})
-                deleted += 1
-        return deleted
 
     # ------------------------------------------------------------------ HTTP
     def request(

@@ -16,9 +16,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from .aws import ACCOUNT_ID, REGION
@@ -58,7 +57,6 @@ class FunctionSpec:
     timeout_s: float
     environment: dict[str, str]
     events: dict[str, dict[str, Any]]
-    properties: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
     def arn(self) -> str:
@@ -132,7 +130,6 @@ def function_specs(
                 timeout_s=float(props.get("Timeout", 3)),
                 environment={k: _env_str(v) for k, v in env_vars.items()},
                 events=dict(props.get("Events") or {}),
-                properties=props,
             )
         )
     return specs
@@ -164,12 +161,12 @@ def merged_environment(specs: Iterable[FunctionSpec]) -> dict[str, str]:
 class LambdaContext:
     """The parts of the Lambda Python runtime's context object that handlers use."""
 
-    def __init__(self, spec: FunctionSpec, request_id: str | None = None) -> None:
+    def __init__(self, spec: FunctionSpec) -> None:
         self.function_name = spec.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = spec.arn
         self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = request_id or str(uuid.uuid4())
+        self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{spec.name}"
         self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
         self.identity = None
@@ -181,11 +178,7 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-@dataclass
-class _Environment:
-    module: ModuleType
-    handler: Callable[[Any, Any], Any]
-    invocations: int = 0
+Handler = Callable[[Any, Any], Any]  # one execution environment: its own import's handler function
 
 
 class FunctionRuntime:
@@ -194,7 +187,7 @@ class FunctionRuntime:
     def __init__(self, spec: FunctionSpec, *, max_environments: int = 4) -> None:
         self.spec = spec
         self.max_environments = max(1, max_environments)
-        self._idle: list[_Environment] = []
+        self._idle: list[Handler] = []
         self._count = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -204,16 +197,15 @@ class FunctionRuntime:
         env = self._acquire()
         self._release(env)
 
-    def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
+    def invoke(self, event: Any) -> Any:
         """Call the handler with ``event`` and a fresh context; exceptions propagate."""
         env = self._acquire()
         try:
-            context = LambdaContext(self.spec, request_id)
+            context = LambdaContext(self.spec)
             started = time.monotonic()
             try:
-                return env.handler(event, context)
+                return env(event, context)
             finally:
-                env.invocations += 1
                 elapsed = time.monotonic() - started
                 if elapsed > self.spec.timeout_s:
                     log.warning(
@@ -232,7 +224,7 @@ class FunctionRuntime:
             self._closed = True
             self._cond.notify_all()
 
-    def _acquire(self) -> _Environment:
+    def _acquire(self) -> Handler:
         with self._cond:
             while True:
                 if self._closed:
@@ -251,12 +243,12 @@ class FunctionRuntime:
                 self._cond.notify()
             raise
 
-    def _release(self, env: _Environment) -> None:
+    def _release(self, env: Handler) -> None:
         with self._cond:
             self._idle.append(env)
             self._cond.notify()
 
-    def _new_environment(self) -> _Environment:
+    def _new_environment(self) -> Handler:
         """Import the handler module afresh: one import is one execution environment.
 
         The module is named as Lambda names it (``app`` for ``app.lambda_handler``), so names derived
@@ -283,8 +275,8 @@ class FunctionRuntime:
                 else:
                     sys.modules[lambda_name] = previous
         sys.modules[alias] = module
-        handler = getattr(module, self.spec.handler_function, None)
+        handler: Handler | None = getattr(module, self.spec.handler_function, None)
         if not callable(handler):
             raise ImportError(f"{self.spec.logical_id}: {path} has no function {self.spec.handler_function}")
         log.debug("%s: new execution environment (%s)", self.spec.logical_id, alias)
-        return _Environment(module, handler)
+        return handler

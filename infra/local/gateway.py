@@ -170,25 +170,12 @@ def build_http_event(
     source_ip: str = "127.0.0.1",
     protocol: str = "HTTP/1.1",
     api_id: str = "localapi",
-    stage: str = "$default",
     request_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """An API Gateway HTTP API payload format 2.0 event for one request."""
-    now = now or datetime.now(UTC)
-    joined: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        key = name.lower()
-        if key == "cookie":
-            cookies.extend(c.strip() for c in value.split(";") if c.strip())
-            continue
-        joined[key] = f"{joined[key]},{value}" if key in joined else value
-    host = joined.get("host", "")
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        query[key] = f"{query[key]},{value}" if key in query else value
-    request_id = request_id or _request_id()
+    joined, cookies = _joined_headers(headers)
+    query = _query_parameters(raw_query)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -203,8 +190,7 @@ def build_http_event(
     event["requestContext"] = {
         "accountId": ACCOUNT_ID,
         "apiId": api_id,
-        "domainName": host,
-        "domainPrefix": host.split(".", 1)[0] if host else "",
+        **_domain(joined.get("host", "")),
         "http": {
             "method": method.upper(),
             "path": raw_path,
@@ -212,11 +198,10 @@ def build_http_event(
             "sourceIp": source_ip,
             "userAgent": joined.get("user-agent", ""),
         },
-        "requestId": request_id,
+        "requestId": request_id or _request_id(),
         "routeKey": route_key,
-        "stage": stage,
-        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-        "timeEpoch": int(now.timestamp() * 1000),
+        "stage": "$default",
+        **_request_time(now or datetime.now(UTC)),
     }
     if body:
         event["body"], event["isBase64Encoded"] = encode_body(body, joined.get("content-type"))
@@ -225,6 +210,35 @@ def build_http_event(
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     return event
+
+
+def _joined_headers(headers: Sequence[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """Lower-case header names, repeated headers joined with commas; ``Cookie`` split into cookies."""
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    return joined, cookies
+
+
+def _query_parameters(raw_query: str) -> dict[str, str]:
+    """``queryStringParameters``: repeated parameters joined with commas."""
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    return query
+
+
+def _domain(host: str) -> dict[str, str]:
+    return {"domainName": host, "domainPrefix": host.split(".", 1)[0] if host else ""}
+
+
+def _request_time(now: datetime) -> dict[str, Any]:
+    return {"time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"), "timeEpoch": int(now.timestamp() * 1000)}
 
 
 def _request_id() -> str:
@@ -286,7 +300,7 @@ class LocalRequest:
 
 
 LocalRouteHandler = Callable[[LocalRequest], LocalResponse]
-Invoker = Callable[[HttpRoute, dict[str, Any], str], Any]
+Invoker = Callable[[HttpRoute, dict[str, Any]], Any]
 
 NOT_FOUND = {"message": "Not Found"}
 INTERNAL_ERROR = {"message": "Internal Server Error"}
@@ -321,10 +335,6 @@ class LocalGateway:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
     def mount(self, prefix: str, handler: LocalRouteHandler) -> None:
         """Serve every path starting with ``prefix`` (e.g. ``/_sandbox/``) with ``handler``."""
         self._mounts.append((prefix, handler))
@@ -342,7 +352,7 @@ class LocalGateway:
         self.stopping = True
 
     def in_flight(self) -> list[str]:
-        """The invocations running now, e.g. ``ContactsApiFunction (GET /contacts)``."""
+        """The invocations running now, e.g. ``ContactsAndMessagesApiFunction (GET /contacts)``."""
         with self._active_cond:
             return sorted(self._active.values())
 
@@ -376,7 +386,6 @@ class LocalGateway:
         route, params = matched
         if self.stopping:
             return LocalResponse.json(503, UNAVAILABLE)
-        request_id = _request_id()
         event = build_http_event(
             method=req.command,
             raw_path=raw_path,
@@ -388,13 +397,12 @@ class LocalGateway:
             source_ip=req.client_address[0],
             protocol=req.request_version,
             api_id=self.api_id,
-            request_id=request_id,
         )
         ident = threading.get_ident()
         with self._active_cond:
             self._active[ident] = f"{route.function_id or 'handler'} ({route.route_key})"
         try:
-            return http_response(self.invoke(route, event, request_id))
+            return http_response(self.invoke(route, event))
         except Exception as exc:
             if self.stopping:  # refused (FunctionStopped) or cut short by the stop
                 log.debug("%s %s: %s (the stack is stopping)", req.command, raw_path, type(exc).__name__)
@@ -445,15 +453,14 @@ class _Server(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
-    def close_connections(self) -> int:
+    def close_connections(self) -> None:
         """Shut down every connection still open: a handler waiting for the next request on a
-        keep-alive connection reads EOF and ends. Returns how many there were."""
+        keep-alive connection reads EOF and ends."""
         with self._connections_lock:
             connections = list(self._connections)
         for conn in connections:
             with contextlib.suppress(OSError):  # already closed by its handler
                 conn.shutdown(socket.SHUT_RDWR)
-        return len(connections)
 
 
 class _Handler(BaseHTTPRequestHandler):

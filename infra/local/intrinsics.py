@@ -18,10 +18,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .aws import ACCOUNT_ID, REGION
+
 __all__ = ["NO_VALUE", "IntrinsicError", "Resolver"]
 
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
 STACK_NAME = "crossroute-local"
 
 
@@ -39,14 +39,12 @@ NO_VALUE: Any = _NoValue()
 _SUB_VAR = re.compile(r"\$\{([^}]*)\}")
 
 
-def pseudo_parameters(
-    *, stack_name: str = STACK_NAME, region: str = REGION, account_id: str = ACCOUNT_ID
-) -> dict[str, Any]:
+def pseudo_parameters(*, region: str = REGION) -> dict[str, Any]:
     return {
-        "AWS::AccountId": account_id,
+        "AWS::AccountId": ACCOUNT_ID,
         "AWS::Region": region,
-        "AWS::StackName": stack_name,
-        "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local",
+        "AWS::StackName": STACK_NAME,
+        "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/{STACK_NAME}/local",
         "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com",
         "AWS::NotificationARNs": [],

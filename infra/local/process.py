@@ -40,20 +40,14 @@ class StackProcess:
     def __init__(
         self,
         *,
-        port: int | None = None,
-        aws_port: int | None = None,
         env: Mapping[str, str] | None = None,
-        cwd: Path = REPO_ROOT,
-        python: str = sys.executable,
         log_path: Path | None = None,
         module: str = "infra.local",
     ) -> None:
         """``module``: what ``python -m`` runs (another entry point wrapping ``infra.local``, say)."""
-        self.port = port or free_port()
-        self.aws_port = aws_port or free_port()
+        self.port = free_port()
+        self.aws_port = free_port()
         self.extra_env = dict(env or {})
-        self.cwd = cwd
-        self.python = python
         self.module = module
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="crossroute-local-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -79,8 +73,8 @@ class StackProcess:
         }
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [self.python, "-m", self.module],
-            cwd=self.cwd,
+            [sys.executable, "-m", self.module],
+            cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -125,9 +119,3 @@ class StackProcess:
             self._log.close()
             self._log = None
         return code
-
-    def __enter__(self) -> StackClient:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

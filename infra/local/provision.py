@@ -23,22 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .aws import ACCOUNT_ID, REGION
-from .intrinsics import STACK_NAME, IntrinsicError, Resolver, parameter_values, pseudo_parameters
+from .intrinsics import STACK_NAME, IntrinsicError, Resolver, parameter_values
 
-__all__ = ["EMULATED_TYPES", "PhysicalResource", "ProvisionError", "Provisioner"]
+__all__ = ["PhysicalResource", "ProvisionError", "Provisioner"]
 
 log = logging.getLogger(__name__)
-
-EMULATED_TYPES = frozenset(
-    {
-        "AWS::DynamoDB::Table",
-        "AWS::SQS::Queue",
-        "AWS::Events::EventBus",
-        "AWS::Events::Rule",
-        "AWS::SecretsManager::Secret",
-        "AWS::SSM::Parameter",
-    }
-)
 
 # Rule target services the emulator can deliver to.
 _DELIVERABLE_TARGET_SERVICES = frozenset({"sqs", "events", "logs"})
@@ -70,17 +59,11 @@ class Provisioner:
         *,
         parameter_overrides: Mapping[str, str] | None = None,
         secret_values: Mapping[str, str] | None = None,
-        stack_name: str = STACK_NAME,
-        region: str = REGION,
-        account_id: str = ACCOUNT_ID,
         http_api_id: str = "localapi",
         http_api_endpoint: str = "",
     ) -> None:
         self.template = template
         self.clients = clients
-        self.stack_name = stack_name
-        self.region = region
-        self.account_id = account_id
         self.http_api_id = http_api_id
         self.http_api_endpoint = http_api_endpoint
         self.secret_values = dict(secret_values or {})
@@ -92,7 +75,6 @@ class Provisioner:
             parameters=self.parameters,
             ref=self.ref,
             get_att=self.get_att,
-            pseudo=pseudo_parameters(stack_name=stack_name, region=region, account_id=account_id),
         )
         unknown = sorted(set(self.secret_values) - set(self._template_resources()))
         if unknown:
@@ -153,10 +135,10 @@ class Provisioner:
         return self.resolver.resolve(value)
 
     def name_for(self, logical_id: str, suffix: str = "") -> str:
-        return f"{self.stack_name}-{logical_id}{suffix}"
+        return f"{STACK_NAME}-{logical_id}{suffix}"
 
     def arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+        return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{resource}"
 
     # ------------------------------------------------------------------ creators
     def _template_resources(self) -> dict[str, Any]:
@@ -171,39 +153,7 @@ class Provisioner:
         p = self._props(raw)
         ddb = self.clients("dynamodb")
         name = p.get("TableName") or self.name_for(logical_id)
-        args: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": p["KeySchema"],
-            "AttributeDefinitions": p["AttributeDefinitions"],
-            "BillingMode": p.get("BillingMode", "PROVISIONED"),
-        }
-        if "ProvisionedThroughput" in p:
-            args["ProvisionedThroughput"] = _ints(p["ProvisionedThroughput"])
-        index_keys = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput", "OnDemandThroughput")
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-            if p.get(key):
-                args[key] = [
-                    {
-                        k: (_ints(v) if k.endswith("Throughput") else v)
-                        for k, v in index.items()
-                        if k in index_keys
-                    }
-                    for index in p[key]
-                ]
-        stream = p.get("StreamSpecification")
-        if stream and stream.get("StreamViewType"):
-            args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
-        sse = p.get("SSESpecification")
-        if sse:
-            args["SSESpecification"] = {
-                "Enabled": _bool(sse.get("SSEEnabled", False)),
-                **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse},
-            }
-        if "TableClass" in p:
-            args["TableClass"] = p["TableClass"]
-        if "DeletionProtectionEnabled" in p:
-            args["DeletionProtectionEnabled"] = _bool(p["DeletionProtectionEnabled"])
-        desc = ddb.create_table(**args)["TableDescription"]
+        desc = ddb.create_table(**_create_table_args(name, p))["TableDescription"]
         ttl = p.get("TimeToLiveSpecification")
         if ttl and _bool(ttl.get("Enabled", False)):
             ddb.update_time_to_live(
@@ -268,38 +218,9 @@ class Provisioner:
         bus = str(p.get("EventBusName") or "default")
         if bus.startswith("arn:"):
             bus = bus.split("event-bus/", 1)[-1]
-        args: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": p.get("State", "ENABLED")}
-        if "EventPattern" in p:
-            pattern = p["EventPattern"]
-            args["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
-        for key in ("ScheduleExpression", "Description", "RoleArn"):
-            if key in p:
-                args[key] = p[key]
         events = self.clients("events")
-        arn = events.put_rule(**args)["RuleArn"]
-        target_keys = (
-            "Id",
-            "Arn",
-            "RoleArn",
-            "Input",
-            "InputPath",
-            "InputTransformer",
-            "SqsParameters",
-            "RetryPolicy",
-            "DeadLetterConfig",
-        )
-        targets = []
-        for target in p.get("Targets") or []:
-            service = str(target.get("Arn", "")).split(":")[2:3]
-            if not service or service[0] not in _DELIVERABLE_TARGET_SERVICES:
-                log.warning(
-                    "rule %s: target %s (%s) is not emulated locally; events matching it are dropped",
-                    logical_id,
-                    target.get("Id"),
-                    target.get("Arn"),
-                )
-                continue
-            targets.append({k: v for k, v in target.items() if k in target_keys})
+        arn = events.put_rule(**_put_rule_args(name, bus, p))["RuleArn"]
+        targets = _deliverable_targets(logical_id, p.get("Targets") or [])
         if targets:
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
         ref = name if bus == "default" else f"{bus}|{name}"
@@ -345,8 +266,7 @@ class Provisioner:
             return PhysicalResource(logical_id, rtype, name, {"Arn": self.arn("lambda", f"function:{name}")})
         if rtype in ("AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api", "AWS::Serverless::Api"):
             endpoint = (
-                self.http_api_endpoint
-                or f"https://{self.http_api_id}.execute-api.{self.region}.amazonaws.com"
+                self.http_api_endpoint or f"https://{self.http_api_id}.execute-api.{REGION}.amazonaws.com"
             )
             return PhysicalResource(
                 logical_id, rtype, self.http_api_id, {"ApiEndpoint": endpoint, "ApiId": self.http_api_id}
@@ -368,6 +288,85 @@ _CREATORS: dict[str, Callable[[Provisioner, str, Mapping[str, Any]], PhysicalRes
     "AWS::SecretsManager::Secret": Provisioner._secret,
     "AWS::SSM::Parameter": Provisioner._parameter,
 }
+
+
+def _create_table_args(name: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """``CreateTable`` arguments from a table's resolved properties (TTL and PITR are set after)."""
+    args: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": p["KeySchema"],
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "BillingMode": p.get("BillingMode", "PROVISIONED"),
+    }
+    if "ProvisionedThroughput" in p:
+        args["ProvisionedThroughput"] = _ints(p["ProvisionedThroughput"])
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if p.get(key):
+            args[key] = [_index(index) for index in p[key]]
+    stream = p.get("StreamSpecification")
+    if stream and stream.get("StreamViewType"):
+        args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    sse = p.get("SSESpecification")
+    if sse:
+        args["SSESpecification"] = {
+            "Enabled": _bool(sse.get("SSEEnabled", False)),
+            **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse},
+        }
+    if "TableClass" in p:
+        args["TableClass"] = p["TableClass"]
+    if "DeletionProtectionEnabled" in p:
+        args["DeletionProtectionEnabled"] = _bool(p["DeletionProtectionEnabled"])
+    return args
+
+
+_INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput", "OnDemandThroughput")
+
+
+def _index(index: Mapping[str, Any]) -> dict[str, Any]:
+    """A secondary index as ``CreateTable`` takes it."""
+    return {k: (_ints(v) if k.endswith("Throughput") else v) for k, v in index.items() if k in _INDEX_KEYS}
+
+
+def _put_rule_args(name: str, bus: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": p.get("State", "ENABLED")}
+    if "EventPattern" in p:
+        pattern = p["EventPattern"]
+        args["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+    for key in ("ScheduleExpression", "Description", "RoleArn"):
+        if key in p:
+            args[key] = p[key]
+    return args
+
+
+_TARGET_KEYS = (
+    "Id",
+    "Arn",
+    "RoleArn",
+    "Input",
+    "InputPath",
+    "InputTransformer",
+    "SqsParameters",
+    "RetryPolicy",
+    "DeadLetterConfig",
+)
+
+
+def _deliverable_targets(logical_id: str, targets: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rule's targets the emulator can deliver to, as ``PutTargets`` takes them; the others are
+    logged and dropped."""
+    deliverable = []
+    for target in targets:
+        service = str(target.get("Arn", "")).split(":")[2:3]
+        if not service or service[0] not in _DELIVERABLE_TARGET_SERVICES:
+            log.warning(
+                "rule %s: target %s (%s) is not emulated locally; events matching it are dropped",
+                logical_id,
+                target.get("Id"),
+                target.get("Arn"),
+            )
+            continue
+        deliverable.append({k: v for k, v in target.items() if k in _TARGET_KEYS})
+    return deliverable
 
 
 def _bool(value: Any) -> bool:

@@ -72,38 +72,41 @@ def _next_sequence_number() -> str:
         return f"{_last_sequence:020d}"
 
 
-def build_sqs_record(message: Mapping[str, Any], queue_arn: str, region: str = REGION) -> dict[str, Any]:
+def build_sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
     """One record of a Lambda SQS event from a ``ReceiveMessage`` result message."""
     attributes = dict(message.get("Attributes") or {})
     if "MessageGroupId" in attributes and "SequenceNumber" not in attributes:
         # moto omits it for content-based deduplication; SQS always sets it on FIFO messages.
         attributes["SequenceNumber"] = _next_sequence_number()
-    message_attributes: dict[str, Any] = {}
-    for name, attr in (message.get("MessageAttributes") or {}).items():
-        entry: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": attr["DataType"]}
-        if "StringValue" in attr:
-            entry["stringValue"] = attr["StringValue"]
-        if "BinaryValue" in attr:
-            entry["binaryValue"] = base64.b64encode(attr["BinaryValue"]).decode("ascii")
-        message_attributes[name] = entry
     record: dict[str, Any] = {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
         "attributes": attributes,
-        "messageAttributes": message_attributes,
+        "messageAttributes": _message_attributes(message.get("MessageAttributes") or {}),
         "md5OfBody": message["MD5OfBody"],
     }
     if message.get("MD5OfMessageAttributes"):
         record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    record.update({"eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region})
+    record.update({"eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": REGION})
     return record
 
 
-def build_sqs_event(
-    messages: Sequence[Mapping[str, Any]], queue_arn: str, region: str = REGION
-) -> dict[str, Any]:
-    return {"Records": [build_sqs_record(m, queue_arn, region) for m in messages]}
+def _message_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``MessageAttributes`` as Lambda spells them in a record (camelCase, binary as base64)."""
+    converted: dict[str, Any] = {}
+    for name, attr in attributes.items():
+        entry: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": attr["DataType"]}
+        if "StringValue" in attr:
+            entry["stringValue"] = attr["StringValue"]
+        if "BinaryValue" in attr:
+            entry["binaryValue"] = base64.b64encode(attr["BinaryValue"]).decode("ascii")
+        converted[name] = entry
+    return converted
+
+
+def build_sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str) -> dict[str, Any]:
+    return {"Records": [build_sqs_record(m, queue_arn) for m in messages]}
 
 
 @dataclass(frozen=True)
@@ -140,48 +143,15 @@ def process_batch(
     messages: Sequence[Mapping[str, Any]],
     *,
     retry_delay: int | None = None,
-    region: str = REGION,
 ) -> BatchOutcome:
     """Invoke the function with ``messages`` and settle them with the queue as Lambda would."""
-    event = build_sqs_event(messages, source.queue_arn, region)
     ids = [m["MessageId"] for m in messages]
-    error: str | None = None
-    try:
-        result = invoke(event)
-    except Exception as exc:
-        failed, error = set(ids), f"{type(exc).__name__}: {exc}"
-        log.error(
-            "%s: batch of %d from %s failed\n%s",
-            source.function_id,
-            len(ids),
-            source.queue_name,
-            traceback.format_exc().rstrip(),
-        )
-    else:
-        if source.report_batch_item_failures:
-            failed, error = _failed_ids(result, ids)
-            if error:
-                log.error(
-                    "%s: malformed batch response (%s); the whole batch is retried", source.function_id, error
-                )
-        else:
-            failed = set()
+    failed, error = _invoke_batch(source, invoke, build_sqs_event(messages, source.queue_arn), ids)
     done = [m for m in messages if m["MessageId"] not in failed]
-    for start in range(0, len(done), 10):
-        chunk = done[start : start + 10]
-        sqs.delete_message_batch(
-            QueueUrl=source.queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-        )
+    _delete_messages(sqs, source.queue_url, done)
     retry = [m for m in messages if m["MessageId"] in failed]
     if retry and retry_delay is not None:
-        for m in retry:
-            try:
-                sqs.change_message_visibility(
-                    QueueUrl=source.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=retry_delay
-                )
-            except Exception:  # the message may already be gone; Lambda would not care either
-                log.debug("change_message_visibility failed", exc_info=True)
+        _reappear_after(sqs, source.queue_url, retry, retry_delay)
     if failed:
         log.info(
             "%s: %d of %d messages from %s failed and will be retried",
@@ -191,6 +161,50 @@ def process_batch(
             source.queue_name,
         )
     return BatchOutcome(tuple(m["MessageId"] for m in done), tuple(m["MessageId"] for m in retry), error)
+
+
+def _invoke_batch(
+    source: SqsEventSource, invoke: Callable[[dict[str, Any]], Any], event: dict[str, Any], ids: list[str]
+) -> tuple[set[str], str | None]:
+    """Invoke the function; the ids of the records to keep, and what went wrong (if anything)."""
+    try:
+        result = invoke(event)
+    except Exception as exc:
+        log.error(
+            "%s: batch of %d from %s failed\n%s",
+            source.function_id,
+            len(ids),
+            source.queue_name,
+            traceback.format_exc().rstrip(),
+        )
+        return set(ids), f"{type(exc).__name__}: {exc}"
+    if not source.report_batch_item_failures:
+        return set(), None
+    failed, error = _failed_ids(result, ids)
+    if error:
+        log.error("%s: malformed batch response (%s); the whole batch is retried", source.function_id, error)
+    return failed, error
+
+
+def _delete_messages(sqs: Any, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> None:
+    """``DeleteMessageBatch`` in chunks of 10 (its limit)."""
+    for start in range(0, len(messages), 10):
+        chunk = messages[start : start + 10]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+        )
+
+
+def _reappear_after(sqs: Any, queue_url: str, messages: Sequence[Mapping[str, Any]], delay: int) -> None:
+    """Make failed records visible again after ``delay`` s instead of the queue's visibility timeout."""
+    for m in messages:
+        try:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=delay
+            )
+        except Exception:  # the message may already be gone; Lambda would not care either
+            log.debug("change_message_visibility failed", exc_info=True)
 
 
 class SqsPoller:
@@ -204,19 +218,16 @@ class SqsPoller:
         *,
         retry_delay: int | None = None,
         wait_seconds: int = 1,
-        region: str = REGION,
     ) -> None:
         self.sqs = sqs
         self.source = source
         self.invoke = invoke
         self.retry_delay = retry_delay
         self.wait_seconds = wait_seconds
-        self.region = region
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"sqs-{source.function_id}-{source.event_id}", daemon=True
         )
-        self.batches = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -245,10 +256,7 @@ class SqsPoller:
             # messages reappear after their visibility timeout, as with a Lambda poller that stops.
             log.debug("%s: stopping, %d messages left on the queue", self.source.describe(), len(messages))
             return None
-        self.batches += 1
-        return process_batch(
-            self.sqs, self.source, self.invoke, messages, retry_delay=self.retry_delay, region=self.region
-        )
+        return process_batch(self.sqs, self.source, self.invoke, messages, retry_delay=self.retry_delay)
 
     def _receive(self) -> list[dict[str, Any]]:
         wanted = max(1, self.source.batch_size)

@@ -51,7 +51,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -62,7 +62,7 @@ from moto.server import ThreadedMotoServer
 from ..template import load_template
 from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
 from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
-from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, LocalRouteHandler, Router
+from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, Router
 from .intrinsics import STACK_NAME
 from .moto_sqs import speed_up
 from .provision import Provisioner
@@ -100,7 +100,6 @@ class StackConfig:
     outputs_file: Path | None = None
     sqs_retry_delay: int | None = None
     concurrency: int = 4
-    warm_up: bool = True
     event_sources: bool = True
 
     @classmethod
@@ -156,17 +155,9 @@ class LocalStack:
         self.public_base_url = ""
         self.clients: ClientFactory | None = None
         self._outputs: dict[str, Any] = {}
-        self._mounts: list[tuple[str, LocalRouteHandler]] = []
         self._starting = False
         self._stopping = False
         self.sandbox = Sandbox.from_env()  # the fake Graph and Twilio APIs (contract section 4)
-        self.mount("/_sandbox/", self.sandbox.handle)
-
-    def mount(self, prefix: str, handler: LocalRouteHandler) -> None:
-        """Serve paths under ``prefix`` (e.g. ``/_sandbox/``) locally, before the template's routes."""
-        self._mounts.append((prefix, handler))
-        if self.gateway is not None:
-            self.gateway.mount(prefix, handler)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalStack:
@@ -189,59 +180,82 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        cfg = self.config
+        """The start order of the module's docstring, one step each."""
+        self._load_template()
+        tenants = self._tenants_document()
+        self._start_emulator()
+        self._start_gateway(tenants)
+        _set_process_aws_environment(self.aws_endpoint)
+        provisioner = self._provision(tenants)
+        specs = function_specs(
+            self.template,
+            provisioner.resolve,
+            self.root,
+            name_for=provisioner.name_for,
+            is_enabled=provisioner.resolver.is_enabled,
+        )
+        self._export_environment(specs)
+        self._create_runtimes(specs)
+        self._add_routes(specs)
+        self._warm_up()
+        self._start_pollers(specs)
+
+    # ------------------------------------------------------------------ startup steps
+    def _load_template(self) -> None:
         # moto's server logs every request through werkzeug's logger at INFO: keep it quiet.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.template = load_template(cfg.template)
+        self.template = load_template(self.config.template)
         _add_layer_paths(self.template, self.root)
 
+    def _tenants_document(self) -> str:
+        """The registry document for the ``TenantsSecret``, validated when the template has one."""
+        cfg = self.config
         tenants = cfg.tenants_document if cfg.tenants_document is not None else read_tenants_document()
-        resources = self.template.get("Resources") or {}
-        if TENANTS_SECRET in resources:
+        if TENANTS_SECRET in (self.template.get("Resources") or {}):
             validate(tenants, where=os.environ.get("CROSSROUTE_TENANTS_FILE") or "the local tenant document")
+        return tenants
 
-        self.moto = _start_moto(cfg.aws_port)
+    def _start_emulator(self) -> None:
+        self.moto = _start_moto(self.config.aws_port)
         self.aws_endpoint = "http://{}:{}".format(*self.moto.get_host_and_port())
         self.clients = ClientFactory(self.aws_endpoint)
 
+    def _start_gateway(self, tenants: str) -> None:
+        """The gateway with the local routes and the sandbox; the template's routes come later."""
+        port = self.config.port
         try:
-            self.gateway = LocalGateway(Router(), self._invoke_route, host=HOST, port=cfg.port, api_id=API_ID)
+            self.gateway = LocalGateway(Router(), self._invoke_route, host=HOST, port=port, api_id=API_ID)
         except OSError as exc:
             raise OSError(
-                f"the API gateway cannot listen on {HOST}:{cfg.port} ({exc.strerror}); set CROSSROUTE_PORT"
+                f"the API gateway cannot listen on {HOST}:{port} ({exc.strerror}); set CROSSROUTE_PORT"
             ) from None
         self.gateway.mount("/_local/", self._local_routes)
-        for prefix, handler in self._mounts:
-            self.gateway.mount(prefix, handler)
+        self.gateway.mount("/_sandbox/", self.sandbox.handle)
         self.gateway.start()
         self.base_url = f"http://{HOST}:{self.gateway.port}"
-        self.public_base_url = (cfg.public_base_url or self.base_url).rstrip("/")
+        self.public_base_url = (self.config.public_base_url or self.base_url).rstrip("/")
         self.sandbox.bind(tenants, base_url=self.base_url, public_base_url=self.public_base_url)
 
-        _set_process_aws_environment(self.aws_endpoint)
-
-        overrides = dict(cfg.parameter_overrides)
-        params = self.template.get("Parameters") or {}
-        if "PublicBaseUrl" in params:
+    def _provision(self, tenants: str) -> Provisioner:
+        """Create the template's resources in the emulator (``PublicBaseUrl`` defaults to ours)."""
+        assert self.clients is not None
+        overrides = dict(self.config.parameter_overrides)
+        if "PublicBaseUrl" in (self.template.get("Parameters") or {}):
             overrides.setdefault("PublicBaseUrl", self.public_base_url)
-        secret_values = {TENANTS_SECRET: tenants} if TENANTS_SECRET in resources else {}
+        resources = self.template.get("Resources") or {}
         self.provisioner = Provisioner(
             self.template,
             self.clients,
             parameter_overrides=overrides,
-            secret_values=secret_values,
+            secret_values={TENANTS_SECRET: tenants} if TENANTS_SECRET in resources else {},
             http_api_id=API_ID,
             http_api_endpoint=self.base_url,
         )
         self.provisioner.provision_all()
+        return self.provisioner
 
-        specs = function_specs(
-            self.template,
-            self.provisioner.resolve,
-            self.root,
-            name_for=self.provisioner.name_for,
-            is_enabled=self.provisioner.resolver.is_enabled,
-        )
+    def _export_environment(self, specs: list[FunctionSpec]) -> None:
+        """The functions' environments, ``PUBLIC_BASE_URL`` and the sandbox URLs into ``os.environ``."""
         self.environment = merged_environment(specs)
         os.environ.update(self.environment)
         os.environ["PUBLIC_BASE_URL"] = self.public_base_url
@@ -249,45 +263,48 @@ class LocalStack:
         for name, value in self.sandbox.environment().items():  # the provider clients use the fakes
             os.environ[name] = value
             self.environment[name] = value
+
+    def _create_runtimes(self, specs: list[FunctionSpec]) -> None:
         for spec in specs:
             if spec.code_uri.is_dir() and str(spec.code_uri) not in sys.path:
                 sys.path.append(str(spec.code_uri))
-            self.functions[spec.logical_id] = FunctionRuntime(spec, max_environments=cfg.concurrency)
+            self.functions[spec.logical_id] = FunctionRuntime(spec, max_environments=self.config.concurrency)
 
-        for spec in specs:
-            for event_id, event in spec.events.items():
-                if event.get("Type") == "HttpApi":
-                    route = _http_route(spec, event_id, event, self.functions[spec.logical_id])
-                    self.gateway.router.add(route)
-                    self.routes.append(route)
+    def _add_routes(self, specs: list[FunctionSpec]) -> None:
+        """The functions' ``HttpApi`` events as the gateway's routes."""
+        assert self.gateway is not None
+        for spec, event_id, event in _events(specs, "HttpApi"):
+            route = _http_route(spec, event_id, event, self.functions[spec.logical_id])
+            self.gateway.router.add(route)
+            self.routes.append(route)
 
-        if cfg.warm_up:
-            for runtime in self.functions.values():
-                try:
-                    runtime.warm_up()
-                except Exception:
-                    log.exception(
-                        "%s: handler failed to import (requests to it will answer 500)",
-                        runtime.spec.logical_id,
-                    )
+    def _warm_up(self) -> None:
+        """Import every handler now, so that the first requests are not cold starts."""
+        for runtime in self.functions.values():
+            try:
+                runtime.warm_up()
+            except Exception:
+                log.exception(
+                    "%s: handler failed to import (requests to it will answer 500)",
+                    runtime.spec.logical_id,
+                )
 
-        for spec in specs:
-            for event_id, event in spec.events.items():
-                if event.get("Type") == "SQS":
-                    source = self._sqs_source(spec, event_id, event.get("Properties") or {})
-                    if not source.enabled or not cfg.event_sources:
-                        continue
-                    runtime = self.functions[spec.logical_id]
-                    poller = SqsPoller(
-                        self.clients("sqs"),
-                        source,
-                        runtime.invoke,
-                        retry_delay=cfg.sqs_retry_delay,
-                    )
-                    self.pollers.append(poller)
+    def _start_pollers(self, specs: list[FunctionSpec]) -> None:
+        """One SQS poller per enabled ``SQS`` event (none with ``CROSSROUTE_EVENT_SOURCES=off``)."""
+        assert self.clients is not None
+        for spec, event_id, event in _events(specs, "SQS"):
+            source = self._sqs_source(spec, event_id, event.get("Properties") or {})
+            if not source.enabled or not self.config.event_sources:
+                continue
+            runtime = self.functions[spec.logical_id]
+            poller = SqsPoller(
+                self.clients("sqs"), source, runtime.invoke, retry_delay=self.config.sqs_retry_delay
+            )
+            self.pollers.append(poller)
         for poller in self.pollers:
             poller.start()
 
+    # ------------------------------------------------------------------ lifecycle
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop everything; the invocations in flight get up to ``timeout`` s to finish. Returns within
         about ``timeout`` + 1.5 s: what still runs then is logged and abandoned (daemon threads)."""
@@ -376,14 +393,8 @@ class LocalStack:
             wakeup_write.close()  # without a signal: ends the watchdog; after one, it stays armed
         log.info("stopped")
 
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
     # ------------------------------------------------------------------ pieces
-    def _invoke_route(self, route: HttpRoute, event: dict[str, Any], _request_id: str) -> Any:
+    def _invoke_route(self, route: HttpRoute, event: dict[str, Any]) -> Any:
         runtime: FunctionRuntime = route.target
         return runtime.invoke(event)
 
@@ -627,6 +638,14 @@ def _http_route(
         runtime,
         spec.logical_id,
     )
+
+
+def _events(specs: list[FunctionSpec], kind: str) -> Iterator[tuple[FunctionSpec, str, dict[str, Any]]]:
+    """Every event of type ``kind`` (``HttpApi``, ``SQS``) of the functions, in template order."""
+    for spec in specs:
+        for event_id, event in spec.events.items():
+            if event.get("Type") == kind:
+                yield spec, event_id, event
 
 
 def _add_layer_paths(template: Mapping[str, Any], root: Path) -> None:

@@ -10,8 +10,8 @@
   the whole ``GET /_local/outputs`` document is ``outputs``;
 - HTTP helpers ``request(method, path, body=/json_body=/form=, query=, headers=)``, ``get``, ``post``
   returning ``HttpResponse(status, headers, body)`` with ``.text`` / ``.json()``;
-- queue/table helpers ``purge_queues(*logical_ids)``, ``drain_queue("InboundQueue")`` (receive+delete,
-  returns the messages), ``clear_table()``;
+- queue helpers ``purge_queues(*logical_ids)``, ``drain_queue("InboundQueue")`` (receive+delete,
+  returns the messages);
 - ``process.output()``: everything the stack (and the handlers) printed.
 
 The stack runs with ``CROSSROUTE_SQS_RETRY_DELAY=1``: failed SQS records reappear after 1 s.

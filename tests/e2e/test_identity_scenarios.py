@@ -4,42 +4,27 @@ timelines out over HTTP (contract §5, §6, §9). Each test uses fresh identitie
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Any
 
 import pytest
 
 from infra.local import StackClient
-from tests.support import contact, eventually, fixture_bytes, post_meta, post_twilio
+from tests.support import (
+    ANA_BSUID,
+    ANA_PHONE,
+    contact,
+    eventually,
+    new_bsuid,
+    new_phone,
+    personal,
+    post_meta,
+    post_twilio,
+)
 
 pytestmark = pytest.mark.e2e
 
-ANA_PHONE, ANA_BSUID = "5511987654321", "BR.1502576394655843"
 JONAS_BSUID = "DE.88201937465502911"
-
-
-def digits(n: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(n))
-
-
-def new_phone() -> str:
-    """A fresh US number as Meta writes a wa_id (digits, no +)."""
-    return "1650" + secrets.choice("23456789") + digits(6)
-
-
-def new_bsuid(country: str = "US") -> str:
-    return f"{country}.{digits(19)}"
-
-
-def personal(fixture: str, **swap: str) -> bytes:
-    """A shared fixture with its identifiers swapped for fresh ones (``old=new``), and fresh message ids."""
-    raw = fixture_bytes(fixture)
-    for old, new in swap.items():
-        raw = raw.replace(old.encode(), new.encode())
-    tag = digits(8)
-    raw = raw.replace(b"wamid.", f"wamid.{tag}".encode())
-    return raw.replace(b"SM", f"SM{tag}".encode()) if fixture.endswith(".form") else raw
 
 
 def timeline(stack: StackClient, customer_id: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 
 from crossroute.routing.pacing import PAIR_BURST, PAIR_INTERVAL
 from infra.local import StackClient
-from tests.e2e.test_identity_scenarios import (
+from tests.support import (
     ANA_BSUID,
     ANA_PHONE,
     contact,

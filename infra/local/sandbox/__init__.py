@@ -81,13 +81,14 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from ..gateway import LocalRequest, LocalResponse
 from . import graph, twilio_api
-from .callbacks import CallbackWorker
+from .callbacks import Callback, CallbackWorker, Plan
 from .state import ConfigError, Outbox, Recipients
 
 if TYPE_CHECKING:
@@ -97,7 +98,6 @@ __all__ = ["Sandbox", "parse_delay_ms"]
 
 log = logging.getLogger("infra.local.sandbox")
 
-PREFIX = "/_sandbox/"
 DEFAULT_DELAY_MS = (50.0, 200.0)
 
 
@@ -186,6 +186,19 @@ class Sandbox:
             return self.base_url + url[len(public) :]
         return url
 
+    def report(self, plan: Plan, callback: Callable[[str, int | None], Callback]) -> None:
+        """Schedule ``callback(status, code)`` for each status of ``plan``, each one a random delay
+        after the previous one."""
+        at = time.monotonic()
+        for status, code in plan:
+            at += self.delay()
+            self.worker.schedule(callback(status, code), at)
+
+    def record_refusal(self, record: Mapping[str, Any], code: int) -> None:
+        """A send the fake refused: in the outbox with its error code and no message id, and logged."""
+        self.outbox.add(**record, provider_message_id=None, error_code=code)
+        self.log_send(record, f"refused {code}")
+
     def log_send(self, record: Mapping[str, Any], outcome: str) -> None:
         """One INFO line per send; the recipient masked (normalised first, so one person, one tag)."""
         from crossroute.privacy import mask
@@ -206,36 +219,45 @@ class Sandbox:
             return graph.handle(self, request)
         if path.startswith("/_sandbox/twilio/"):
             return twilio_api.handle(self, request)
-        route = path.rstrip("/")
-        query = dict(parse_qsl(request.query, keep_blank_values=True))
-        if route == "/_sandbox/outbox":
-            if request.method == "GET":
-                return LocalResponse.json(200, self.outbox.list(query))
-            if request.method == "DELETE":
-                return LocalResponse.json(200, {"deleted": self.outbox.clear()})
+        routes = {
+            "/_sandbox/outbox": self._outbox,
+            "/_sandbox/recipients": self._recipients,
+            "/_sandbox/callbacks": self._callbacks,
+        }
+        route = routes.get(path.rstrip("/"))
+        if route is None:
+            return LocalResponse.json(404, {"message": "Not Found"})
+        return route(request, dict(parse_qsl(request.query, keep_blank_values=True)))
+
+    def _outbox(self, request: LocalRequest, query: dict[str, str]) -> LocalResponse:
+        if request.method == "GET":
+            return LocalResponse.json(200, self.outbox.list(query))
+        if request.method == "DELETE":
+            return LocalResponse.json(200, {"deleted": self.outbox.clear()})
+        return _not_allowed()
+
+    def _recipients(self, request: LocalRequest, _query: dict[str, str]) -> LocalResponse:
+        if request.method == "POST":
+            try:
+                self.recipients.update(request.json())
+            except ValueError as exc:  # also malformed JSON
+                message = str(exc) if isinstance(exc, ConfigError) else "body is not JSON"
+                return LocalResponse.json(400, {"message": message})
+        elif request.method == "DELETE":
+            self.recipients.clear()
+        elif request.method != "GET":
             return _not_allowed()
-        if route == "/_sandbox/recipients":
-            if request.method == "POST":
-                try:
-                    self.recipients.update(request.json())
-                except ValueError as exc:  # also malformed JSON
-                    message = str(exc) if isinstance(exc, ConfigError) else "body is not JSON"
-                    return LocalResponse.json(400, {"message": message})
-            elif request.method == "DELETE":
-                self.recipients.clear()
-            elif request.method != "GET":
-                return _not_allowed()
-            return LocalResponse.json(200, self.recipients.as_json())
-        if route == "/_sandbox/callbacks":
-            if request.method == "GET":
-                if "pending" in query:
-                    return LocalResponse.json(200, {"pending": self.worker.pending()})
-                return LocalResponse.json(200, self.worker.history())
-            if request.method == "DELETE":
-                self.worker.clear_history()
-                return LocalResponse.json(200, [])
-            return _not_allowed()
-        return LocalResponse.json(404, {"message": "Not Found"})
+        return LocalResponse.json(200, self.recipients.as_json())
+
+    def _callbacks(self, request: LocalRequest, query: dict[str, str]) -> LocalResponse:
+        if request.method == "GET":
+            if "pending" in query:
+                return LocalResponse.json(200, {"pending": self.worker.pending()})
+            return LocalResponse.json(200, self.worker.history())
+        if request.method == "DELETE":
+            self.worker.clear_history()
+            return LocalResponse.json(200, [])
+        return _not_allowed()
 
 
 def _not_allowed() -> LocalResponse:

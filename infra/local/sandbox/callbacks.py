@@ -22,11 +22,20 @@ from typing import Any
 
 from .state import now_iso
 
-__all__ = ["Callback", "CallbackWorker"]
+__all__ = ["Callback", "CallbackWorker", "Plan", "final_status"]
 
 log = logging.getLogger("infra.local.sandbox")
 
 Build = Callable[[], tuple[bytes, dict[str, str]]]
+Plan = list[tuple[str, int | None]]  # the statuses a fake reports for one send, in order, with error codes
+POST_TIMEOUT = 10.0  # seconds for one POST
+HISTORY_LIMIT = 1_000  # callbacks kept for GET /_sandbox/callbacks
+
+
+def final_status(plan: Plan) -> str:
+    """The last status of ``plan`` with its error code, for the log: ``read``, ``failed 131026``."""
+    status, code = plan[-1]
+    return status + (f" {code}" if code else "")
 
 
 @dataclass
@@ -52,16 +61,15 @@ class _Job:
 class CallbackWorker:
     """Posts callbacks on one daemon thread; at most ``max_pending`` wait (more are dropped, logged)."""
 
-    def __init__(self, *, max_pending: int = 10_000, timeout: float = 10.0, history: int = 1_000) -> None:
+    def __init__(self, *, max_pending: int = 10_000) -> None:
         self.max_pending = max_pending
-        self.timeout = timeout
         self._heap: list[_Job] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._inflight = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._history: deque[dict[str, Any]] = deque(maxlen=history)
+        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LIMIT)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -148,7 +156,7 @@ class CallbackWorker:
         error: str | None = None
         request = urllib.request.Request(cb.deliver_to, data=body, method="POST", headers=headers)  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 - the stack itself
+            with urllib.request.urlopen(request, timeout=POST_TIMEOUT) as resp:  # noqa: S310 - the stack itself
                 status = resp.status
                 resp.read()
         except urllib.error.HTTPError as exc:

@@ -98,22 +98,7 @@ class Recipients:
 
         Validated whole before anything changes: :class:`ConfigError` leaves the state as it was.
         """
-        if not isinstance(doc, dict):
-            raise ConfigError('expected an object {"whatsapp": {...}, "sms": {...}}')
-        unknown = sorted(set(doc) - set(_OPTIONS))
-        if unknown:
-            raise ConfigError(f"unknown channel(s) {unknown}: use 'whatsapp' and/or 'sms'")
-        parsed: dict[str, dict[str, Behaviour | None]] = {}
-        for channel, entries in doc.items():
-            if not isinstance(entries, dict):
-                raise ConfigError(f"{channel}: expected an object keyed by BSUID or E.164 phone")
-            parsed[channel] = {}
-            for raw_key, options in entries.items():
-                key = recipient_key(str(raw_key))
-                if key is None or (channel == "sms" and is_bsuid(key)):
-                    kind = "an E.164 phone" if channel == "sms" else "a BSUID or an E.164 phone"
-                    raise ConfigError(f"{channel}: key {raw_key!r} is not {kind}")
-                parsed[channel][key] = None if options is None else _behaviour(channel, raw_key, options)
+        parsed = _parse_recipients(doc)
         with self._lock:
             for channel, entries in parsed.items():
                 table = self._by_channel[channel]
@@ -150,6 +135,33 @@ class Recipients:
             }
 
 
+def _parse_recipients(doc: Any) -> dict[str, dict[str, Behaviour | None]]:
+    """A ``POST /_sandbox/recipients`` document, validated: channel -> key -> behaviour (``None``: forget)."""
+    if not isinstance(doc, dict):
+        raise ConfigError('expected an object {"whatsapp": {...}, "sms": {...}}')
+    unknown = sorted(set(doc) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown channel(s) {unknown}: use 'whatsapp' and/or 'sms'")
+    parsed: dict[str, dict[str, Behaviour | None]] = {}
+    for channel, entries in doc.items():
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{channel}: expected an object keyed by BSUID or E.164 phone")
+        parsed[channel] = {}
+        for raw_key, options in entries.items():
+            key = _configured_key(channel, raw_key)
+            parsed[channel][key] = None if options is None else _behaviour(channel, raw_key, options)
+    return parsed
+
+
+def _configured_key(channel: str, raw_key: Any) -> str:
+    """The key a recipient is configured under; SMS takes phones only."""
+    key = recipient_key(str(raw_key))
+    if key is None or (channel == "sms" and is_bsuid(key)):
+        kind = "an E.164 phone" if channel == "sms" else "a BSUID or an E.164 phone"
+        raise ConfigError(f"{channel}: key {raw_key!r} is not {kind}")
+    return key
+
+
 def _behaviour(channel: str, key: Any, options: Any) -> Behaviour:
     where = f"{channel}.{key}"
     if not isinstance(options, dict):
@@ -161,16 +173,9 @@ def _behaviour(channel: str, key: Any, options: Any) -> Behaviour:
     status = options.get("status")
     if status is not None and status not in statuses:
         raise ConfigError(f"{where}.status: expected one of {list(statuses)}, got {status!r}")
-    codes = {}
-    for name in ("error_code", "sync_error_code"):
-        value = options.get(name)
-        if value is not None:
-            if isinstance(value, str) and value.isdigit():
-                value = int(value)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{where}.{name}: expected a positive integer, got {value!r}")
-        codes[name] = value
-    if codes["error_code"] is not None and status in ("sent", "delivered", "read"):
+    error_code = _error_code(where, "error_code", options.get("error_code"))
+    sync_error_code = _error_code(where, "sync_error_code", options.get("sync_error_code"))
+    if error_code is not None and status in ("sent", "delivered", "read"):
         raise ConfigError(f"{where}: error_code needs status failed/undelivered (or none), not {status!r}")
     user_id, phone = options.get("user_id"), options.get("phone")
     if user_id is not None and not (isinstance(user_id, str) and is_bsuid(user_id)):
@@ -180,11 +185,22 @@ def _behaviour(channel: str, key: Any, options: Any) -> Behaviour:
         raise ConfigError(f"{where}.phone: expected an E.164 phone")
     return Behaviour(
         status=status,
-        error_code=codes["error_code"],
-        sync_error_code=codes["sync_error_code"],
+        error_code=error_code,
+        sync_error_code=sync_error_code,
         user_id=user_id,
         phone=normalised_phone,
     )
+
+
+def _error_code(where: str, name: str, value: Any) -> int | None:
+    """An ``error_code`` option: a positive integer (digits in a string are accepted), or none."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}.{name}: expected a positive integer, got {value!r}")
+    return value
 
 
 class Outbox:
@@ -202,9 +218,9 @@ class Outbox:
         "at",
     )
 
-    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
+        self._entries: deque[dict[str, Any]] = deque(maxlen=OUTBOX_LIMIT)
 
     def add(
         self,

@@ -13,15 +13,15 @@ import hashlib
 import hmac
 import math
 import re
-import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..gateway import LocalRequest, LocalResponse
-from .callbacks import Callback
+from .callbacks import Callback, Plan, final_status
 from .state import Behaviour, is_bsuid
 
 if TYPE_CHECKING:
@@ -126,10 +126,23 @@ def _basic_auth(request: LocalRequest) -> tuple[str, str] | None:
 def handle(sb: Sandbox, request: LocalRequest) -> LocalResponse:
     m = PATH.fullmatch(request.path)
     if m is None or m["version"] != API_VERSION:
-        return twilio_error(
-            20404, f"The requested resource {request.path[len('/_sandbox/twilio') :]} was not found"
-        )
-    account = m["account"]
+        return _not_found(request)
+    channel = _authenticated_channel(sb, request, m["account"])
+    if channel is None:
+        return twilio_error(20003)
+    if request.method != "POST":
+        return _not_found(request)
+    return _send(sb, channel, _read_send(_form(request)))
+
+
+def _not_found(request: LocalRequest) -> LocalResponse:
+    return twilio_error(
+        20404, f"The requested resource {request.path[len('/_sandbox/twilio') :]} was not found"
+    )
+
+
+def _authenticated_channel(sb: Sandbox, request: LocalRequest, account: str) -> TwilioChannel | None:
+    """The account's channel when the request carries its SID and auth token (compared in constant time)."""
     credentials = _basic_auth(request)
     channel = next((c for c in sb.registry.twilio_channels() if c.account_sid == account), None)
     if (
@@ -138,126 +151,123 @@ def handle(sb: Sandbox, request: LocalRequest) -> LocalResponse:
         or not hmac.compare_digest(credentials[0].encode(), account.encode())
         or not hmac.compare_digest(credentials[1].encode(), channel.auth_token.encode())
     ):
-        return twilio_error(20003)
-    if request.method != "POST":
-        return twilio_error(
-            20404, f"The requested resource {request.path[len('/_sandbox/twilio') :]} was not found"
-        )
+        return None
+    return channel
+
+
+def _form(request: LocalRequest) -> list[tuple[str, str]]:
+    """The form parameters; none unless the body is ``application/x-www-form-urlencoded`` UTF-8."""
     content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    try:
-        pairs = parse_qsl((request.body or b"").decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        pairs = []
     if content_type != "application/x-www-form-urlencoded":
-        pairs = []
+        return []
+    try:
+        return parse_qsl((request.body or b"").decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return []
+
+
+@dataclass(frozen=True)
+class _Send:
+    """A send's parameters as this fake reads them (``to``: ``To`` without ``whatsapp:``)."""
+
+    raw_to: str
+    raw_from: str
+    service: str  # MessagingServiceSid
+    body: str
+    content_sid: str
+    callback_url: str  # StatusCallback
+    media: list[str]
+    is_whatsapp: bool
+    to: str
+    bsuid: str | None  # ``to`` when it is a BSUID (WhatsApp only)
+    phone: str | None  # ``to`` as E.164 when it is a phone
+
+    @property
+    def echo_to(self) -> str:
+        """``To`` as the Message resource and the status callbacks give it back."""
+        return (WHATSAPP if self.is_whatsapp else "") + (self.phone or self.bsuid or self.to)
+
+
+def _read_send(pairs: list[tuple[str, str]]) -> _Send:
     params = dict(pairs)
-    media = [v for k, v in pairs if k == "MediaUrl" and v]
-    return _send(sb, channel, params, media)
-
-
-def _send(sb: Sandbox, channel: TwilioChannel, params: dict[str, str], media: list[str]) -> LocalResponse:
     raw_to = params.get("To", "").strip()
     raw_from = params.get("From", "").strip()
-    service = params.get("MessagingServiceSid", "").strip()
-    body = params.get("Body", "")
-    content_sid = params.get("ContentSid", "").strip()
-    callback_url = params.get("StatusCallback", "").strip()
     is_whatsapp = raw_to.startswith(WHATSAPP) or raw_from.startswith(WHATSAPP)
-    address = raw_to[len(WHATSAPP) :] if raw_to.startswith(WHATSAPP) else raw_to
-    bsuid = address if is_whatsapp and is_bsuid(address) else None
-    phone = None if bsuid else _e164(address)
-    kind = "template" if content_sid else "text" if body else "media" if media else "text"
-    record: dict[str, Any] = {
-        "provider": "twilio",
-        "channel": "whatsapp" if is_whatsapp else "sms",
-        "to": phone or (address if address and not bsuid else None),
-        "recipient": bsuid,
-        "type": kind,
-        "text": body or None,
-        "template": content_sid or None,
-    }
+    to = raw_to[len(WHATSAPP) :] if raw_to.startswith(WHATSAPP) else raw_to
+    bsuid = to if is_whatsapp and is_bsuid(to) else None
+    return _Send(
+        raw_to=raw_to,
+        raw_from=raw_from,
+        service=params.get("MessagingServiceSid", "").strip(),
+        body=params.get("Body", ""),
+        content_sid=params.get("ContentSid", "").strip(),
+        callback_url=params.get("StatusCallback", "").strip(),
+        media=[v for k, v in pairs if k == "MediaUrl" and v],
+        is_whatsapp=is_whatsapp,
+        to=to,
+        bsuid=bsuid,
+        phone=None if bsuid else _e164(to),
+    )
+
+
+def _send(sb: Sandbox, channel: TwilioChannel, send: _Send) -> LocalResponse:
+    record = _outbox_record(send)
     # The "sms" settings (keyed by phone) govern everything this fake sends, WhatsApp via Twilio too.
-    behaviour = sb.recipients.lookup("sms", phone)
+    behaviour = sb.recipients.lookup("sms", send.phone)
     try:
-        sender = _validate(
-            channel, params, raw_to, raw_from, service, phone or bsuid, body, media, content_sid
-        )
-        code = behaviour.sync_error_code or (
-            behaviour.error_code if behaviour.error_code and sync_failure(behaviour.error_code) else None
-        )
+        _check_message(send)
+        sender = _check_account(channel, send)
+        code = _sync_error_code(behaviour)
         if code is not None:
             raise _Refused(code)
     except _Refused as refused:
-        sb.outbox.add(**record, provider_message_id=None, error_code=refused.code)
-        sb.log_send(record, f"refused {refused.code}")
+        sb.record_refusal(record, refused.code)
         return twilio_error(refused.code, refused.message)
 
     sid = "SM" + uuid.uuid4().hex
-    to_echo = (WHATSAPP if is_whatsapp else "") + (phone or bsuid or address)
     sb.outbox.add(**record, provider_message_id=sid)
     plan = _plan(behaviour)
-    if callback_url:
-        at = time.monotonic()
-        for status, code in plan:
-            at += sb.delay()
-            form = {
-                "SmsSid": sid,
-                "SmsStatus": status,
-                "MessageStatus": status,
-                "To": to_echo,
-                "MessageSid": sid,
-                "AccountSid": channel.account_sid,
-                "From": sender,
-                "ApiVersion": API_VERSION,
-            }
-            if service:
-                form["MessagingServiceSid"] = service
-            if code is not None:
-                form["ErrorCode"] = str(code)
-                form["ErrorMessage"] = TWILIO_ERRORS.get(code, ("Error", 0))[0]
-            sb.worker.schedule(
-                Callback(
-                    provider="twilio",
-                    message_id=sid,
-                    status=status,
-                    url=callback_url,
-                    deliver_to=sb.deliverable(callback_url),
-                    build=_callback(channel.auth_token, callback_url, form),
-                    retry_delays=RETRY_DELAYS,
-                    retry_http_errors=False,
+    if send.callback_url:
+        sb.report(
+            plan,
+            lambda status, code: Callback(
+                provider="twilio",
+                message_id=sid,
+                status=status,
+                url=send.callback_url,
+                deliver_to=sb.deliverable(send.callback_url),
+                build=_callback(
+                    channel.auth_token,
+                    send.callback_url,
+                    _status_form(channel, send, sid, sender, status, code),
                 ),
-                at,
-            )
-    final = plan[-1][0] + (f" {plan[-1][1]}" if plan[-1][1] else "")
-    note = f"then {final}" if callback_url else f"({final}, no StatusCallback)"
+                retry_delays=RETRY_DELAYS,
+                retry_http_errors=False,
+            ),
+        )
+    final = final_status(plan)
+    note = f"then {final}" if send.callback_url else f"({final}, no StatusCallback)"
     sb.log_send(record, f"accepted {sid} {note}")
-    now = format_datetime(datetime.now(UTC))
-    segments = max(1, math.ceil(len(body) / (160 if len(body) <= 160 else 153))) if body else 1
-    uri = f"/{API_VERSION}/Accounts/{channel.account_sid}/Messages/{sid}"
-    return LocalResponse.json(
-        201,
-        {
-            "account_sid": channel.account_sid,
-            "api_version": API_VERSION,
-            "body": body,
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": raw_from or None,
-            "messaging_service_sid": service or None,
-            "num_media": str(len(media)),
-            "num_segments": str(segments),
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "queued" if raw_from else "accepted",
-            "subresource_uris": {"media": f"{uri}/Media.json"},
-            "to": to_echo,
-            "uri": f"{uri}.json",
-        },
+    return LocalResponse.json(201, _message_resource(channel, send, sid))
+
+
+def _outbox_record(send: _Send) -> dict[str, Any]:
+    kind = "template" if send.content_sid else "text" if send.body else "media" if send.media else "text"
+    return {
+        "provider": "twilio",
+        "channel": "whatsapp" if send.is_whatsapp else "sms",
+        "to": send.phone or (send.to if send.to and not send.bsuid else None),
+        "recipient": send.bsuid,
+        "type": kind,
+        "text": send.body or None,
+        "template": send.content_sid or None,
+    }
+
+
+def _sync_error_code(behaviour: Behaviour) -> int | None:
+    """The error the API call itself fails with, when the recipient is configured to make it fail."""
+    return behaviour.sync_error_code or (
+        behaviour.error_code if behaviour.error_code and sync_failure(behaviour.error_code) else None
     )
 
 
@@ -270,44 +280,94 @@ def _e164(address: str) -> str | None:
         return None
 
 
-def _validate(
-    channel: TwilioChannel,
-    params: dict[str, str],
-    raw_to: str,
-    raw_from: str,
-    service: str,
-    to: str | None,
-    body: str,
-    media: list[str],
-    content_sid: str,
-) -> str:
-    """Twilio's checks, in Twilio's order; returns the sender reported in status callbacks."""
-    if not raw_to:
+def _check_message(send: _Send) -> None:
+    """Twilio's checks of the message itself, in Twilio's order."""
+    if not send.raw_to:
         raise _Refused(21604)
-    if not raw_from and not service:
+    if not send.raw_from and not send.service:
         raise _Refused(21603)
-    if not body and not media and not content_sid:
+    if not send.body and not send.media and not send.content_sid:
         raise _Refused(21602)
-    if len(body) > MAX_BODY:
+    if len(send.body) > MAX_BODY:
         raise _Refused(21617)
-    to_whatsapp = raw_to.startswith(WHATSAPP)
-    if raw_from and raw_from.startswith(WHATSAPP) != to_whatsapp:
+    if send.raw_from and send.raw_from.startswith(WHATSAPP) != send.raw_to.startswith(WHATSAPP):
         raise _Refused(21910)
-    if to is None:
-        raise _Refused(21211, f"The 'To' number {raw_to} is not a valid phone number.")
-    if service and service not in channel.messaging_service_sids:
+    if (send.phone or send.bsuid) is None:
+        raise _Refused(21211, f"The 'To' number {send.raw_to} is not a valid phone number.")
+
+
+def _check_account(channel: TwilioChannel, send: _Send) -> str:
+    """Twilio's checks against the account, after :func:`_check_message`; returns the sender reported
+    in status callbacks."""
+    if send.service and send.service not in channel.messaging_service_sids:
         raise _Refused(21705)
-    senders = channel.whatsapp_senders if to_whatsapp else channel.sms_numbers
-    if raw_from and raw_from not in senders:
+    senders = channel.whatsapp_senders if send.raw_to.startswith(WHATSAPP) else channel.sms_numbers
+    if send.raw_from and send.raw_from not in senders:
         raise _Refused(21606)
-    callback = params.get("StatusCallback", "").strip()
-    if callback and (urlsplit(callback).scheme not in ("http", "https") or not urlsplit(callback).netloc):
+    callback = urlsplit(send.callback_url)
+    if send.callback_url and (callback.scheme not in ("http", "https") or not callback.netloc):
         raise _Refused(21609)
     # A messaging service picks a sender from its pool: the account's first number of that channel.
-    return raw_from or next(iter(senders), "")
+    return send.raw_from or next(iter(senders), "")
 
 
-def _plan(behaviour: Behaviour) -> list[tuple[str, int | None]]:
+def _status_form(
+    channel: TwilioChannel, send: _Send, sid: str, sender: str, status: str, code: int | None
+) -> dict[str, str]:
+    """The form parameters of one status callback."""
+    form = {
+        "SmsSid": sid,
+        "SmsStatus": status,
+        "MessageStatus": status,
+        "To": send.echo_to,
+        "MessageSid": sid,
+        "AccountSid": channel.account_sid,
+        "From": sender,
+        "ApiVersion": API_VERSION,
+    }
+    if send.service:
+        form["MessagingServiceSid"] = send.service
+    if code is not None:
+        form["ErrorCode"] = str(code)
+        form["ErrorMessage"] = TWILIO_ERRORS.get(code, ("Error", 0))[0]
+    return form
+
+
+def _message_resource(channel: TwilioChannel, send: _Send, sid: str) -> dict[str, Any]:
+    """The ``201`` answer: the Message resource Twilio creates (``queued``, or ``accepted`` when a
+    messaging service picks the sender)."""
+    now = format_datetime(datetime.now(UTC))
+    uri = f"/{API_VERSION}/Accounts/{channel.account_sid}/Messages/{sid}"
+    return {
+        "account_sid": channel.account_sid,
+        "api_version": API_VERSION,
+        "body": send.body,
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": send.raw_from or None,
+        "messaging_service_sid": send.service or None,
+        "num_media": str(len(send.media)),
+        "num_segments": str(_segments(send.body)),
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued" if send.raw_from else "accepted",
+        "subresource_uris": {"media": f"{uri}/Media.json"},
+        "to": send.echo_to,
+        "uri": f"{uri}.json",
+    }
+
+
+def _segments(body: str) -> int:
+    """SMS segments: 160 characters alone, 153 each when concatenated."""
+    return max(1, math.ceil(len(body) / (160 if len(body) <= 160 else 153))) if body else 1
+
+
+def _plan(behaviour: Behaviour) -> Plan:
     """The status callbacks to post, in order (Twilio posts none for the initial queued/accepted)."""
     code = behaviour.error_code
     status = behaviour.status or (

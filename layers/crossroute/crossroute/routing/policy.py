@@ -6,7 +6,7 @@ that qualifies, in preference order, is chosen; the others that qualify are the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from crossroute.channels import Channel, Outbound
@@ -108,9 +108,7 @@ def _whatsapp(
     if refusal:
         return ChannelDecision("whatsapp", refusal)
     window_open = customer is not None and _window_open(customer, business, now)
-    to, to_bsuid = (phone, None) if phone else (None, bsuid)  # R2: never a BSUID in `to`
-    envelope = Outbound("whatsapp", business, to=to, recipient=to_bsuid, reply_to=request.reply_to)
-    return _whatsapp_message(request, envelope, phone, window_open=window_open)
+    return _whatsapp_message(request, business, phone, bsuid, window_open=window_open)
 
 
 def _whatsapp_refusal(
@@ -128,18 +126,21 @@ def _whatsapp_refusal(
 
 
 def _whatsapp_message(
-    request: SendRequest, envelope: Outbound, phone: str | None, *, window_open: bool
+    request: SendRequest, business: str, phone: str | None, bsuid: str | None, *, window_open: bool
 ) -> ChannelDecision:
     """R1: free-form text inside the window, else a template; an authentication template only goes to a
-    phone (R3). ``envelope`` is the addressed message without its content."""
+    phone (R3). Addressed to the phone when there is one, else the BSUID (R2: never a BSUID in ``to``)."""
+    address = {"to": phone} if phone else {"recipient": bsuid}
     if request.text and window_open:
-        return ChannelDecision("whatsapp", "whatsapp.window_open", replace(envelope, text=request.text))
+        outbound = Outbound("whatsapp", business, text=request.text, reply_to=request.reply_to, **address)
+        return ChannelDecision("whatsapp", "whatsapp.window_open", outbound)
     template = request.template
     if template is None:
         return ChannelDecision("whatsapp", "whatsapp.window_closed_no_template")
     if template.category == "authentication" and phone is None:
         return ChannelDecision("whatsapp", "whatsapp.auth_template_to_bsuid")  # R3
-    return ChannelDecision("whatsapp", "whatsapp.template", replace(envelope, template=template))
+    outbound = Outbound("whatsapp", business, template=template, reply_to=request.reply_to, **address)
+    return ChannelDecision("whatsapp", "whatsapp.template", outbound)
 
 
 def _sms(

@@ -11,10 +11,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crossroute import ids
 from crossroute.config import RegistrySource, masking_key, require_env
-from crossroute.contacts import contact_view
-from crossroute.identity.model import Customer, Key
+from crossroute.contacts import BadQuery, Contacts, NoSuchContact
 from crossroute.routing.request import InvalidRequest
 from crossroute.send_door import SendDoor, UnknownTenant
 from crossroute.send_queue import SqsSendQueue
@@ -39,6 +37,7 @@ def _sqs() -> "SQSClient":
     return boto3.client("sqs")
 
 
+contacts = Contacts(store)
 door = SendDoor(
     DynamoSendStore(store), SqsSendQueue(lambda: _sqs(), require_env("SEND_QUEUE_URL")), registry.get
 )
@@ -58,54 +57,28 @@ def _tenant() -> Tenant:
     return tenants[0]
 
 
-def _customer(tenant: str, customer_id: str) -> Customer:
-    customer = store.customer(tenant, customer_id)
-    if customer is None:
-        raise NotFoundError("no such contact")
-    return customer
-
-
 @app.get("/contacts")
 def find_contact() -> dict:
-    tenant, query = _tenant(), app.current_event.query_string_parameters or {}
-    asked = {name: query[name] for name in ("phone", "bsuid", "id") if query.get(name)}
-    if len(asked) != 1:
-        raise BadRequestError("give exactly one of phone, bsuid, id")
-    name, value = next(iter(asked.items()))
-    try:
-        if name == "id":
-            return contact_view(_customer(tenant.id, value))
-        key = (
-            Key("phone", ids.e164(value, tenant.default_region))
-            if name == "phone"
-            else Key("bsuid", ids.bsuid(value))
-        )
-    except ids.InvalidIdentifier as exc:
-        raise BadRequestError(f"{name}: {exc}") from None
-    holder = store.holders(tenant.id, [key]).get(key)
-    if holder is None:
-        raise NotFoundError("no such contact")
-    return contact_view(holder)
+    tenant = _tenant()
+    query = app.current_event.query_string_parameters or {}
+    return contacts.find(tenant.id, query, region=tenant.default_region)
 
 
 @app.get("/contacts/<customer_id>/timeline")
 def timeline(customer_id: str) -> dict:
-    tenant = _tenant().id
-    customer = _customer(tenant, customer_id)
-    raw_limit = app.current_event.get_query_string_value("limit", "50") or "50"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
-        raise BadRequestError("limit: 1-200")
-    before = app.current_event.get_query_string_value("next")
-    items, cursor = store.timeline(
-        tenant, [customer.id, *customer.merged_from], before=before, limit=int(raw_limit)
+    query = app.current_event
+    return contacts.timeline(
+        _tenant().id,
+        customer_id,
+        limit=query.get_query_string_value("limit"),
+        before=query.get_query_string_value("next"),
     )
-    return {"customer_id": customer.id, "items": items, "next": cursor}
 
 
 @app.delete("/contacts/<customer_id>")
 def erase(customer_id: str) -> Response[str]:
     tenant = _tenant().id
-    deleted = store.erase(tenant, _customer(tenant, customer_id))
+    deleted = contacts.erase(tenant, customer_id)
     logger.info("contact erased", extra={"tenant": tenant, "items": deleted})
     return Response(204, "application/json", "")
 
@@ -125,6 +98,16 @@ def post_message() -> Response[str]:
         body = json.dumps({"message": "invalid send request", "errors": exc.problems})
         return Response(400, "application/json", body)
     return Response(202, "application/json", json.dumps({"request_id": request_id}))
+
+
+@app.exception_handler(NoSuchContact)
+def not_found(exc: NoSuchContact) -> Response[str]:
+    raise NotFoundError(str(exc))
+
+
+@app.exception_handler(BadQuery)
+def bad_query(exc: BadQuery) -> Response[str]:
+    raise BadRequestError(str(exc))
 
 
 @logger.inject_lambda_context

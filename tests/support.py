@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
@@ -46,6 +46,7 @@ from crossroute.inbound import (
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest, Ingested
 from crossroute.parsing.queued import parse
+from crossroute.ports import IdentityStore
 from crossroute.routing.pacing import Pacer
 from crossroute.routing.policy import TenantChannels
 from crossroute.store.identity_store import DynamoIdentityStore
@@ -680,9 +681,17 @@ def memory_state(store: MemoryIdentityStore) -> IdentityState:
     return canonical(store.live_customers(TENANT), messages, lambda cid: store.customer(TENANT, cid))
 
 
+S = TypeVar("S", bound=IdentityStore)
+
+
 def run_memory(events: Sequence[ProviderEvent]) -> MemoryIdentityStore:
     """The real ``Ingest`` over a fresh in-memory store, one event per queued record, in this order."""
-    store = MemoryIdentityStore()
+    return ingest_each(MemoryIdentityStore(), events)
+
+
+def ingest_each(store: S, events: Sequence[ProviderEvent]) -> S:
+    """The real ``Ingest`` over ``store``, one event per queued record, in this order; customer ids
+    ``c0``, ``c1``, ... so two stores given the same events name their customers alike."""
     ids = itertools.count()
     ingest = Ingest(store, RecordingPublisher(), new_id=lambda: f"c{next(ids)}", sleep=lambda _: None)
     for event in events:

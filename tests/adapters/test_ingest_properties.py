@@ -32,6 +32,7 @@ from tests.support import (
     deliveries,
     explain,
     histories,
+    ingest_each,
     memory_state,
     run_memory,
 )
@@ -46,12 +47,7 @@ def wipe() -> None:
 
 def run_dynamo(events: Sequence[ProviderEvent]) -> DynamoIdentityStore:
     wipe()
-    store = DynamoIdentityStore()
-    ids = itertools.count()
-    ingest = Ingest(store, RecordingPublisher(), new_id=lambda: f"c{next(ids)}", sleep=lambda _: None)
-    for event in events:
-        ingest.handle([event])
-    return store
+    return ingest_each(DynamoIdentityStore(), events)
 
 
 def dynamo_state(store: DynamoIdentityStore) -> IdentityState:

@@ -110,7 +110,7 @@ class MemorySendStore:
         if settlement.result == "released":
             del stored.sends[claim.channel]
             return True
-        stored.sends[claim.channel] = _ended(settlement)
+        stored.sends[claim.channel] = settlement.state()
         if settlement.result == "sent" and settlement.sent:
             self.sent_by[(claim.tenant, settlement.sent.provider, settlement.sent.message_id)] = claim.key
             self._move_pace(settlement)
@@ -152,19 +152,3 @@ class MemorySendStore:
             sends=copy.deepcopy(stored.sends),
             claimed=claimed,
         )
-
-
-def _ended(settlement: Settlement) -> dict[str, Any]:
-    """The channel's state after a settlement: what ``DynamoSendStore`` writes, ``None`` fields left out."""
-    sent = settlement.sent
-    value = {
-        "state": settlement.result,
-        "at": settlement.at,
-        "attempt": settlement.claim.attempt,
-        "provider": sent.provider if sent else None,
-        "provider_message_id": sent.message_id if sent else None,
-        "outcome": settlement.outcome,
-        "code": str(settlement.code) if settlement.code is not None else None,
-        "reason": settlement.reason,
-    }
-    return {k: v for k, v in value.items() if v is not None}

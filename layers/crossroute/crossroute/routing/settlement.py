@@ -75,6 +75,22 @@ class Settlement:
             pace=pace,
         )
 
+    def state(self) -> dict[str, Any]:
+        """The channel's send state after this settlement (``SendRecord.sends[channel]``); ``None``
+        fields left out. Not for ``released``: a released claim has no state."""
+        sent = self.sent
+        value = {
+            "state": self.result,
+            "at": self.at,
+            "attempt": self.claim.attempt,
+            "provider": sent.provider if sent else None,
+            "provider_message_id": sent.message_id if sent else None,
+            "outcome": self.outcome,
+            "code": str(self.code) if self.code is not None else None,
+            "reason": self.reason,
+        }
+        return {k: v for k, v in value.items() if v is not None}
+
     def as_doc(self) -> dict[str, Any]:
         """JSON for the send queue. No recipient address: the timeline record needs none."""
         doc: dict[str, Any] = {

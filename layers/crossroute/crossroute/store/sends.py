@@ -171,7 +171,7 @@ class DynamoSendStore:
             elif settlement.result == "sent":
                 self._sent(settlement, item, attribute, ours)
             else:
-                item.update([attribute.set(_ended(settlement))], condition=ours)
+                item.update([attribute.set(settlement.state())], condition=ours)
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
@@ -205,7 +205,7 @@ class DynamoSendStore:
             request_key=claim.key,
         )
         with TransactWrite(connection=TableItem._get_connection().connection) as tx:
-            tx.update(item, [attribute.set(_ended(settlement))], condition=ours)
+            tx.update(item, [attribute.set(settlement.state())], condition=ours)
             tx.update(message_shell(message), message_actions(message))
             if settlement.pair and settlement.pace:  # count it against the pair rate
                 pace = settlement.pace
@@ -256,21 +256,6 @@ def _state_attribute(channel: Channel) -> SendState:
 
 def _sending(claim: Claim, now: datetime) -> dict[str, Any]:
     return {"state": "sending", "at": now, "attempt": claim.attempt}
-
-
-def _ended(settlement: Settlement) -> dict[str, Any]:
-    sent = settlement.sent
-    value = {
-        "state": settlement.result,
-        "at": settlement.at,
-        "attempt": settlement.claim.attempt,
-        "provider": sent.provider if sent else None,
-        "provider_message_id": sent.message_id if sent else None,
-        "outcome": settlement.outcome,
-        "code": str(settlement.code) if settlement.code is not None else None,
-        "reason": settlement.reason,
-    }
-    return {k: v for k, v in value.items() if v is not None}
 
 
 def _record(item: SendRequestItem, *, claimed: Channel | None) -> SendRecord:

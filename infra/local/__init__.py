@@ -7,7 +7,7 @@
 """
 
 from .client import HttpResponse, StackClient
-from .process import StackProcess, free_port
+from .process import StackProcess
 from .stack import LocalStack, StackConfig
 
-__all__ = ["HttpResponse", "LocalStack", "StackClient", "StackConfig", "StackProcess", "free_port"]
+__all__ = ["HttpResponse", "LocalStack", "StackClient", "StackConfig", "StackProcess"]

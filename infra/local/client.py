@@ -89,10 +89,6 @@ class StackClient:
         return str(self.outputs["aws_endpoint"])
 
     @property
-    def region(self) -> str:
-        return str(self.outputs.get("region", REGION))
-
-    @property
     def resources(self) -> dict[str, dict[str, Any]]:
         return dict(self.outputs["resources"])
 
@@ -136,7 +132,7 @@ class StackClient:
         return boto3.session.Session(
             aws_access_key_id=DUMMY_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=DUMMY_CREDENTIALS["aws_secret_access_key"],
-            region_name=self.region,
+            region_name=REGION,
         )
 
     def client(self, service: str) -> Any:
@@ -151,7 +147,7 @@ class StackClient:
             sqs.purge_queue(QueueUrl=urls[lid])
 
     def drain_queue(
-        self, logical_id: str = "InboundQueue", *, wait_seconds: float = 1.0, limit: int = 1000
+        self, logical_id: str = "InboundQueue", *, wait_seconds: float = 1.0
     ) -> list[dict[str, Any]]:
         """Receive and delete every message of a queue until it stays empty for ``wait_seconds``.
 
@@ -162,7 +158,7 @@ class StackClient:
         url = self.queue_urls()[logical_id]
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + wait_seconds
-        while len(messages) < limit:
+        while True:
             got = sqs.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=10,

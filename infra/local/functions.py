@@ -34,7 +34,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_FUNCTION_TYPES = ("AWS::Serverless::Function",)
+# Event type -> the properties the local stack supports (template.yaml's; ScalingConfig and Auth are
+# accepted and have no local effect: one poller per queue, open routes).
+_EVENT_PROPERTIES = {
+    "HttpApi": frozenset({"ApiId", "Path", "Method", "Auth"}),
+    "SQS": frozenset({"Queue", "BatchSize", "FunctionResponseTypes", "ScalingConfig"}),
+}
 _module_counter = itertools.count(1)
 _IMPORT_LOCK = threading.RLock()
 
@@ -72,21 +77,13 @@ class FunctionSpec:
         return self.handler.rpartition(".")[2]
 
 
-_INTRINSICS = {"Ref", "Condition"} | {
-    f"Fn::{name}"
-    for name in (
-        *("If", "Sub", "GetAtt", "Join", "Select", "Split", "FindInMap", "ImportValue", "Base64"),
-        *("Equals", "Not", "And", "Or", "GetAZs", "Cidr", "Transform", "ToJsonString", "Length"),
-    )
-}
-
-
 def _merge_globals(globals_fn: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
     """SAM's Globals merge: maps merge (resource wins), lists concatenate, scalars are replaced. An
     intrinsic (``{"Ref": ...}``, ``{"Fn::If": ...}``) is a value, not a map: the resource's replaces it."""
 
     def intrinsic(value: Any) -> bool:
-        return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSICS
+        key = next(iter(value)) if isinstance(value, dict) and len(value) == 1 else ""
+        return key == "Ref" or key.startswith("Fn::")
 
     def merge(g: Any, r: Any) -> Any:
         if isinstance(g, dict) and isinstance(r, dict) and not (intrinsic(g) or intrinsic(r)):
@@ -111,34 +108,56 @@ def function_specs(
 ) -> list[FunctionSpec]:
     """Every serverless function of ``template`` (``root`` is the template's directory)."""
     globals_fn = (template.get("Globals") or {}).get("Function") or {}
-    specs = []
-    for logical_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") not in _FUNCTION_TYPES or not is_enabled(resource):
-            continue
-        props = _merge_globals(globals_fn, resource.get("Properties") or {})
-        code_uri = props.get("CodeUri")
-        if not isinstance(code_uri, str):
-            raise ValueError(f"{logical_id}: only a local CodeUri directory is supported, got {code_uri!r}")
-        env_vars = resolve((props.get("Environment") or {}).get("Variables") or {})
-        specs.append(
-            FunctionSpec(
-                logical_id=logical_id,
-                name=str(resolve(props["FunctionName"])) if "FunctionName" in props else name_for(logical_id),
-                code_uri=(root / code_uri).resolve(),
-                handler=str(props.get("Handler", "app.lambda_handler")),
-                memory_mb=int(props.get("MemorySize", 128)),
-                timeout_s=float(props.get("Timeout", 3)),
-                environment={k: _env_str(v) for k, v in env_vars.items()},
-                events=dict(props.get("Events") or {}),
-            )
+    return [
+        _spec(
+            logical_id, _merge_globals(globals_fn, resource.get("Properties") or {}), resolve, root, name_for
         )
-    return specs
+        for logical_id, resource in (template.get("Resources") or {}).items()
+        if resource.get("Type") == "AWS::Serverless::Function" and is_enabled(resource)
+    ]
 
 
-def _env_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _spec(
+    logical_id: str,
+    props: Mapping[str, Any],
+    resolve: Callable[[Any], Any],
+    root: Path,
+    name_for: Callable[[str], str],
+) -> FunctionSpec:
+    """One function, from its properties (``Globals`` merged)."""
+    code_uri = props.get("CodeUri")
+    if not isinstance(code_uri, str):
+        raise ValueError(f"{logical_id}: only a local CodeUri directory is supported, got {code_uri!r}")
+    events = dict(props.get("Events") or {})
+    _check_events(logical_id, events)
+    env_vars = resolve((props.get("Environment") or {}).get("Variables") or {})
+    return FunctionSpec(
+        logical_id=logical_id,
+        name=str(resolve(props["FunctionName"])) if "FunctionName" in props else name_for(logical_id),
+        code_uri=(root / code_uri).resolve(),
+        handler=str(props.get("Handler", "app.lambda_handler")),
+        memory_mb=int(props.get("MemorySize", 128)),
+        timeout_s=float(props.get("Timeout", 3)),
+        environment={k: str(v) for k, v in env_vars.items()},
+        events=events,
+    )
+
+
+def _check_events(logical_id: str, events: Mapping[str, Any]) -> None:
+    """A ``ValueError`` naming an event type or property the local stack does not emulate."""
+    for event_id, event in events.items():
+        supported = _EVENT_PROPERTIES.get(event.get("Type"))
+        if supported is None:
+            raise ValueError(
+                f"{logical_id}.{event_id}: events of Type {event.get('Type')!r} are not supported by the "
+                f"local stack (supported: {', '.join(_EVENT_PROPERTIES)}); add them to infra/local"
+            )
+        unsupported = sorted(set(event.get("Properties") or {}) - supported)
+        if unsupported:
+            raise ValueError(
+                f"{logical_id}.{event_id}: {', '.join(unsupported)} not supported by the local stack "
+                f"(supported: {', '.join(sorted(supported))}); add it to infra/local"
+            )
 
 
 def merged_environment(specs: Iterable[FunctionSpec]) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """A local API Gateway HTTP API: routes from the template, payload format 2.0 events, real handlers.
 
 Routing follows HTTP APIs: an exact path beats a path with ``{param}`` segments, which beats a greedy
-``{proxy+}``; a route's own method beats ``ANY``; ``$default`` catches the rest. No match -> 404
+``{proxy+}``; a route's own method beats ``ANY``. No match -> 404
 ``{"message":"Not Found"}``; a handler exception -> 500 ``{"message":"Internal Server Error"}``.
 
 Request bodies are passed the way API Gateway does: text content types (``text/*``, JSON, XML,
@@ -85,7 +85,7 @@ def encode_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
 # --------------------------------------------------------------------------- routing
 @dataclass(frozen=True)
 class HttpRoute:
-    """One route: ``method`` (upper case or ``ANY``) and ``path`` (``/a/{b}/{c+}``, or ``$default``)."""
+    """One route: ``method`` (upper case or ``ANY``) and ``path`` (``/a/{b}/{c+}``)."""
 
     method: str
     path: str
@@ -94,7 +94,7 @@ class HttpRoute:
 
     @property
     def route_key(self) -> str:
-        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+        return f"{self.method} {self.path}"
 
     def _param_names(self) -> list[str]:
         return re.findall(r"\{([^}/]+?)\+?\}", self.path)
@@ -103,8 +103,6 @@ class HttpRoute:
         return _compile_path(self.path)
 
     def match(self, path: str) -> dict[str, str] | None:
-        if self.path == "$default":
-            return {}
         m = self._compiled().fullmatch(path)
         if m is None:
             return None
@@ -112,8 +110,6 @@ class HttpRoute:
 
     def rank(self) -> tuple[int, int, int, int]:
         """Lower is more specific."""
-        if self.path == "$default":
-            return (3, 0, 0, 0)
         greedy = "+}" in self.path
         params = self.path.count("{")
         literal = -len(re.sub(r"\{[^}]*\}", "", self.path))
@@ -149,7 +145,7 @@ class Router:
 
     def match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
         for route in self.routes:
-            if route.method not in ("ANY", method.upper()) and route.path != "$default":
+            if route.method not in ("ANY", method.upper()):
                 continue
             params = route.match(path)
             if params is not None:

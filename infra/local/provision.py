@@ -1,36 +1,32 @@
 """Create the template's stateful resources in the AWS emulator, straight from ``template.yaml``.
 
-Emulated resource types: ``AWS::DynamoDB::Table`` (key schema, attribute definitions, GSIs/LSIs,
-billing mode, streams, SSE, point-in-time recovery, then TTL), ``AWS::SQS::Queue`` (every queue
-attribute, ``RedrivePolicy`` resolved to the DLQ ARN), ``AWS::Events::EventBus``, ``AWS::Events::Rule``
-(targets on SQS, buses and log groups), ``AWS::SecretsManager::Secret`` and ``AWS::SSM::Parameter``.
+Emulated resource types, with exactly the properties ``template.yaml`` uses (:data:`_CREATORS`):
+``AWS::DynamoDB::Table`` (key schema, attribute definitions, GSIs, billing mode, SSE, point-in-time
+recovery, then TTL), ``AWS::SQS::Queue`` (its properties are queue attributes, ``RedrivePolicy``
+resolved to the DLQ ARN), ``AWS::Events::EventBus``, ``AWS::Events::Rule`` (SQS targets) and
+``AWS::SecretsManager::Secret`` (generated, or the value the stack gives). Any other property of these
+types raises :class:`ProvisionError` naming it, so a template that starts using one learns at once what
+to add here.
 
-Physical names are deterministic: the resource's own name property when the template sets one
-(resolved), else ``<stack>-<LogicalId>`` (``crossroute-local-InboundQueue.fifo`` for a FIFO queue).
-``Ref`` / ``Fn::GetAtt`` give what CloudFormation would: a table name, a queue URL, a bus name, a
-secret ARN, ...; resources are created on first reference, so creation follows the dependencies.
-Resources of other types (functions, APIs, log groups, layers) are not created; they still resolve to
-deterministic names and ARNs.
+Physical names are deterministic: ``<stack>-<LogicalId>`` (``crossroute-local-InboundQueue.fifo`` for a
+FIFO queue), or the bus's ``Name``. ``Ref`` / ``Fn::GetAtt`` give what CloudFormation would: a table
+name, a queue URL, a bus name, a secret ARN, ...; resources are created on first reference, so creation
+follows the dependencies. Functions, the API, layers, log groups and the queue policy are not created:
+their ``Ref`` is a deterministic name (the API's: its local id), and they have no attributes. Any other
+resource type raises :class:`ProvisionError`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aws import ACCOUNT_ID, REGION
 from .intrinsics import STACK_NAME, IntrinsicError, Resolver, parameter_values
 
 __all__ = ["PhysicalResource", "ProvisionError", "Provisioner"]
-
-log = logging.getLogger(__name__)
-
-# Rule target services the emulator can deliver to.
-_DELIVERABLE_TARGET_SERVICES = frozenset({"sqs", "events", "logs"})
 
 
 class ProvisionError(RuntimeError):
@@ -60,22 +56,15 @@ class Provisioner:
         parameter_overrides: Mapping[str, str] | None = None,
         secret_values: Mapping[str, str] | None = None,
         http_api_id: str = "localapi",
-        http_api_endpoint: str = "",
     ) -> None:
         self.template = template
         self.clients = clients
         self.http_api_id = http_api_id
-        self.http_api_endpoint = http_api_endpoint
         self.secret_values = dict(secret_values or {})
         self.resources: dict[str, PhysicalResource] = {}
         self._in_progress: list[str] = []
         self.parameters = parameter_values(template, parameter_overrides)
-        self.resolver = Resolver(
-            template,
-            parameters=self.parameters,
-            ref=self.ref,
-            get_att=self.get_att,
-        )
+        self.resolver = Resolver(template, parameters=self.parameters, ref=self.ref, get_att=self.get_att)
         unknown = sorted(set(self.secret_values) - set(self._template_resources()))
         if unknown:
             raise ProvisionError(f"secret value given for unknown resource(s): {', '.join(unknown)}")
@@ -102,18 +91,7 @@ class Provisioner:
             raise ProvisionError(f"circular reference between resources: {cycle}")
         self._in_progress.append(logical_id)
         try:
-            rtype = str(resource.get("Type", ""))
-            props = resource.get("Properties") or {}
-            create = _CREATORS.get(rtype)
-            try:
-                if create is not None:
-                    made = create(self, logical_id, props)
-                else:
-                    made = self._not_emulated(logical_id, rtype)
-            except (IntrinsicError, ProvisionError):
-                raise
-            except Exception as exc:
-                raise ProvisionError(f"could not create {rtype} {logical_id}: {exc}") from exc
+            made = self._create(logical_id, str(resource.get("Type", "")), resource.get("Properties") or {})
         finally:
             self._in_progress.pop()
         self.resources[logical_id] = made
@@ -137,246 +115,158 @@ class Provisioner:
     def name_for(self, logical_id: str, suffix: str = "") -> str:
         return f"{STACK_NAME}-{logical_id}{suffix}"
 
-    def arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{resource}"
-
     # ------------------------------------------------------------------ creators
     def _template_resources(self) -> dict[str, Any]:
         return dict(self.template.get("Resources") or {})
 
-    def _props(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def _create(self, logical_id: str, rtype: str, props: Mapping[str, Any]) -> PhysicalResource:
+        """The resource created in the emulator, or (a type not emulated) its ``Ref`` only."""
+        if rtype in _NOT_EMULATED:
+            ref = self.http_api_id if rtype == "AWS::Serverless::HttpApi" else self.name_for(logical_id)
+            return PhysicalResource(logical_id, rtype, ref)
+        if rtype not in _CREATORS:
+            raise ProvisionError(
+                f"{logical_id}: resource type {rtype} is not supported by the local stack; "
+                "add it to infra/local/provision.py"
+            )
+        create, supported = _CREATORS[rtype]
+        unsupported = sorted(set(props) - supported)
+        if unsupported:
+            raise ProvisionError(
+                f"{rtype} {logical_id}: {', '.join(unsupported)} not supported by the local stack "
+                f"(supported: {', '.join(sorted(supported))}); add it to infra/local/provision.py"
+            )
         resolved = self.resolve(dict(props))
-        assert isinstance(resolved, dict)
-        return resolved
+        try:
+            return create(self, logical_id, resolved)
+        except (IntrinsicError, ProvisionError):
+            raise
+        except Exception as exc:
+            raise ProvisionError(f"could not create {rtype} {logical_id}: {exc}") from exc
 
-    def _table(self, logical_id: str, raw: Mapping[str, Any]) -> PhysicalResource:
-        p = self._props(raw)
+    def _table(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
         ddb = self.clients("dynamodb")
-        name = p.get("TableName") or self.name_for(logical_id)
-        desc = ddb.create_table(**_create_table_args(name, p))["TableDescription"]
-        ttl = p.get("TimeToLiveSpecification")
-        if ttl and _bool(ttl.get("Enabled", False)):
+        name = self.name_for(logical_id)
+        args = {k: p[k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes") if k in p}
+        if "SSESpecification" in p:  # CloudFormation's SSEEnabled is CreateTable's Enabled
+            args["SSESpecification"] = {
+                ("Enabled" if k == "SSEEnabled" else k): v for k, v in p["SSESpecification"].items()
+            }
+        billing = p.get("BillingMode", "PROVISIONED")
+        desc = ddb.create_table(TableName=name, BillingMode=billing, **args)["TableDescription"]
+        ttl = p.get("TimeToLiveSpecification") or {}
+        if ttl.get("Enabled"):
             ddb.update_time_to_live(
                 TableName=name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
             )
-        pitr = p.get("PointInTimeRecoverySpecification")
-        if pitr and _bool(pitr.get("PointInTimeRecoveryEnabled", False)):
+        if (p.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled"):
             ddb.update_continuous_backups(
                 TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
             )
         attributes = {"Arn": desc["TableArn"], "Name": name}
-        if desc.get("LatestStreamArn"):
-            attributes["StreamArn"] = desc["LatestStreamArn"]
         return PhysicalResource(logical_id, "AWS::DynamoDB::Table", name, attributes, emulated=True)
 
-    def _queue(self, logical_id: str, raw: Mapping[str, Any]) -> PhysicalResource:
-        p = self._props(raw)
-        fifo = _bool(p.get("FifoQueue", False))
-        name = p.get("QueueName") or self.name_for(logical_id, ".fifo" if fifo else "")
-        attributes: dict[str, str] = {}
-        for key, value in p.items():
-            if key in ("QueueName", "Tags"):
-                continue
-            if key == "FifoQueue" and not fifo:
-                continue  # SQS rejects FifoQueue=false on create
-            if isinstance(value, (dict, list)):
-                attributes[key] = json.dumps(value)
-            elif isinstance(value, bool):
-                attributes[key] = "true" if value else "false"
-            else:
-                attributes[key] = str(value)
+    def _queue(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
+        """Every property is a queue attribute (as a string; ``RedrivePolicy`` as JSON)."""
+        fifo = bool(p.get("FifoQueue"))
+        name = self.name_for(logical_id, ".fifo" if fifo else "")
+        attributes = {key: _attribute(value) for key, value in p.items() if key != "FifoQueue" or fifo}
         sqs = self.clients("sqs")
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return PhysicalResource(
-            logical_id,
-            "AWS::SQS::Queue",
-            url,
-            {"Arn": arn, "QueueUrl": url, "QueueName": name},
-            emulated=True,
-        )
+        attrs = {"Arn": arn, "QueueUrl": url, "QueueName": name}
+        return PhysicalResource(logical_id, "AWS::SQS::Queue", url, attrs, emulated=True)
 
-    def _bus(self, logical_id: str, raw: Mapping[str, Any]) -> PhysicalResource:
-        p = self._props(raw)
+    def _bus(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
         name = p.get("Name") or self.name_for(logical_id)
-        events = self.clients("events")
-        if name == "default":
-            arn = events.describe_event_bus(Name="default")["Arn"]
-        else:
-            args: dict[str, Any] = {"Name": name}
-            if p.get("Description"):
-                args["Description"] = p["Description"]
-            arn = events.create_event_bus(**args)["EventBusArn"]
-        return PhysicalResource(
-            logical_id, "AWS::Events::EventBus", name, {"Arn": arn, "Name": name}, emulated=True
-        )
+        arn = self.clients("events").create_event_bus(Name=name)["EventBusArn"]
+        attrs = {"Arn": arn, "Name": name}
+        return PhysicalResource(logical_id, "AWS::Events::EventBus", name, attrs, emulated=True)
 
-    def _rule(self, logical_id: str, raw: Mapping[str, Any]) -> PhysicalResource:
-        p = self._props(raw)
-        name = p.get("Name") or self.name_for(logical_id)
+    def _rule(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
+        name = self.name_for(logical_id)
         bus = str(p.get("EventBusName") or "default")
-        if bus.startswith("arn:"):
-            bus = bus.split("event-bus/", 1)[-1]
+        targets = list(p.get("Targets") or [])
+        for target in targets:
+            if not str(target.get("Arn", "")).startswith("arn:aws:sqs:"):
+                raise ProvisionError(
+                    f"AWS::Events::Rule {logical_id}: target {target.get('Id')} is not an SQS queue; "
+                    "the local stack delivers to SQS targets only (add others to infra/local/provision.py)"
+                )
+        args = {k: p[k] for k in ("Description",) if k in p}
         events = self.clients("events")
-        arn = events.put_rule(**_put_rule_args(name, bus, p))["RuleArn"]
-        targets = _deliverable_targets(logical_id, p.get("Targets") or [])
+        pattern = json.dumps(p["EventPattern"])
+        arn = events.put_rule(Name=name, EventBusName=bus, EventPattern=pattern, **args)["RuleArn"]
         if targets:
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
         ref = name if bus == "default" else f"{bus}|{name}"
         return PhysicalResource(logical_id, "AWS::Events::Rule", ref, {"Arn": arn}, emulated=True)
 
-    def _secret(self, logical_id: str, raw: Mapping[str, Any]) -> PhysicalResource:
-        p = self._props(raw)
-        name = p.get("Name") or self.name_for(logical_id)
+    def _secret(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
+        name = self.name_for(logical_id)
         if logical_id in self.secret_values:
             value = self.secret_values[logical_id]
-        elif "SecretString" in p:
-            value = str(p["SecretString"])
         else:
             value = _generated_secret(p.get("GenerateSecretString") or {})
-        args: dict[str, Any] = {"Name": name, "SecretString": value}
-        if p.get("Description"):
-            args["Description"] = p["Description"]
-        arn = self.clients("secretsmanager").create_secret(**args)["ARN"]
-        return PhysicalResource(
-            logical_id, "AWS::SecretsManager::Secret", arn, {"Id": arn, "Name": name}, emulated=True
-        )
-
-    def _parameter(self, logical_id: str, raw: Mapping[str, Any]) -> PhysicalResource:
-        p = self._props(raw)
-        name = p.get("Name") or self.name_for(logical_id)
-        args: dict[str, Any] = {"Name": name, "Value": str(p["Value"]), "Type": p.get("Type", "String")}
-        for key in ("Description", "AllowedPattern", "Tier", "DataType"):
-            if key in p:
-                args[key] = p[key]
-        self.clients("ssm").put_parameter(**args)
-        return PhysicalResource(
-            logical_id,
-            "AWS::SSM::Parameter",
-            name,
-            {"Type": args["Type"], "Value": args["Value"]},
-            emulated=True,
-        )
-
-    def _not_emulated(self, logical_id: str, rtype: str) -> PhysicalResource:
-        """What Ref / GetAtt of a resource the local stack does not create resolve to."""
-        name = self.name_for(logical_id)
-        if rtype in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
-            return PhysicalResource(logical_id, rtype, name, {"Arn": self.arn("lambda", f"function:{name}")})
-        if rtype in ("AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api", "AWS::Serverless::Api"):
-            endpoint = (
-                self.http_api_endpoint or f"https://{self.http_api_id}.execute-api.{REGION}.amazonaws.com"
-            )
-            return PhysicalResource(
-                logical_id, rtype, self.http_api_id, {"ApiEndpoint": endpoint, "ApiId": self.http_api_id}
-            )
-        if rtype in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
-            arn = self.arn("lambda", f"layer:{name}:1")
-            return PhysicalResource(logical_id, rtype, arn, {"Arn": arn})
-        if rtype == "AWS::Logs::LogGroup":
-            return PhysicalResource(logical_id, rtype, name, {"Arn": self.arn("logs", f"log-group:{name}:*")})
-        service = rtype.split("::")[1].lower() if rtype.count("::") == 2 else "local"
-        return PhysicalResource(logical_id, rtype, name, {"Arn": self.arn(service, name)})
+        args = {k: p[k] for k in ("Description",) if k in p}
+        arn = self.clients("secretsmanager").create_secret(Name=name, SecretString=value, **args)["ARN"]
+        attrs = {"Id": arn, "Name": name}
+        return PhysicalResource(logical_id, "AWS::SecretsManager::Secret", arn, attrs, emulated=True)
 
 
-_CREATORS: dict[str, Callable[[Provisioner, str, Mapping[str, Any]], PhysicalResource]] = {
-    "AWS::DynamoDB::Table": Provisioner._table,
-    "AWS::SQS::Queue": Provisioner._queue,
-    "AWS::Events::EventBus": Provisioner._bus,
-    "AWS::Events::Rule": Provisioner._rule,
-    "AWS::SecretsManager::Secret": Provisioner._secret,
-    "AWS::SSM::Parameter": Provisioner._parameter,
+# Resource types the local stack does not create: the functions run in-process, the gateway serves the
+# API, and the rest has no local effect.
+_NOT_EMULATED = frozenset(
+    {
+        *("AWS::Serverless::Function", "AWS::Serverless::HttpApi", "AWS::Serverless::LayerVersion"),
+        *("AWS::Logs::LogGroup", "AWS::SQS::QueuePolicy"),
+    }
+)
+
+Creator = Callable[[Provisioner, str, Mapping[str, Any]], PhysicalResource]
+
+# Resource type -> how it is created, and the properties the local stack supports (template.yaml's).
+_CREATORS: dict[str, tuple[Creator, frozenset[str]]] = {
+    "AWS::DynamoDB::Table": (
+        Provisioner._table,
+        frozenset(
+            {
+                *("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes"),
+                *("TimeToLiveSpecification", "PointInTimeRecoverySpecification", "SSESpecification"),
+            }
+        ),
+    ),
+    "AWS::SQS::Queue": (  # every property that is a queue attribute (not QueueName, Tags)
+        Provisioner._queue,
+        frozenset(
+            {
+                *("ContentBasedDeduplication", "DeduplicationScope", "DelaySeconds", "FifoQueue"),
+                *("FifoThroughputLimit", "KmsDataKeyReusePeriodSeconds", "KmsMasterKeyId"),
+                *("MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds"),
+                *("RedriveAllowPolicy", "RedrivePolicy", "SqsManagedSseEnabled", "VisibilityTimeout"),
+            }
+        ),
+    ),
+    "AWS::Events::EventBus": (Provisioner._bus, frozenset({"Name"})),
+    "AWS::Events::Rule": (
+        Provisioner._rule,
+        frozenset({"Description", "EventBusName", "EventPattern", "Targets"}),
+    ),
+    "AWS::SecretsManager::Secret": (
+        Provisioner._secret,
+        frozenset({"Description", "GenerateSecretString"}),
+    ),
 }
 
 
-def _create_table_args(name: str, p: Mapping[str, Any]) -> dict[str, Any]:
-    """``CreateTable`` arguments from a table's resolved properties (TTL and PITR are set after)."""
-    args: dict[str, Any] = {
-        "TableName": name,
-        "KeySchema": p["KeySchema"],
-        "AttributeDefinitions": p["AttributeDefinitions"],
-        "BillingMode": p.get("BillingMode", "PROVISIONED"),
-    }
-    if "ProvisionedThroughput" in p:
-        args["ProvisionedThroughput"] = _ints(p["ProvisionedThroughput"])
-    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        if p.get(key):
-            args[key] = [_index(index) for index in p[key]]
-    stream = p.get("StreamSpecification")
-    if stream and stream.get("StreamViewType"):
-        args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
-    sse = p.get("SSESpecification")
-    if sse:
-        args["SSESpecification"] = {
-            "Enabled": _bool(sse.get("SSEEnabled", False)),
-            **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse},
-        }
-    if "TableClass" in p:
-        args["TableClass"] = p["TableClass"]
-    if "DeletionProtectionEnabled" in p:
-        args["DeletionProtectionEnabled"] = _bool(p["DeletionProtectionEnabled"])
-    return args
-
-
-_INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput", "OnDemandThroughput")
-
-
-def _index(index: Mapping[str, Any]) -> dict[str, Any]:
-    """A secondary index as ``CreateTable`` takes it."""
-    return {k: (_ints(v) if k.endswith("Throughput") else v) for k, v in index.items() if k in _INDEX_KEYS}
-
-
-def _put_rule_args(name: str, bus: str, p: Mapping[str, Any]) -> dict[str, Any]:
-    args: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": p.get("State", "ENABLED")}
-    if "EventPattern" in p:
-        pattern = p["EventPattern"]
-        args["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
-    for key in ("ScheduleExpression", "Description", "RoleArn"):
-        if key in p:
-            args[key] = p[key]
-    return args
-
-
-_TARGET_KEYS = (
-    "Id",
-    "Arn",
-    "RoleArn",
-    "Input",
-    "InputPath",
-    "InputTransformer",
-    "SqsParameters",
-    "RetryPolicy",
-    "DeadLetterConfig",
-)
-
-
-def _deliverable_targets(logical_id: str, targets: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The rule's targets the emulator can deliver to, as ``PutTargets`` takes them; the others are
-    logged and dropped."""
-    deliverable = []
-    for target in targets:
-        service = str(target.get("Arn", "")).split(":")[2:3]
-        if not service or service[0] not in _DELIVERABLE_TARGET_SERVICES:
-            log.warning(
-                "rule %s: target %s (%s) is not emulated locally; events matching it are dropped",
-                logical_id,
-                target.get("Id"),
-                target.get("Arn"),
-            )
-            continue
-        deliverable.append({k: v for k, v in target.items() if k in _TARGET_KEYS})
-    return deliverable
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return bool(value)
-
-
-def _ints(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in mapping.items()}
+def _attribute(value: Any) -> str:
+    """A queue attribute's value as SQS takes it."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _generated_secret(spec: Mapping[str, Any]) -> str:

@@ -4,7 +4,7 @@ For every function event of ``Type: SQS`` one poller thread long-polls the queue
 records and invokes the handler with ``{"Records": [...]}``:
 
 - success -> every record is deleted;
-- the handler raises (or times out) -> nothing is deleted, the whole batch reappears after the queue's
+- the handler raises -> nothing is deleted, the whole batch reappears after the queue's
   visibility timeout;
 - ``FunctionResponseTypes: [ReportBatchItemFailures]`` -> ``{"batchItemFailures": [{"itemIdentifier":
   messageId}]}`` keeps exactly those records (a malformed response fails the whole batch, like Lambda);
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,8 +48,6 @@ class SqsEventSource:
     queue_url: str
     batch_size: int = 10
     report_batch_item_failures: bool = False
-    enabled: bool = True
-    maximum_batching_window_s: int = 0
 
     @property
     def queue_name(self) -> str:
@@ -61,28 +58,13 @@ class SqsEventSource:
         return f"{self.queue_name} -> {self.function_id} (batch {self.batch_size}{extra})"
 
 
-_sequence_lock = threading.Lock()
-_last_sequence = 0
-
-
-def _next_sequence_number() -> str:
-    global _last_sequence
-    with _sequence_lock:
-        _last_sequence = max(_last_sequence + 1, time.time_ns() // 1000)
-        return f"{_last_sequence:020d}"
-
-
 def build_sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
     """One record of a Lambda SQS event from a ``ReceiveMessage`` result message."""
-    attributes = dict(message.get("Attributes") or {})
-    if "MessageGroupId" in attributes and "SequenceNumber" not in attributes:
-        # moto omits it for content-based deduplication; SQS always sets it on FIFO messages.
-        attributes["SequenceNumber"] = _next_sequence_number()
     record: dict[str, Any] = {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
-        "attributes": attributes,
+        "attributes": dict(message.get("Attributes") or {}),
         "messageAttributes": _message_attributes(message.get("MessageAttributes") or {}),
         "md5OfBody": message["MD5OfBody"],
     }
@@ -111,9 +93,7 @@ def build_sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str) -> di
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    deleted: tuple[str, ...]
-    failed: tuple[str, ...]
-    error: str | None = None
+    failed: tuple[str, ...]  # the ids of the messages left on the queue, to be retried
 
 
 def _failed_ids(result: Any, ids: Sequence[str]) -> tuple[set[str], str | None]:
@@ -146,7 +126,7 @@ def process_batch(
 ) -> BatchOutcome:
     """Invoke the function with ``messages`` and settle them with the queue as Lambda would."""
     ids = [m["MessageId"] for m in messages]
-    failed, error = _invoke_batch(source, invoke, build_sqs_event(messages, source.queue_arn), ids)
+    failed = _invoke_batch(source, invoke, build_sqs_event(messages, source.queue_arn), ids)
     done = [m for m in messages if m["MessageId"] not in failed]
     _delete_messages(sqs, source.queue_url, done)
     retry = [m for m in messages if m["MessageId"] in failed]
@@ -160,16 +140,16 @@ def process_batch(
             len(ids),
             source.queue_name,
         )
-    return BatchOutcome(tuple(m["MessageId"] for m in done), tuple(m["MessageId"] for m in retry), error)
+    return BatchOutcome(tuple(m["MessageId"] for m in retry))
 
 
 def _invoke_batch(
     source: SqsEventSource, invoke: Callable[[dict[str, Any]], Any], event: dict[str, Any], ids: list[str]
-) -> tuple[set[str], str | None]:
-    """Invoke the function; the ids of the records to keep, and what went wrong (if anything)."""
+) -> set[str]:
+    """Invoke the function; the ids of the records to keep on the queue (the reason is logged)."""
     try:
         result = invoke(event)
-    except Exception as exc:
+    except Exception:
         log.error(
             "%s: batch of %d from %s failed\n%s",
             source.function_id,
@@ -177,13 +157,13 @@ def _invoke_batch(
             source.queue_name,
             traceback.format_exc().rstrip(),
         )
-        return set(ids), f"{type(exc).__name__}: {exc}"
+        return set(ids)
     if not source.report_batch_item_failures:
-        return set(), None
+        return set()
     failed, error = _failed_ids(result, ids)
     if error:
         log.error("%s: malformed batch response (%s); the whole batch is retried", source.function_id, error)
-    return failed, error
+    return failed
 
 
 def _delete_messages(sqs: Any, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> None:
@@ -259,21 +239,15 @@ class SqsPoller:
         return process_batch(self.sqs, self.source, self.invoke, messages, retry_delay=self.retry_delay)
 
     def _receive(self) -> list[dict[str, Any]]:
-        wanted = max(1, self.source.batch_size)
-        messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.source.maximum_batching_window_s
-        while len(messages) < wanted and not self._stop.is_set():
-            got = self.sqs.receive_message(
-                QueueUrl=self.source.queue_url,
-                MaxNumberOfMessages=min(10, wanted - len(messages)),
-                WaitTimeSeconds=0 if messages else self.wait_seconds,
-                AttributeNames=["All"],
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            messages.extend(got)
-            if not got or time.monotonic() >= deadline:
-                break
+        """One batch: ``BatchSize`` up to 10, the most one receive gives (template.yaml's is 10)."""
+        messages: list[dict[str, Any]] = self.sqs.receive_message(
+            QueueUrl=self.source.queue_url,
+            MaxNumberOfMessages=min(10, max(1, self.source.batch_size)),
+            WaitTimeSeconds=self.wait_seconds,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
         return messages
 
     def _run(self) -> None:

@@ -249,7 +249,6 @@ class LocalStack:
             parameter_overrides=overrides,
             secret_values={TENANTS_SECRET: tenants} if TENANTS_SECRET in resources else {},
             http_api_id=API_ID,
-            http_api_endpoint=self.base_url,
         )
         self.provisioner.provision_all()
         return self.provisioner
@@ -290,17 +289,16 @@ class LocalStack:
                 )
 
     def _start_pollers(self, specs: list[FunctionSpec]) -> None:
-        """One SQS poller per enabled ``SQS`` event (none with ``CROSSROUTE_EVENT_SOURCES=off``)."""
+        """One SQS poller per ``SQS`` event (none with ``CROSSROUTE_EVENT_SOURCES=off``)."""
         assert self.clients is not None
-        for spec, event_id, event in _events(specs, "SQS"):
-            source = self._sqs_source(spec, event_id, event.get("Properties") or {})
-            if not source.enabled or not self.config.event_sources:
-                continue
-            runtime = self.functions[spec.logical_id]
-            poller = SqsPoller(
-                self.clients("sqs"), source, runtime.invoke, retry_delay=self.config.sqs_retry_delay
+        sources = [self._sqs_source(spec, event_id, event) for spec, event_id, event in _events(specs, "SQS")]
+        if not self.config.event_sources:
+            return
+        for source in sources:
+            invoke = self.functions[source.function_id].invoke
+            self.pollers.append(
+                SqsPoller(self.clients("sqs"), source, invoke, retry_delay=self.config.sqs_retry_delay)
             )
-            self.pollers.append(poller)
         for poller in self.pollers:
             poller.start()
 
@@ -398,29 +396,22 @@ class LocalStack:
         runtime: FunctionRuntime = route.target
         return runtime.invoke(event)
 
-    def _sqs_source(self, spec: FunctionSpec, event_id: str, props: Mapping[str, Any]) -> SqsEventSource:
-        assert self.provisioner is not None and self.clients is not None
-        p = self.provisioner.resolve(dict(props))
+    def _sqs_source(self, spec: FunctionSpec, event_id: str, event: Mapping[str, Any]) -> SqsEventSource:
+        """An ``SQS`` event of a function (its queue one of the template's) as an event source."""
+        assert self.provisioner is not None
+        p = self.provisioner.resolve(dict(event.get("Properties") or {}))
         queue_arn = str(p["Queue"])
-        queue_url = next(
-            (
-                r.ref
-                for r in self.provisioner.resources.values()
-                if r.type == "AWS::SQS::Queue" and r.attributes.get("Arn") == queue_arn
-            ),
-            None,
-        )
-        if queue_url is None:
-            queue_url = self.clients("sqs").get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+        queues = [r for r in self.provisioner.resources.values() if r.type == "AWS::SQS::Queue"]
+        queue_urls = {r.attributes["Arn"]: r.ref for r in queues}
+        if queue_arn not in queue_urls:
+            raise ValueError(f"{spec.logical_id}.{event_id}: Queue must be a queue of the template")
         return SqsEventSource(
             function_id=spec.logical_id,
             event_id=event_id,
             queue_arn=queue_arn,
-            queue_url=str(queue_url),
+            queue_url=str(queue_urls[queue_arn]),
             batch_size=int(p.get("BatchSize", 10)),
             report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
-            enabled=str(p.get("Enabled", True)).lower() != "false",
-            maximum_batching_window_s=int(p.get("MaximumBatchingWindowInSeconds", 0)),
         )
 
     def _local_routes(self, request: LocalRequest) -> LocalResponse:
@@ -442,13 +433,9 @@ class LocalStack:
         outputs: dict[str, Any] = {}
         api_prefix = f"https://{API_ID}.execute-api.{REGION}.amazonaws.com"
         for name, spec in (self.template.get("Outputs") or {}).items():
-            try:
-                if not self.provisioner.resolver.is_enabled(spec):
-                    continue
-                value = self.provisioner.resolve(spec.get("Value"))
-            except ValueError as exc:
-                log.debug("output %s not resolvable locally: %s", name, exc)
+            if not self.provisioner.resolver.is_enabled(spec):
                 continue
+            value = self.provisioner.resolve(spec["Value"])
             if isinstance(value, str) and value.startswith(api_prefix):
                 value = self.base_url + value[len(api_prefix) :]
             outputs[name] = value
@@ -627,17 +614,9 @@ def _http_route(
 ) -> HttpRoute:
     props = event.get("Properties") or {}
     path, method = props.get("Path"), props.get("Method")
-    if path is None and method is None:
-        return HttpRoute("ANY", "$default", runtime, spec.logical_id)
     if not isinstance(path, str) or not isinstance(method, str):
         raise ValueError(f"{spec.logical_id}.{event_id}: HttpApi events need Path and Method")
-    method = method.upper()
-    return HttpRoute(
-        "ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD") else method,
-        path,
-        runtime,
-        spec.logical_id,
-    )
+    return HttpRoute(method.upper(), path, runtime, spec.logical_id)
 
 
 def _events(specs: list[FunctionSpec], kind: str) -> Iterator[tuple[FunctionSpec, str, dict[str, Any]]]:
@@ -651,19 +630,12 @@ def _events(specs: list[FunctionSpec], kind: str) -> Iterator[tuple[FunctionSpec
 def _add_layer_paths(template: Mapping[str, Any], root: Path) -> None:
     """Put the source of local layers on ``sys.path`` (``layers/crossroute`` holds ``crossroute/``)."""
     for resource in (template.get("Resources") or {}).values():
-        if resource.get("Type") not in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+        if resource.get("Type") != "AWS::Serverless::LayerVersion":
             continue
-        uri = (resource.get("Properties") or {}).get("ContentUri")
-        if not isinstance(uri, str):
-            continue
-        base = (root / uri).resolve()
-        for candidate in (base / "python", base):
-            if candidate.is_dir() and any(
-                (d / "__init__.py").is_file() for d in candidate.iterdir() if d.is_dir()
-            ):
-                if str(candidate) not in sys.path:
-                    sys.path.insert(0, str(candidate))
-                break
+        base = (root / resource["Properties"]["ContentUri"]).resolve()
+        packages = any((d / "__init__.py").is_file() for d in base.iterdir() if d.is_dir())
+        if packages and str(base) not in sys.path:
+            sys.path.insert(0, str(base))
 
 
 def _set_process_aws_environment(endpoint: str) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCAL_TENANT", "local_registry_document", "read_tenants_document", "tenants_document", "validate"]
+__all__ = ["LOCAL_TENANT", "describe", "local_registry_document", "read_tenants_document", "validate"]
 
 LOCAL_TENANT: dict[str, Any] = {
     "tenants": {
@@ -59,14 +59,6 @@ def read_tenants_document(environ: Mapping[str, str] | None = None) -> str:
             raise ValueError(f"CROSSROUTE_TENANTS_FILE: cannot read {path}: {exc}") from None
     else:
         text = local_registry_document()
-    return text
-
-
-def tenants_document(environ: Mapping[str, str] | None = None) -> str:
-    """:func:`read_tenants_document`, validated: ``ValueError`` with the reason when it is invalid."""
-    environ = os.environ if environ is None else environ
-    text = read_tenants_document(environ)
-    validate(text, where=environ.get("CROSSROUTE_TENANTS_FILE", "").strip() or "built-in local tenant")
     return text
 
 

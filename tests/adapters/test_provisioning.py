@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -29,6 +30,7 @@ from infra.local.functions import (  # noqa: E402
     EnvironmentConflict,
     FunctionSpec,
     _merge_globals,
+    function_specs,
     merged_environment,
 )
 from infra.local.gateway import (  # noqa: E402
@@ -40,10 +42,10 @@ from infra.local.gateway import (  # noqa: E402
     is_text_content_type,
 )
 from infra.local.intrinsics import IntrinsicError, Resolver, parameter_values  # noqa: E402
-from infra.local.provision import Provisioner  # noqa: E402
+from infra.local.provision import Provisioner, ProvisionError  # noqa: E402
 from infra.local.sqs_runner import SqsEventSource, build_sqs_record, process_batch  # noqa: E402
 from infra.local.stack import LocalStack, StackConfig  # noqa: E402
-from infra.local.tenant import LOCAL_TENANT, local_registry_document, tenants_document  # noqa: E402
+from infra.local.tenant import LOCAL_TENANT, local_registry_document, read_tenants_document, validate  # noqa: E402
 from infra.template import load_template, parse_template  # noqa: E402
 
 TEMPLATE = load_template(REPO_ROOT / "template.yaml")
@@ -131,23 +133,91 @@ def test_resolver_functions() -> None:
     assert r.resolve({"Ref": "Queue"}) == "ref-of-Queue"
     assert r.resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "Queue.Arn-value"
     assert (
-        r.resolve({"Fn::Sub": "${AWS::StackName}/${AWS::Region}/${AWS::AccountId}/${AWS::URLSuffix}"})
-        == "crossroute-local/us-east-1/123456789012/amazonaws.com"
+        r.resolve({"Fn::Sub": "${AWS::StackName}/${AWS::Region}/${AWS::URLSuffix}"})
+        == "crossroute-local/us-east-1/amazonaws.com"
     )
-    assert r.resolve({"Fn::Sub": "${Queue}|${Queue.QueueUrl}|${!Literal}|${Stage}"}) == (
-        "ref-of-Queue|Queue.QueueUrl-value|${Literal}|dev"
+    assert r.resolve({"Fn::Sub": "${Queue}|${Queue.QueueUrl}|${Stage}"}) == (
+        "ref-of-Queue|Queue.QueueUrl-value|dev"
     )
-    assert r.resolve({"Fn::Sub": ["${a}-${Stage}", {"a": {"Ref": "Queue"}}]}) == "ref-of-Queue-dev"
-    assert r.resolve({"k": {"Fn::If": ["IsProd", "p", {"Ref": "AWS::NoValue"}]}, "j": 1}) == {"j": 1}
-    assert r.resolve([{"Fn::If": ["IsProd", "p", {"Ref": "AWS::NoValue"}]}, "x"]) == ["x"]
-    assert r.resolve({"Fn::Join": [":", ["a", {"Ref": "Stage"}]]}) == "a:dev"
-    assert r.resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}) == "b"
-    assert r.resolve({"Fn::Not": [{"Condition": "IsProd"}]}) is True
+    assert r.resolve({"k": [{"Fn::If": ["IsProd", "p", "d"]}], "j": 1}) == {"k": ["d"], "j": 1}
+    assert r.resolve({"Fn::Not": [{"Fn::Equals": [{"Ref": "Stage"}, "prod"]}]}) is True
     assert _resolver(template, {"Stage": "prod"}).resolve({"Fn::If": ["IsProd", "p", "d"]}) == "p"
     with pytest.raises(IntrinsicError, match="Nope"):
         r.resolve({"Ref": "Nope"})
     with pytest.raises(IntrinsicError, match="unknown parameter"):
         parameter_values(template, {"Bogus": "1"})
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ({"Fn::FindInMap": ["Map", "a", "b"]}, "Fn::FindInMap is not supported by the local stack"),
+        ({"Fn::Join": [",", ["a", "b"]]}, "Fn::Join is not supported by the local stack"),
+        ({"Condition": "IsProd"}, "Condition is not supported by the local stack"),
+        ({"Fn::Sub": ["${a}", {"a": "b"}]}, "Fn::Sub: only the string form is supported"),
+        ({"Ref": "AWS::AccountId"}, "Ref to unknown name 'AWS::AccountId'"),
+    ],
+)
+def test_what_template_yaml_does_not_use_fails_naming_it(value: Any, error: str) -> None:
+    template = {
+        "Conditions": {"IsProd": {"Fn::Equals": ["a", "b"]}},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+    }
+    with pytest.raises(IntrinsicError, match=re.escape(error)):
+        _resolver(template).resolve({"Key": [value]})
+
+
+UNSUPPORTED_TABLE = """
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      BillingMode: PAY_PER_REQUEST
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+      TableClass: STANDARD_INFREQUENT_ACCESS
+"""
+
+LAMBDA_TARGET = """
+Resources:
+  Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern: {source: [crossroute]}
+      Targets: [{Id: fn, Arn: "arn:aws:lambda:us-east-1:123456789012:function:f"}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        (UNSUPPORTED_TABLE, "AWS::DynamoDB::Table Table: StreamSpecification, TableClass not supported"),
+        ("Resources: {P: {Type: AWS::SSM::Parameter}}", "resource type AWS::SSM::Parameter is not supported"),
+        ("Resources: {Q: {Type: AWS::SQS::Queue, Properties: {QueueName: q}}}", "Q: QueueName not supported"),
+        (LAMBDA_TARGET, "target fn is not an SQS queue"),
+    ],
+)
+def test_unsupported_resources_fail_before_anything_is_created(template: str, error: str) -> None:
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"{service} was called")
+
+    with pytest.raises(ProvisionError, match=re.escape(error)):
+        Provisioner(parse_template(template), no_aws).provision_all()
+
+
+def test_unsupported_event_sources_fail_naming_them(tmp_path: Path) -> None:
+    def template(event: str) -> dict[str, Any]:
+        fn = {"CodeUri": "fn/", "Events": {"Ev": parse_template(event)}}
+        return {"Resources": {"Fn": {"Type": "AWS::Serverless::Function", "Properties": fn}}}
+
+    def specs(event: str) -> Any:
+        return function_specs(template(event), lambda v: v, tmp_path, name_for=str)
+
+    with pytest.raises(ValueError, match=re.escape("Fn.Ev: events of Type 'Schedule' are not supported")):
+        specs("{Type: Schedule, Properties: {Schedule: rate(1 minute)}}")
+    with pytest.raises(ValueError, match=re.escape("Fn.Ev: Enabled, MaximumBatchingWindowInSeconds not")):
+        specs("{Type: SQS, Properties: {Queue: q, Enabled: false, MaximumBatchingWindowInSeconds: 5}}")
 
 
 # --------------------------------------------------------------------------- provisioning
@@ -204,9 +274,6 @@ Resources:
     Properties: {Name: !Sub "${Prefix}-bus"}
   Sink:
     Type: AWS::SQS::Queue
-    Properties: {FifoQueue: true, ContentBasedDeduplication: true}
-  Plain:
-    Type: AWS::SQS::Queue
   ToSink:
     Type: AWS::Events::Rule
     Properties:
@@ -215,12 +282,6 @@ Resources:
       Targets:
         - Id: sink
           Arn: !GetAtt Sink.Arn
-          SqsParameters: {MessageGroupId: sends}
-        - Id: lambda
-          Arn: arn:aws:lambda:us-east-1:123456789012:function:not-emulated
-  Setting:
-    Type: AWS::SSM::Parameter
-    Properties: {Type: String, Value: !GetAtt Plain.QueueName}
   Generated:
     Type: AWS::SecretsManager::Secret
     Properties:
@@ -231,16 +292,13 @@ Resources:
 """
 
 
-def test_rules_parameters_and_generated_secrets(clients: ClientFactory) -> None:
+def test_rules_and_generated_secrets(clients: ClientFactory) -> None:
     prov = Provisioner(parse_template(SMALL_TEMPLATE), clients)
     res = prov.provision_all()
     assert res["Bus"].ref == "demo-bus"
-    assert res["Sink"].attributes["QueueName"] == "crossroute-local-Sink.fifo"
-    assert res["Plain"].attributes["QueueName"] == "crossroute-local-Plain"
+    assert res["Sink"].attributes["QueueName"] == "crossroute-local-Sink"
     assert res["ToSink"].ref == "demo-bus|crossroute-local-ToSink"
 
-    ssm = clients("ssm").get_parameter(Name=res["Setting"].ref)["Parameter"]
-    assert ssm["Value"] == "crossroute-local-Plain"
     generated = json.loads(
         clients("secretsmanager").get_secret_value(SecretId=res["Generated"].ref)["SecretString"]
     )
@@ -258,15 +316,8 @@ def test_rules_parameters_and_generated_secrets(clients: ClientFactory) -> None:
         ]
     )
     assert put["FailedEntryCount"] == 0
-    got = clients("sqs").receive_message(
-        QueueUrl=res["Sink"].ref,
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=1,
-        MessageSystemAttributeNames=["All"],
-    )["Messages"]
-    assert len(got) == 1
-    assert json.loads(got[0]["Body"])["detail"] == {"tenant": "demo"}
-    assert got[0]["Attributes"]["MessageGroupId"] == "sends"
+    got = clients("sqs").receive_message(QueueUrl=res["Sink"].ref, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert [json.loads(m["Body"])["detail"] for m in got["Messages"]] == [{"tenant": "demo"}]
 
 
 # --------------------------------------------------------------------------- HTTP API events
@@ -453,16 +504,15 @@ def test_a_functions_intrinsic_replaces_the_globals_value_as_sam_does() -> None:
 
 
 def test_tenants_document_override(tmp_path: Path) -> None:
-    assert json.loads(tenants_document({})) == LOCAL_TENANT
+    assert json.loads(read_tenants_document({})) == LOCAL_TENANT
     other = {
         "tenants": {"acme": {"twilio": {"account_sid": "AC1", "auth_token": "t", "sms_numbers": ["+1555"]}}}
     }
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(other))
-    assert json.loads(tenants_document({"CROSSROUTE_TENANTS_FILE": str(path)})) == other
-    path.write_text('{"tenants": {"bad": {"default_region": "usa"}}}')
+    assert json.loads(read_tenants_document({"CROSSROUTE_TENANTS_FILE": str(path)})) == other
     with pytest.raises(ValueError, match="default_region"):
-        tenants_document({"CROSSROUTE_TENANTS_FILE": str(path)})
+        validate('{"tenants": {"bad": {"default_region": "usa"}}}', where=str(path))
 
 
 # --------------------------------------------------------------------------- gateway + SQS runner
@@ -644,6 +694,7 @@ def test_sqs_runner_partial_failures_and_redrive(small_stack: tuple[LocalStack, 
         QueueUrl=work.ref,
         MessageBody="ok-1",
         MessageGroupId="g1",
+        MessageDeduplicationId="ok-1",  # SQS gives a SequenceNumber; moto only with an explicit id
         MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}},
     )
     sqs.send_message(QueueUrl=work.ref, MessageBody="fail-1", MessageGroupId="g2")

@@ -56,7 +56,7 @@ def parse_send_request(
         raise InvalidRequest(["the request must be a JSON object"])
     tenant = _tenant(doc.get("tenant", default_tenant), problems)
     key = _idempotency_key(doc.get("idempotency_key"), problems)
-    to = _recipient(doc.get("to"), default_region, problems)
+    to = _address(doc.get("to"), default_region, problems)
     text, template = _content(doc, problems)
     channels = _channels(doc.get("channels"), problems)
     reply_to = _reply_to(doc.get("reply_to"), problems)
@@ -97,7 +97,7 @@ def _reply_to(value: Any, problems: list[str]) -> str | None:
     return value
 
 
-def _recipient(value: Any, region: str, problems: list[str]) -> Address:
+def _address(value: Any, region: str, problems: list[str]) -> Address:
     if not isinstance(value, dict) or not any(value.get(k) for k in ("customer_id", "phone", "bsuid")):
         problems.append("to: an object with at least one of customer_id, phone, bsuid")
         return Address()

@@ -37,8 +37,10 @@ from crossroute.identity.model import Customer, Key
 from crossroute.inbound import (
     IdentityChange,
     InboundMessage,
+    OutboundEcho,
     Person,
     PreferenceChange,
+    ProviderError,
     ProviderEvent,
     StatusUpdate,
     Unrecognised,
@@ -689,11 +691,11 @@ def run_memory(events: Sequence[ProviderEvent]) -> MemoryIdentityStore:
     return ingest_each(MemoryIdentityStore(), events)
 
 
-def ingest_each(store: S, events: Sequence[ProviderEvent]) -> S:
+def ingest_each(store: S, events: Iterable[ProviderEvent], prefix: str = "c") -> S:
     """The real ``Ingest`` over ``store``, one event per queued record, in this order; customer ids
-    ``c0``, ``c1``, ... so two stores given the same events name their customers alike."""
+    ``c0``, ``c1``, ... (``prefix``) so two stores given the same events name their customers alike."""
     ids = itertools.count()
-    ingest = Ingest(store, RecordingPublisher(), new_id=lambda: f"c{next(ids)}", sleep=lambda _: None)
+    ingest = Ingest(store, RecordingPublisher(), new_id=lambda: f"{prefix}{next(ids)}", sleep=lambda _: None)
     for event in events:
         ingest.handle([event])
     return store
@@ -1041,3 +1043,71 @@ class DispatchFunction:
         order = [json.dumps(body) for body in bodies]
         assert sorted(m["Body"] for m in received) == sorted(order)
         return sorted(received, key=lambda m: order.index(m["Body"]))
+
+
+# ---------------------------------------------------------------------- provider events by hand
+
+EVENTS_T0 = datetime(2026, 11, 1, tzinfo=UTC)  # minute 0 of the hand-made events below
+
+
+def minute_at(minute: int) -> datetime:
+    return EVENTS_T0 + timedelta(minutes=minute)
+
+
+def sms_in(message_id: str, phone: str, minute: int, text: str = "hi") -> InboundMessage:
+    """An SMS to the local tenant's Twilio number."""
+    sender = Person(phone=phone)
+    return inbound_message("twilio", "sms", message_id, TWILIO_SMS_NUMBER, sender, minute_at(minute), text)
+
+
+def whatsapp_in(
+    message_id: str,
+    minute: int,
+    bsuid: str,
+    *,
+    phone: str | None = None,
+    own_phone: str | None = None,
+    text: str | None = "hello",
+    name: str | None = None,
+) -> InboundMessage:
+    """A WhatsApp message; with ``own_phone`` the answer to a contact request (an attested phone, I5)."""
+    sender = Person(phone=phone, bsuid=bsuid, name=name)
+    return inbound_message(
+        "meta", "whatsapp", message_id, PHONE_NUMBER_ID, sender, minute_at(minute), text, own_phone
+    )
+
+
+def business_echo(message_id: str, minute: int, bsuid: str) -> OutboundEcho:
+    """A message the WhatsApp Business App sent (coexistence)."""
+    recipient = Person(bsuid=bsuid)
+    return OutboundEcho(
+        TENANT,
+        "meta",
+        "whatsapp",
+        message_id,
+        PHONE_NUMBER_ID,
+        recipient,
+        minute_at(minute),
+        "text",
+        "thanks",
+    )
+
+
+def meta_status(message_id: str, minute: int, word: str, *errors: ProviderError) -> StatusUpdate:
+    return StatusUpdate(
+        TENANT, "meta", "whatsapp", message_id, PHONE_NUMBER_ID, Person(), word, minute_at(minute), errors
+    )
+
+
+def number_change(event_id: str, minute: int, old: Person, new: Person) -> IdentityChange:
+    """I7: the user moved from ``old`` (phone and BSUID) to ``new``."""
+    return IdentityChange(
+        TENANT, "meta", event_id, PHONE_NUMBER_ID, "user_changed_number", old, new, minute_at(minute)
+    )
+
+
+def wipe_table() -> None:
+    """Empty the table between examples (a fresh moto account per example is slower)."""
+    with TableItem.batch_write() as batch:
+        for item in TableItem.scan(consistent_read=True):
+            batch.delete(item)

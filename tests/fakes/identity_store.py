@@ -1,29 +1,50 @@
-"""``IdentityStore`` (``crossroute.ports``) in memory, with ``DynamoIdentityStore``'s conditions.
+"""``IdentityStore`` and ``ContactBook`` (``crossroute.ports``) in memory, with ``DynamoIdentityStore``'s
+conditions and read side.
 
-The unit property tests (``tests/unit/test_identity_properties.py``) and the bench (``infra/bench``) run
-the real ``Ingest`` over it; ``tests/adapters/test_ingest_properties.py`` checks that it ends in the same
-state as the DynamoDB store for the same histories, so what holds here holds there.
+The unit property tests (``tests/unit/test_identity_properties.py``), the read-side unit tests
+(``tests/unit/test_contacts.py``) and the bench (``infra/bench``) run the real use cases over it;
+``tests/adapters/test_ingest_properties.py`` checks that it ends in the same state as the DynamoDB store
+for the same histories, and ``tests/adapters/test_contact_book_agreement.py`` that ``Contacts`` answers
+the same over both, so what holds here holds there.
 
 Conditions kept (else a property over it proves nothing): creating a customer that exists, writing one
 whose version moved, or claiming a key someone else took since it was read raises ``Conflict`` and writes
 nothing; a message stored once is not stored again (``commit`` answers False); a status only moves up
-its ladder (on the same rung, the later provider time wins). Not modelled: erasure (nothing is ever
-erased, so ``Erased`` is never raised) and content the table would refuse (``Unstorable``).
+its ladder (on the same rung, the later provider time wins). A customer is kept as the table gives it
+back (its WhatsApp windows in whole seconds).
+
+The read side: ``timeline`` gives the entries ``DynamoIdentityStore`` gives for messages (with their
+latest status) and identity events, with the same keys and value formats (times as UTC ISO strings,
+a text cut as the table cuts it), newest first by the same sort key (the table's ``gsi1sk``), which is
+also the cursor: ``<time>#message#<provider>#<id>``, and ``<time>#identity#<n>`` where the table has a
+random ``n`` and this store a counter (identity events of the same time may come in another order).
+``erase`` deletes what ``DynamoIdentityStore.erase`` deletes: the customer and every id merged into it,
+the keys it still holds, the messages on their timelines and their identity events.
+
+Not modelled: erasure tombstones (a replayed event of an erased customer is stored again, ``Erased`` is
+never raised: as ``DynamoIdentityStore`` without a masking key), send-request decisions on the timeline
+(the send store's, ``tests/fakes/send_store.py``), expiry, and content the table would refuse
+(``Unstorable``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from crossroute import limits
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.rules import IdentityEvent
+from crossroute.ids import content_digest
 from crossroute.inbound import STATUS_RANK
 from crossroute.ports import Conflict, MessageRecord, StatusApplied, StatusRecord
+
+# ``crossroute.store.identity_store.TEXT_BYTES`` (not imported: that module loads PynamoDB, which the fakes
+# do not); tests/adapters/test_contact_book_agreement.py checks that they are equal.
+TEXT_BYTES = 256 * 1024
 
 
 @dataclass
@@ -33,10 +54,25 @@ class StoredMessage:
     customer_id: str | None = None
     direction: str | None = None  # None: only a status was stored so far
     channel: str | None = None
+    business: str | None = None
+    message_type: str | None = None
+    text: str | None = None
+    sent_at: datetime | None = None
+    historical: bool = False
     status: str | None = None
     rank: int | None = None
     status_at: datetime | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)  # the latest status's
     published: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredIdentityEvent:
+    """An identity event as committed, under its timeline sort key ``<time>#identity#<n>``."""
+
+    tenant: str
+    sort_key: str
+    event: IdentityEvent
 
 
 @dataclass(frozen=True)
@@ -55,8 +91,9 @@ class MemoryIdentityStore:
     customers: dict[tuple[str, str], Customer] = field(default_factory=dict)  # (tenant, id); merged too
     keys: dict[tuple[str, Key], str] = field(default_factory=dict)  # (tenant, key) -> customer id
     messages: dict[tuple[str, str, str], StoredMessage] = field(default_factory=dict)  # tenant, provider, id
-    events: list[IdentityEvent] = field(default_factory=list)  # every identity change committed
-    unrecognised: dict[tuple[str, str], KeptUnrecognised] = field(default_factory=dict)  # once per content
+    events: list[StoredIdentityEvent] = field(default_factory=list)  # every identity change committed
+    unrecognised: dict[tuple[str, str], KeptUnrecognised] = field(default_factory=dict)  # (tenant, digest)
+    events_committed: int = 0  # the ``n`` of the next identity event's sort key
 
     # ------------------------------------------------------------------ IdentityStore
 
@@ -78,7 +115,7 @@ class MemoryIdentityStore:
         events: Sequence[IdentityEvent],
         message: MessageRecord | None = None,
         *,
-        event_id: str | None = None,  # no erasure here: nothing is ever erased
+        event_id: str | None = None,  # no tombstones here: an erased customer's event is stored again
     ) -> bool:
         if message is not None:
             stored = self.messages.get((tenant, message.provider, message.message_id))
@@ -92,15 +129,24 @@ class MemoryIdentityStore:
             if self.keys.get((tenant, key)) != before:
                 raise Conflict(str(key))
         for cid, customer in customers.items():
-            self.customers[(tenant, cid)] = replace(customer, version=base_versions.get(cid, 0) + 1)
+            self.customers[(tenant, cid)] = _as_read_back(customer, version=base_versions.get(cid, 0) + 1)
         for key, (_, after) in key_owners.items():
             self.keys[(tenant, key)] = after
-        self.events.extend(events)
+        for event in events:
+            sort_key = f"{event.at.isoformat()}#identity#{self.events_committed:012x}"
+            self.events_committed += 1
+            self.events.append(StoredIdentityEvent(tenant, sort_key, event))
         if message is not None:
-            stored = self.messages.setdefault((tenant, message.provider, message.message_id), StoredMessage())
-            stored.customer_id, stored.direction = message.customer_id, message.direction
-            stored.channel, stored.published = message.channel, list(message.published)
+            self._store_message(tenant, message)
         return True
+
+    def _store_message(self, tenant: str, message: MessageRecord) -> None:
+        stored = self.messages.setdefault((tenant, message.provider, message.message_id), StoredMessage())
+        stored.customer_id, stored.direction = message.customer_id, message.direction
+        stored.channel, stored.business = message.channel, message.business
+        stored.message_type, stored.sent_at = message.message_type, message.sent_at
+        stored.text = limits.cut_to_bytes(message.text, TEXT_BYTES) if message.text is not None else None
+        stored.historical, stored.published = message.historical, list(message.published)
 
     def apply_status(self, update: StatusRecord) -> StatusApplied:
         rank = STATUS_RANK.get(update.status, 0)
@@ -113,6 +159,7 @@ class MemoryIdentityStore:
             if not (stored.rank < rank or same_rung_later):  # up the ladder; same rung: later wins
                 return StatusApplied(False, stored.customer_id, previous, stored.channel)
         stored.status, stored.rank, stored.status_at = update.status, rank, update.at
+        stored.errors = json.loads(json.dumps(update.errors))  # kept as JSON, as the table does
         return StatusApplied(True, stored.customer_id, previous, stored.channel)
 
     def published(self, tenant: str, provider: str, message_id: str) -> list[dict[str, Any]]:
@@ -122,10 +169,10 @@ class MemoryIdentityStore:
     def keep_unrecognised(
         self, tenant: str, provider: str, kind: str, reason: str, raw: dict[str, Any]
     ) -> None:
-        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+        digest = content_digest(raw, compact=False)  # the table's key: once per distinct content
         self.unrecognised[(tenant, digest)] = KeptUnrecognised(tenant, provider, kind, reason[:200], raw)
 
-    # ------------------------------------------------------------------ reading it back
+    # ------------------------------------------------------------------ ContactBook
 
     def customer(self, tenant: str, customer_id: str) -> Customer | None:
         """The customer by id; a merged-away id answers with its survivor (as ``DynamoIdentityStore``)."""
@@ -133,6 +180,52 @@ class MemoryIdentityStore:
         while customer is not None and customer.merged_into:
             customer = self.customers.get((tenant, customer.merged_into))
         return customer
+
+    def timeline(
+        self, tenant: str, customer_ids: Sequence[str], *, before: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Entries of these customers' messages and identity events, newest first (by sort key), those
+        before ``before`` when given; the cursor (the last entry's sort key) is None on the last page."""
+        wanted = set(customer_ids)
+        rows = [
+            *(
+                (_message_sort_key(provider, mid, m), _message_entry(provider, mid, m))
+                for (t, provider, mid), m in self.messages.items()
+                if t == tenant and m.customer_id in wanted and m.direction is not None
+            ),
+            *(
+                (e.sort_key, _identity_entry(e.event))
+                for e in self.events
+                if e.tenant == tenant and e.event.customer_id in wanted
+            ),
+        ]
+        rows = sorted((r for r in rows if not before or r[0] < before), key=lambda r: r[0], reverse=True)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return [entry for _, entry in page], (page[-1][0] if more and page else None)
+
+    def erase(self, tenant: str, customer: Customer) -> int:
+        """I10: delete the customer, every id merged into it, the keys it still holds (a stale number
+        someone else holds now stays theirs), the messages on their timelines and their identity events.
+        Counts what it deleted: profiles (merged-away ones too), keys, messages and identity events, the
+        items ``DynamoIdentityStore.erase`` deletes of these (it also deletes send requests on the
+        timeline, which this store does not keep)."""
+        ids = {customer.id, *customer.merged_from}
+        profiles = [k for k in self.customers if k[0] == tenant and k[1] in ids]
+        keys = [(tenant, k) for k in set(customer.keys) if self.keys.get((tenant, k)) in ids]
+        messages = [k for k, m in self.messages.items() if k[0] == tenant and m.customer_id in ids]
+        kept = [e for e in self.events if not (e.tenant == tenant and e.event.customer_id in ids)]
+        events = len(self.events) - len(kept)
+        for profile in profiles:
+            del self.customers[profile]
+        for key in keys:
+            del self.keys[key]
+        for message in messages:
+            del self.messages[message]
+        self.events = kept
+        return len(profiles) + len(keys) + len(messages) + events
+
+    # ------------------------------------------------------------------ reading it back
 
     def live_customers(self, tenant: str) -> list[Customer]:
         return [c for (t, _), c in self.customers.items() if t == tenant and c.live]
@@ -150,6 +243,64 @@ class MemoryIdentityStore:
         """Become a copy of ``other`` (in place: whatever holds this store sees the new state)."""
         self.customers = dict(other.customers)
         self.keys = dict(other.keys)
-        self.messages = {k: replace(m, published=list(m.published)) for k, m in other.messages.items()}
+        self.messages = {k: _copied(m) for k, m in other.messages.items()}
         self.events = list(other.events)
         self.unrecognised = dict(other.unrecognised)
+        self.events_committed = other.events_committed
+
+
+def _as_read_back(customer: Customer, *, version: int) -> Customer:
+    """The customer as the table gives it back: its WhatsApp windows in whole seconds (the table keeps
+    epoch seconds), and its new version."""
+    windows = {
+        b: datetime.fromtimestamp(int(at.timestamp()), UTC)
+        for b, at in customer.whatsapp_last_inbound.items()
+    }
+    return replace(customer, whatsapp_last_inbound=windows, version=version)
+
+
+def _copied(message: StoredMessage) -> StoredMessage:
+    return replace(message, errors=list(message.errors), published=list(message.published))
+
+
+def _utc(at: datetime) -> str:
+    """A time as the table gives it back: in UTC (a naive one taken as UTC), as ISO 8601."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _message_sort_key(provider: str, message_id: str, message: StoredMessage) -> str:
+    assert message.sent_at is not None  # a stored message (not only its status) has its time
+    return f"{message.sent_at.isoformat()}#message#{provider}#{message_id}"
+
+
+def _message_entry(provider: str, message_id: str, message: StoredMessage) -> dict[str, Any]:
+    """As ``crossroute.store.identity_store._timeline_entry`` gives a message item."""
+    return {
+        "kind": "message",
+        "direction": message.direction,
+        "channel": message.channel,
+        "provider": provider,
+        "message_id": message_id,
+        "business": message.business,
+        "type": message.message_type,
+        "text": message.text,
+        "at": _utc(message.sent_at) if message.sent_at else None,
+        "status": message.status,
+        "status_at": _utc(message.status_at) if message.status_at else None,
+        "errors": json.loads(json.dumps(message.errors)),
+        "historical": message.historical,
+        "customer_id": message.customer_id,
+    }
+
+
+def _identity_entry(event: IdentityEvent) -> dict[str, Any]:
+    """As ``crossroute.store.identity_store._timeline_entry`` gives an identity event item."""
+    return {
+        "kind": "identity",
+        "change": event.kind,
+        "at": _utc(event.at),
+        "source": event.source,
+        "event_id": event.event_id,
+        "detail": json.loads(json.dumps(event.detail, sort_keys=True)),
+        "customer_id": event.customer_id,
+    }

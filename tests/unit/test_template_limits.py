@@ -1,5 +1,5 @@
-"""template.yaml says the limits the code relies on: the queue's message size, and the receive count at
-which the ingest function dead-letters a failing record itself."""
+"""template.yaml says the limits and defaults the code relies on: the queue's message size, the receive
+count at which the ingest function dead-letters a failing record itself, the Graph API version."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from crossroute import limits
+from crossroute.channels.meta import GRAPH_VERSION
 from infra.template import load_template
 
-RESOURCES: dict[str, Any] = load_template(Path(__file__).resolve().parents[2] / "template.yaml")["Resources"]
+TEMPLATE: dict[str, Any] = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 
 def test_the_inbound_queues_say_the_message_size_the_webhooks_fit_events_to() -> None:
@@ -23,3 +25,9 @@ def test_ingest_dead_letters_on_the_receive_the_queue_would() -> None:
     assert int(environment["INBOUND_MAX_RECEIVES"]) == redrive["maxReceiveCount"]
     assert environment["INBOUND_DLQ_URL"] == {"Ref": "InboundDeadLetterQueue"}
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["InboundDeadLetterQueue", "Arn"]}
+
+
+def test_a_deployment_and_the_client_default_to_one_graph_api_version() -> None:
+    assert TEMPLATE["Parameters"]["GraphApiVersion"]["Default"] == GRAPH_VERSION
+    environment = RESOURCES["DispatchFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["GRAPH_API_VERSION"] == {"Ref": "GraphApiVersion"}

@@ -185,7 +185,7 @@ class Provisioner:
         return PhysicalResource(logical_id, "AWS::Events::EventBus", name, attrs, emulated=True)
 
     def _rule(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
-        name = self.name_for(logical_id)
+        name = str(p.get("Name") or self.name_for(logical_id))
         bus = str(p.get("EventBusName") or "default")
         targets = list(p.get("Targets") or [])
         for target in targets:
@@ -221,6 +221,14 @@ _NOT_EMULATED = frozenset(
     {
         *("AWS::Serverless::Function", "AWS::Serverless::HttpApi", "AWS::Serverless::LayerVersion"),
         *("AWS::Logs::LogGroup", "AWS::SQS::QueuePolicy"),
+        # Operations: nothing to alarm on or archive locally (the metrics are log lines, see README).
+        *(
+            "AWS::SNS::Topic",
+            "AWS::SNS::Subscription",
+            "AWS::CloudWatch::Alarm",
+            "AWS::CloudWatch::Dashboard",
+        ),
+        "AWS::Events::Archive",
     }
 )
 
@@ -251,7 +259,7 @@ _CREATORS: dict[str, tuple[Creator, frozenset[str]]] = {
     "AWS::Events::EventBus": (Provisioner._bus, frozenset({"Name"})),
     "AWS::Events::Rule": (
         Provisioner._rule,
-        frozenset({"Description", "EventBusName", "EventPattern", "Targets"}),
+        frozenset({"Name", "Description", "EventBusName", "EventPattern", "Targets"}),
     ),
     "AWS::SecretsManager::Secret": (
         Provisioner._secret,

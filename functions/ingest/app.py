@@ -13,11 +13,13 @@ from crossroute.bus import EventBridgePublisher
 from crossroute.config import masking_key, optional_env, require_env
 from crossroute.inbound_queue import SqsDeadLetters
 from crossroute.ingest import InboundConsumer, Ingest
+from crossroute.metrics import EmfMetrics
 from crossroute.ports import DeadLetters, Delivery
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
 
 logger = Logger()
+metrics = EmfMetrics.for_function()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 tables.bind(require_env("TABLE_NAME"))
 
@@ -36,6 +38,7 @@ consumer = InboundConsumer(
     ingest,
     dead_letters,
     max_receives=int(optional_env("INBOUND_MAX_RECEIVES", "5")),
+    metrics=metrics,
 )
 
 
@@ -53,6 +56,9 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        metrics.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ from crossroute.ports import (
     EventPublisher,
     IdentityStore,
     MessageRecord,
+    Metrics,
+    NoMetrics,
     StatusRecord,
     Unstorable,
 )
@@ -47,6 +50,16 @@ from crossroute.ports import (
 logger = child_logger(__name__)
 
 ATTEMPTS = 6
+# The ``kind`` of ``EventsIngested``: a provider event's type, as a short code.
+EVENT_KINDS = {
+    "InboundMessage": "message",
+    "OutboundEcho": "echo",
+    "StatusUpdate": "status",
+    "IdentityChange": "identity_change",
+    "PreferenceChange": "preference",
+    "ContactLink": "contact_link",
+    "Unrecognised": "unrecognised",
+}
 
 
 @dataclass
@@ -59,6 +72,7 @@ class Ingested:
     retries: int = 0
     erased: int = 0  # replays of an erased customer's events, not stored again (I10)
     unstorable: int = 0  # refused by the table for good: kept as unrecognised instead
+    identity: Counter[str] = field(default_factory=Counter)  # identity events written, by kind (I9)
 
 
 class Ingest:
@@ -126,7 +140,7 @@ class Ingest:
             case IdentityChange():
                 return self._number_change(event, report)
             case PreferenceChange():
-                return self._preference(event)
+                return self._preference(event, report)
             case ContactLink():
                 # A contact removed from the business app's address book says nothing about who it is.
                 sighting = _sighting(
@@ -134,7 +148,7 @@ class Ingest:
                 )
                 if sighting is None or event.action == "remove":
                     return []
-                return self._identity_only(event.tenant, sighting, lambda c: c)
+                return self._identity_only(event.tenant, sighting, lambda c: c, report)
             case Unrecognised():
                 self._store.keep_unrecognised(
                     event.tenant, event.provider, event.kind, event.reason, event.raw
@@ -240,14 +254,14 @@ class Ingest:
             change.tenant, resolution, customers, resolution.base_versions, record, published, report
         )
 
-    def _preference(self, change: PreferenceChange) -> list[BusEvent]:
+    def _preference(self, change: PreferenceChange, report: Ingested) -> list[BusEvent]:
         sighting = _sighting(change.person, change.at, "meta.message", _content_id("preference", change.raw))
         if sighting is None:
             return []
-        return self._identity_only(change.tenant, sighting, lambda c: observe_preference(c, change))
+        return self._identity_only(change.tenant, sighting, lambda c: observe_preference(c, change), report)
 
     def _identity_only(
-        self, tenant: str, sighting: Sighting, observe: Callable[[Customer], Customer]
+        self, tenant: str, sighting: Sighting, observe: Callable[[Customer], Customer], report: Ingested
     ) -> list[BusEvent]:
         holders, resolution = self._resolved(tenant, sighting)
         customers, versions = _with_target_change(resolution, holders, observe)
@@ -256,6 +270,7 @@ class Ingest:
         self._store.commit(
             tenant, customers, versions, resolution.key_owners, resolution.events, event_id=sighting.event_id
         )
+        report.identity.update(e.kind for e in resolution.events)
         return _identity_events(tenant, resolution)
 
     def _resolved(self, tenant: str, sighting: Sighting) -> tuple[dict[Key, Customer], Resolution]:
@@ -294,6 +309,7 @@ class Ingest:
             event_id=record.message_id,
         )
         if stored:
+            report.identity.update(e.kind for e in resolution.events)
             return published
         # Redelivered: already stored. Publish again what it caused: the first publish may have failed.
         report.duplicates += 1
@@ -310,10 +326,18 @@ class InboundConsumer:
     instead of being dead-lettered with it (docs/operations.md).
     """
 
-    def __init__(self, ingest: Ingest, dead_letters: Callable[[], DeadLetters], *, max_receives: int) -> None:
+    def __init__(
+        self,
+        ingest: Ingest,
+        dead_letters: Callable[[], DeadLetters],
+        *,
+        max_receives: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._ingest = ingest
         self._dead_letters = dead_letters  # made on first need: most containers never park a record
         self._max_receives = max_receives
+        self._metrics = metrics or NoMetrics()
 
     def consume(self, delivery: Delivery) -> None:
         try:
@@ -329,9 +353,20 @@ class InboundConsumer:
                 "record failed for good, dead-lettered", extra={"reason": reason, "id": delivery.message_id}
             )
 
+    def _count(self, report: Ingested, identifiers_rejected: int) -> None:
+        """Metrics of one record: events by kind, customers created and merged, I6 conflicts, and
+        identifiers the parser dropped (I1, I2)."""
+        for name in report.handled:
+            self._metrics.count("EventsIngested", dimension=EVENT_KINDS.get(name, "other"))
+        self._metrics.count("CustomersCreated", report.identity["created"])
+        self._metrics.count("CustomersMerged", report.identity["merged"])
+        self._metrics.count("IdentityConflicts", report.identity["phone_moved_in"])
+        self._metrics.count("IdentifiersRejected", identifiers_rejected)
+
     def _handle(self, body: str) -> None:
         parsed = parse(body)
         report = self._ingest.handle(parsed.events)
+        self._count(report, len(parsed.rejected))
         logger.info(
             "ingested",
             extra={

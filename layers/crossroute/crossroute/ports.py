@@ -11,6 +11,7 @@ cross them. Nothing here imports an AWS SDK or PynamoDB.
 | ``DeadLetters`` | ``ingest`` | ``inbound_queue.SqsDeadLetters`` | ``queues`` |
 | ``SendQueue`` | ``send_door``, ``send_queue`` | ``send_queue.SqsSendQueue`` | ``queues`` |
 | ``channels.Sender`` | ``dispatch`` | ``channels.meta``, ``channels.twilio_sms`` | ``senders`` |
+| ``Metrics`` | every function | ``metrics.EmfMetrics`` | ``metrics`` |
 
 Two ports live next to their records instead, so that the webhook functions (which need only them) do
 not load this module at cold start: ``inbound_queue.InboundQueue`` and ``channels.Sender``.
@@ -238,3 +239,18 @@ class SendQueue(Protocol):
 
     def retry_later(self, receipt_handle: str, delay: int) -> None:
         """Bring a received message back after ``delay`` seconds instead of the visibility timeout."""
+
+
+class Metrics(Protocol):
+    """Counts of what happened (``crossroute.metrics.CATALOGUE`` names each metric and its dimension).
+    A dimension value is a code from a bounded set (a reason, a kind, a channel, a provider): never an
+    identifier, so no customer ever becomes a dimension."""
+
+    def count(self, name: str, value: int = 1, *, dimension: str | None = None) -> None: ...
+
+
+class NoMetrics:
+    """``Metrics`` that counts nothing: the default of a use case built without metrics."""
+
+    def count(self, name: str, value: int = 1, *, dimension: str | None = None) -> None:
+        return None

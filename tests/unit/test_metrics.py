@@ -1,0 +1,110 @@
+"""The metrics of contract §11 (docs/operations.md): exactly the catalogue, written as CloudWatch EMF by
+Powertools, and counted by the use cases from what really happened (over the fakes)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from crossroute.inbound_queue import QueuedEvent
+from crossroute.ingest import InboundConsumer, Ingest
+from crossroute.metrics import CATALOGUE, EmfMetrics, UnknownMetric
+from crossroute.ports import Delivery
+from tests.fakes import MemoryIdentityStore, RecordingDeadLetters, RecordingPublisher
+from tests.fakes.metrics import RecordingMetrics
+from tests.support import TENANT, fixture_json
+
+CONTRACT = {
+    "WebhookAccepted": None,
+    "WebhookRejected": "reason",
+    "EventsIngested": "kind",
+    "CustomersCreated": None,
+    "CustomersMerged": None,
+    "IdentityConflicts": None,
+    "IdentifiersRejected": None,
+    "SendsRequested": None,
+    "SendsRouted": "channel",
+    "SmsFallbacks": None,
+    "SendsUndeliverable": "reason",
+    "ProviderErrors": "provider",
+    "SendsRetried": None,
+    "RegistryInvalid": None,
+}
+
+
+def test_the_catalogue_is_exactly_the_contracts() -> None:
+    assert CATALOGUE == CONTRACT
+
+
+def emitted(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [doc for doc in map(json.loads, lines) if "_aws" in doc]
+
+
+def test_counts_are_summed_per_invocation_into_emf_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = EmfMetrics.for_function()
+    metrics.count("CustomersCreated")
+    metrics.count("CustomersCreated", 2)
+    metrics.count("SendsRouted", dimension="sms")
+    metrics.count("SendsRouted", dimension="sms")
+    metrics.count("SendsRouted", dimension="whatsapp")
+    metrics.count("SmsFallbacks", 0)  # nothing happened: nothing written
+    metrics.flush()
+    docs = emitted(capsys)
+    plain = [d for d in docs if "CustomersCreated" in d]
+    assert len(plain) == 1 and plain[0]["CustomersCreated"] == [3.0]  # one value a flush (a list in EMF)
+    (directive,) = plain[0]["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "crossroute" and directive["Dimensions"] == [["service"]]
+    routed = {d["channel"]: d["SendsRouted"] for d in docs if "SendsRouted" in d}
+    assert routed == {"sms": [2.0], "whatsapp": [1.0]}
+    for doc in docs:
+        assert doc["service"] == "crossroute"
+        assert "SmsFallbacks" not in doc
+    metrics.flush()  # a second flush writes nothing: the counts were per invocation
+    assert emitted(capsys) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "dimension"),
+    [("NotAMetric", None), ("SendsRouted", None), ("CustomersCreated", "x")],
+)
+def test_a_metric_outside_the_catalogue_or_with_the_wrong_dimension_is_refused(
+    name: str, dimension: str | None
+) -> None:
+    with pytest.raises(UnknownMetric):
+        EmfMetrics.for_function().count(name, dimension=dimension)
+
+
+def consume(metrics: RecordingMetrics, store: MemoryIdentityStore, fixture: str, n: int = 1) -> None:
+    ingest = Ingest(store, RecordingPublisher(), sleep=lambda _: None)
+    consumer = InboundConsumer(ingest, RecordingDeadLetters, max_receives=5, metrics=metrics)
+    queued = QueuedEvent.build(
+        tenant=TENANT, sender="x", kind="meta.webhook", content={"payload": fixture_json(fixture)}
+    )
+    consumer.consume(Delivery(queued.body, f"m{n}", 1))
+
+
+def test_ingest_counts_events_by_kind_and_customers_created_once() -> None:
+    metrics, store = RecordingMetrics(), MemoryIdentityStore()
+    consume(metrics, store, "meta_text_phone_and_bsuid.json")
+    consume(metrics, store, "meta_text_phone_and_bsuid.json", 2)  # redelivered: ingested, nobody new
+    assert metrics.of("EventsIngested") == {"message": 2}
+    assert metrics.of("CustomersCreated") == {None: 1}
+    assert metrics.of("CustomersMerged") == {}
+
+
+def test_ingest_counts_a_merge_and_what_the_parser_dropped() -> None:
+    metrics, store = RecordingMetrics(), MemoryIdentityStore()
+    for n, fixture in enumerate(("meta_text_bsuid_only.json", "meta_contacts_request_answer.json")):
+        consume(metrics, store, fixture, n)
+    payload = fixture_json("meta_text_bsuid_only.json")
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["from_user_id"] = "not a bsuid"
+    queued = QueuedEvent.build(tenant=TENANT, sender="y", kind="meta.webhook", content={"payload": payload})
+    ingest = Ingest(store, RecordingPublisher(), sleep=lambda _: None)
+    InboundConsumer(ingest, RecordingDeadLetters, max_receives=5, metrics=metrics).consume(
+        Delivery(queued.body, "m9", 1)
+    )
+    assert metrics.of("IdentifiersRejected") == {None: 1}
+    assert sum(metrics.of("CustomersCreated").values()) >= 1

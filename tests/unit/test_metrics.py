@@ -108,3 +108,29 @@ def test_ingest_counts_a_merge_and_what_the_parser_dropped() -> None:
     )
     assert metrics.of("IdentifiersRejected") == {None: 1}
     assert sum(metrics.of("CustomersCreated").values()) >= 1
+
+
+class BrokenStore(MemoryIdentityStore):
+    def holders(self, tenant: str, keys: Any) -> Any:
+        raise ConnectionError("injected: the table is unavailable")
+
+
+def test_a_record_that_fails_is_logged_at_warning_with_its_reason_then_parked_on_its_last_receive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parked = RecordingDeadLetters()
+    ingest = Ingest(BrokenStore(), RecordingPublisher(), sleep=lambda _: None)
+    consumer = InboundConsumer(ingest, lambda: parked, max_receives=2)
+    queued = QueuedEvent.build(
+        tenant=TENANT,
+        sender="x",
+        kind="meta.webhook",
+        content={"payload": fixture_json("meta_text_bsuid_only.json")},
+    )
+    with caplog.at_level("WARNING"), pytest.raises(ConnectionError):
+        consumer.consume(Delivery(queued.body, "m1", 1))
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert (warning.reason, warning.id, warning.receive) == ("ConnectionError", "m1", 1)  # type: ignore[attr-defined]
+    assert "US." not in warning.getMessage()
+    consumer.consume(Delivery(queued.body, "m1", 2))  # the last receive: parked, counted as done
+    assert [p.reason for p in parked.parked] == ["ConnectionError"]

@@ -343,9 +343,13 @@ class InboundConsumer:
         try:
             self._handle(delivery.body)
         except Exception as exc:
-            if delivery.receive_count < self._max_receives:
-                raise
             reason = type(exc).__name__  # never the message: it may quote content
+            if delivery.receive_count < self._max_receives:
+                logger.warning(
+                    "record failed, the queue delivers it again",
+                    extra={"reason": reason, "id": delivery.message_id, "receive": delivery.receive_count},
+                )
+                raise
             self._dead_letters().park(
                 delivery.body, group_id=delivery.group_id, message_id=delivery.message_id, reason=reason
             )

@@ -13,6 +13,8 @@ conditions, and a recording publisher): our code only.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import statistics
 import sys
@@ -25,13 +27,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crossroute.inbound_queue import QueuedEvent
-from crossroute.ingest import Ingest, Ingested
+from crossroute.ingest import InboundConsumer, Ingest, Ingested
+from crossroute.metrics import EmfMetrics
 from crossroute.parsing.queued import parse
+from crossroute.ports import Delivery
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.tables import TableItem
 from infra.bench import Context, Row, Table
 from infra.local.emulated import emulated_account
-from tests.fakes import MemoryIdentityStore, RecordingPublisher
+from tests.fakes import MemoryIdentityStore, RecordingDeadLetters, RecordingPublisher
 
 TENANT = "demo"
 PHONE_NUMBER_ID = "100000000000001"  # the local tenant's Meta number (tests/support.py)
@@ -404,6 +408,38 @@ def _ingesting(
     return run, prepare
 
 
+def _consuming(body: str, *, with_metrics: bool) -> tuple[Callable[[], object], Callable[[], None]]:
+    """(run, prepare): the inbound consumer on one queued body over an empty store, then (with
+    metrics) the flush the handler does after each invocation, its EMF lines written to a buffer."""
+    store = MemoryIdentityStore()
+    metrics = EmfMetrics.for_function() if with_metrics else None
+    consumer = InboundConsumer(
+        Ingest(store, RecordingPublisher(), sleep=lambda _: None),
+        RecordingDeadLetters,
+        max_receives=5,
+        metrics=metrics,
+    )
+    sink = io.StringIO()
+    empty = MemoryIdentityStore()
+
+    def prepare() -> None:
+        store.restore(empty)
+        sink.seek(0)
+        sink.truncate()
+
+    def run() -> None:
+        with contextlib.redirect_stdout(sink):
+            consumer.consume(Delivery(body, "m1", 1))
+            if metrics is not None:
+                metrics.flush()
+
+    prepare()
+    run()
+    if len(store.customers) != 1 or (with_metrics and "EventsIngested" not in sink.getvalue()):
+        raise AssertionError("not the case it claims to be")
+    return run, prepare
+
+
 def consumer_cpu(context: Context) -> Table:
     text = meta_text(ANA, 1)
     known = MemoryIdentityStore()
@@ -417,6 +453,11 @@ def consumer_cpu(context: Context) -> Table:
     new_text = meta_text(NEW_USER, 1, "Hi")
     cases.append(("parse + handle, known customer text", *_ingesting(known_text, known, 1)))
     cases.append(("parse + handle, new BSUID text", *_ingesting(new_text, MemoryIdentityStore(), 1)))
+    queued = QueuedEvent.build(
+        tenant="demo", sender="x", kind="meta.webhook", content={"payload": json.loads(new_text)["payload"]}
+    ).body
+    cases.append(("consume (+ metrics off), new BSUID text", *_consuming(queued, with_metrics=False)))
+    cases.append(("consume (+ EMF metrics, flushed), new BSUID text", *_consuming(queued, with_metrics=True)))
     table = Table(
         f"Consumer CPU per event, DynamoDB stubbed (in-memory store; {CPU_ITERATIONS} iterations)",
         ["path", "median µs", "p90 µs"],
@@ -430,5 +471,9 @@ def consumer_cpu(context: Context) -> Table:
     )
     table.notes.append(
         "handle = identity rules, profile, records and events; store and bus: the tests' in-memory fakes"
+    )
+    table.notes.append(
+        "consume = what the ingest function does per record (parse, handle, log); the EMF row adds the"
+        " metrics counted and the per-invocation flush (Powertools, written to a buffer)"
     )
     return table

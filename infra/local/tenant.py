@@ -1,19 +1,23 @@
 """The built-in local tenant (contract section 4), stored in the ``TenantsSecret`` of the local stack.
 
 ``CROSSROUTE_TENANTS_FILE=/path/registry.json`` replaces it with a whole registry document (the format
-is in ``crossroute/tenants.py``); either way the document is validated with ``TenantRegistry.from_json``
-before the stack starts.
+is in ``docs/registry.md``); either way the document is validated with ``TenantRegistry.from_json``
+before the stack starts, as the functions will: a malformed tenant is left out with a warning naming it
+and the JSON path, and the stack starts with the others; a document with no usable tenant stops it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = ["LOCAL_TENANT", "describe", "local_registry_document", "read_tenants_document", "validate"]
+
+log = logging.getLogger("infra.local.tenant")
 
 LOCAL_TENANT: dict[str, Any] = {
     "tenants": {
@@ -63,6 +67,7 @@ def read_tenants_document(environ: Mapping[str, str] | None = None) -> str:
 
 
 def validate(text: str, *, where: str) -> None:
+    """Raise ``ValueError`` unless the document has a usable tenant; log each tenant left out."""
     from crossroute.tenants import TenantRegistry  # the layer source, put on sys.path by the stack
 
     try:
@@ -71,6 +76,8 @@ def validate(text: str, *, where: str) -> None:
         raise ValueError(f"tenant registry ({where}) is invalid: {exc}") from None
     if not registry.tenants:
         raise ValueError(f"tenant registry ({where}) has no tenants")
+    for problem in registry.skipped:
+        log.warning("tenant registry (%s): tenant %r left out: %s", where, problem.tenant, problem)
 
 
 def describe(text: str) -> str:
@@ -78,7 +85,8 @@ def describe(text: str) -> str:
     from crossroute.tenants import TenantRegistry
 
     parts = []
-    for tenant in TenantRegistry.from_json(text).tenants:
+    registry = TenantRegistry.from_json(text)
+    for tenant in registry.tenants:
         bits = []
         if tenant.meta:
             ids = ",".join(n.phone_number_id for n in tenant.meta.phone_numbers)
@@ -86,4 +94,7 @@ def describe(text: str) -> str:
         if tenant.twilio:
             bits.append(f"twilio {tenant.twilio.account_sid}")
         parts.append(f"{tenant.id} ({'; '.join(bits) or 'no channels'})")
+    left_out = sorted({str(problem.tenant) for problem in registry.skipped})
+    if left_out:
+        parts.append(f"left out (invalid): {', '.join(left_out)}")
     return ", ".join(parts)

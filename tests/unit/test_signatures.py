@@ -8,11 +8,14 @@ import pytest
 
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta, twilio
-from crossroute.webhooks.errors import BadSignature, WrongVerifyToken
+from crossroute.webhooks.errors import BadSignature, UnknownChannel, WrongVerifyToken
 from crossroute.webhooks.http import raw_body
+from tests.fakes import RecordingInboundQueue
 from tests.support import (
     APP_SECRET,
     LOCAL_TENANT,
+    TWILIO_ACCOUNT,
+    TWILIO_TOKEN,
     b64,
     fixture_bytes,
     meta_signature,
@@ -181,3 +184,123 @@ def test_base64_body_from_api_gateway_is_decoded_to_the_exact_bytes() -> None:
     assert raw_body({"body": b64(raw), "isBase64Encoded": True}) == raw
     assert raw_body({"body": raw.decode(), "isBase64Encoded": False}) == raw
     assert raw_body({"isBase64Encoded": False}) == b""
+
+
+# ---------------------------------------------------------------- rotation: the previous secret verifies too
+
+OTHER_PNID = "200000000000001"
+
+
+def _rotating(
+    *, meta_previous: str = "", twilio_previous: str = "", **others: dict[str, object]
+) -> TenantRegistry:
+    """The local tenant with its Meta app secret and Twilio auth token mid-rotation, beside ``others``."""
+    demo = {
+        **LOCAL_TENANT,
+        "meta": {**LOCAL_TENANT["meta"], "previous_app_secret": meta_previous},
+        "twilio": {**LOCAL_TENANT["twilio"], "previous_auth_token": twilio_previous},
+    }
+    return TenantRegistry.from_json(registry_document(demo=demo, **others))
+
+
+def test_meta_during_a_rotation_both_the_current_and_the_previous_app_secret_verify() -> None:
+    registry = _rotating(meta_previous="old-app-secret")
+    raw = fixture_bytes("meta_text_bsuid_only.json")
+    assert meta.verified_app_secret(registry, raw, meta_signature(raw, APP_SECRET)) == APP_SECRET
+    assert meta.verified_app_secret(registry, raw, meta_signature(raw, "old-app-secret")) == "old-app-secret"
+    with pytest.raises(BadSignature):
+        meta.verified_app_secret(registry, raw, meta_signature(raw, "older-app-secret"))
+
+
+def test_meta_once_the_rotation_ends_the_previous_app_secret_is_refused() -> None:
+    raw = fixture_bytes("meta_text_bsuid_only.json")
+    for registry in (_rotating(meta_previous=""), REGISTRY):
+        with pytest.raises(BadSignature):
+            meta.verified_app_secret(registry, raw, meta_signature(raw, "old-app-secret"))
+        with pytest.raises(BadSignature):  # an empty previous secret is no secret at all
+            meta.verified_app_secret(registry, raw, meta_signature(raw, ""))
+
+
+def test_meta_a_post_signed_with_the_previous_secret_is_queued_for_its_tenant() -> None:
+    registry = _rotating(meta_previous="old-app-secret")
+    raw = fixture_bytes("meta_text_bsuid_only.json")
+    queue = RecordingInboundQueue()
+    meta.accept(
+        registry,
+        queue,
+        raw=raw,
+        content_type="application/json",
+        signature=meta_signature(raw, "old-app-secret"),
+    )
+    assert [json.loads(e.body)["tenant"] for e in queue.events] == ["demo"]
+
+
+def test_meta_another_apps_previous_secret_does_not_reach_this_tenant() -> None:
+    other = {
+        "meta": {
+            "app_secret": "other-app",
+            "previous_app_secret": "other-old-app",
+            "verify_token": "t",
+            "phone_numbers": [{"phone_number_id": OTHER_PNID}],
+        }
+    }
+    registry = _rotating(meta_previous="old-app-secret", other=other)
+    raw = fixture_bytes("meta_text_bsuid_only.json")  # for the demo tenant's number
+    with pytest.raises(UnknownChannel):
+        meta.accept(
+            registry,
+            RecordingInboundQueue(),
+            raw=raw,
+            content_type="application/json",
+            signature=meta_signature(raw, "other-old-app"),
+        )
+
+
+def test_twilio_during_a_rotation_both_the_current_and_the_previous_auth_token_verify() -> None:
+    registry = _rotating(twilio_previous="old-twilio-token")
+    raw = fixture_bytes("twilio_sms_inbound.form")
+    params = twilio.parse_form(raw, "application/x-www-form-urlencoded")
+    url = "https://hooks.example.com/webhooks/twilio"
+    for token in (TWILIO_TOKEN, "old-twilio-token"):
+        assert twilio.verified_auth_token(registry, url, params, twilio_signature(url, raw, token)) == token
+    for registry_now in (registry, _rotating(twilio_previous=""), REGISTRY):
+        with pytest.raises(BadSignature):
+            twilio.verified_auth_token(registry_now, url, params, twilio_signature(url, raw, "older-token"))
+    with pytest.raises(BadSignature):
+        twilio.verified_auth_token(REGISTRY, url, params, twilio_signature(url, raw, "old-twilio-token"))
+
+
+def test_twilio_a_callback_signed_with_the_previous_token_is_queued_for_its_tenant() -> None:
+    other = {
+        "twilio": {
+            "account_sid": TWILIO_ACCOUNT,
+            "auth_token": "other-token",
+            "previous_auth_token": "other-old",
+            "sms_numbers": ["+15550109999"],
+        }
+    }
+    registry = _rotating(twilio_previous="old-twilio-token", other=other)
+    raw = fixture_bytes("twilio_sms_inbound.form")  # to the demo tenant's number
+    url = "https://hooks.example.com/webhooks/twilio"
+    queue = RecordingInboundQueue()
+    form = "application/x-www-form-urlencoded"
+    event = twilio.accept(
+        registry,
+        queue,
+        twilio.INBOUND,
+        raw=raw,
+        content_type=form,
+        url=url,
+        signature=twilio_signature(url, raw, "old-twilio-token"),
+    )
+    assert json.loads(event.body)["tenant"] == "demo" and len(queue.events) == 1
+    with pytest.raises(UnknownChannel):  # another tenant's previous token cannot post for this one
+        twilio.accept(
+            registry,
+            queue,
+            twilio.INBOUND,
+            raw=raw,
+            content_type=form,
+            url=url,
+            signature=twilio_signature(url, raw, "other-old"),
+        )

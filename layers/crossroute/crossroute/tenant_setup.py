@@ -1,7 +1,9 @@
 """A tenant's sending setup from the registry: its business numbers, channel order and provider clients.
 
-``TenantSetups`` is what a dispatch container asks for a tenant's ``TenantSetup``: built once per
-container from the registry (the clients keep their connections), ``None`` for an unknown tenant.
+``TenantSetups`` is what a dispatch container asks for a tenant's ``TenantSetup``: built from the registry
+on first use and kept while the tenant's registry entry stays the same (the clients keep their
+connections), ``None`` for an unknown tenant. The registry is re-read after its cache time, so rotated
+provider credentials reach a warm container within it.
 """
 
 from __future__ import annotations
@@ -39,20 +41,24 @@ class Endpoints:
 
 
 class TenantSetups:
-    """Tenant id -> ``TenantSetup``, built on first use and kept for the container's life."""
+    """Tenant id -> ``TenantSetup``, built on first use and rebuilt when the tenant's entry in the registry
+    (as ``RegistrySource`` last read it) differs from the one it was built from."""
 
     def __init__(self, registry: RegistrySource, endpoints: Endpoints) -> None:
         self._registry = registry
         self._endpoints = endpoints
-        self._setups: dict[str, TenantSetup] = {}
+        self._setups: dict[str, tuple[Tenant, TenantSetup]] = {}
 
     def __call__(self, tenant_id: str) -> TenantSetup | None:
-        if tenant_id not in self._setups:
-            tenant = self._registry.get().by_id(tenant_id)
-            if tenant is None:
-                return None
-            self._setups[tenant_id] = tenant_setup(tenant, self._endpoints)
-        return self._setups[tenant_id]
+        tenant = self._registry.get().by_id(tenant_id)
+        if tenant is None:
+            self._setups.pop(tenant_id, None)
+            return None
+        built = self._setups.get(tenant_id)
+        if built is None or built[0] != tenant:
+            built = tenant, tenant_setup(tenant, self._endpoints)
+            self._setups[tenant_id] = built
+        return built[1]
 
 
 def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:

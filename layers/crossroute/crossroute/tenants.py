@@ -4,13 +4,18 @@ Deployed, the registry is one JSON document in Secrets Manager (template resourc
 
     {"tenants": {"demo": {
         "default_region": "US", "channel_preference": ["whatsapp", "sms"],
-        "meta": {"app_secret": "...", "verify_token": "...", "access_token": "...",
-                 "waba_id": "100000000000000",
+        "meta": {"app_secret": "...", "previous_app_secret": "", "verify_token": "...",
+                 "access_token": "...", "waba_id": "100000000000000",
                  "phone_numbers": [{"phone_number_id": "100000000000001",
                                     "display_phone_number": "15550100001", "coexistence": false}]},
-        "twilio": {"account_sid": "AC...", "auth_token": "...",
+        "twilio": {"account_sid": "AC...", "auth_token": "...", "previous_auth_token": "",
                    "sms_numbers": ["+15550100002"], "whatsapp_senders": ["whatsapp:+15550100003"],
                    "messaging_service_sids": []}}}}
+
+Its JSON Schema is ``registry.schema.json`` (= ``docs/registry.schema.json``; every field is explained in
+``docs/registry.md``). Each tenant is validated on its own: one that breaks the schema, or claims a
+number another tenant listed before it holds, is left out (``TenantRegistry.skipped`` says where and why)
+and the others are used. Only a document that is wholly unusable raises ``RegistryError``.
 
 Plain dataclasses, not pydantic: the webhook functions load this on their cold-start path.
 """
@@ -18,12 +23,52 @@ Plain dataclasses, not pydantic: the webhook functions load this on their cold-s
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crossroute import registry_schema
+from crossroute.registry_schema import Location
+
+# Provider address -> its tenant: ("phone_number_id", id), ("waba_id", id), ("twilio", account, address).
+Claim = tuple[str, ...]
+
 
 class RegistryError(ValueError):
-    """The registry document is malformed; the message says where."""
+    """The registry document is wholly unusable; the message says where.
+
+    ``reason`` is a stable code: ``not_json``, ``malformed`` (not shaped as a registry), ``no_valid_tenant``
+    (it has tenants and none is usable), ``conflict`` (two tenants given to ``TenantRegistry`` directly
+    claim one address). ``problems`` lists what was found, never quoting a value from the document.
+    """
+
+    def __init__(self, summary: str, *, reason: str, problems: Sequence[Problem] = ()) -> None:
+        shown = "; ".join(str(p) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{summary}: {shown}{more}" if shown else summary)
+        self.reason = reason
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why part of the registry document is not used: where (keys and indexes from the root) and what."""
+
+    where: Location
+    message: str
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant left out for it; ``None``: the document itself is unusable."""
+        return str(self.where[1]) if len(self.where) >= 2 and self.where[0] == "tenants" else None
+
+    @property
+    def path(self) -> str:
+        return json_path(self.where)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -35,20 +80,34 @@ class MetaNumber:
 
 @dataclass(frozen=True)
 class MetaChannel:
-    app_secret: str
-    verify_token: str
-    access_token: str = ""
+    app_secret: str = field(repr=False)
+    verify_token: str = field(repr=False)
+    access_token: str = field(default="", repr=False)
     waba_id: str = ""
     phone_numbers: tuple[MetaNumber, ...] = ()
+    previous_app_secret: str = field(default="", repr=False)  # during a rotation; "" when none
+
+    @property
+    def app_secrets(self) -> tuple[str, ...]:
+        """Every secret a webhook signature may be made with: the current one, and during a rotation the
+        previous one."""
+        return tuple(dict.fromkeys(s for s in (self.app_secret, self.previous_app_secret) if s))
 
 
 @dataclass(frozen=True)
 class TwilioChannel:
     account_sid: str
-    auth_token: str
+    auth_token: str = field(repr=False)
     sms_numbers: tuple[str, ...] = ()
     whatsapp_senders: tuple[str, ...] = ()
     messaging_service_sids: tuple[str, ...] = ()
+    previous_auth_token: str = field(default="", repr=False)  # during a rotation; "" when none
+
+    @property
+    def auth_tokens(self) -> tuple[str, ...]:
+        """Every token a webhook signature may be made with: the current one, and during a rotation the
+        previous one. Sends always use ``auth_token``."""
+        return tuple(dict.fromkeys(t for t in (self.auth_token, self.previous_auth_token) if t))
 
 
 @dataclass(frozen=True)
@@ -62,55 +121,65 @@ class Tenant:
 
 @dataclass(frozen=True)
 class TenantRegistry:
-    """Every tenant of one deployment, with lookups from provider addresses to tenants."""
+    """Every usable tenant of one deployment, with lookups from provider addresses to tenants."""
 
     tenants: tuple[Tenant, ...]
-    _by_phone_number_id: dict[str, Tenant] = field(init=False, repr=False, compare=False)
-    _by_twilio_address: dict[tuple[str, str], Tenant] = field(init=False, repr=False, compare=False)
-    _by_waba_id: dict[str, Tenant] = field(init=False, repr=False, compare=False)
+    # What from_json left out, and why (for the logs): empty when every tenant was usable.
+    skipped: tuple[Problem, ...] = field(default=(), compare=False)
+    _by_id: dict[str, Tenant] = field(init=False, repr=False, compare=False)
+    _by_claim: dict[Claim, Tenant] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_pnid: dict[str, Tenant] = {}
-        by_twilio: dict[tuple[str, str], Tenant] = {}
-        by_waba: dict[str, Tenant] = {}
+        by_claim: dict[Claim, Tenant] = {}
         for tenant in self.tenants:
-            if tenant.meta and tenant.meta.waba_id:
-                _claim(by_waba, tenant.meta.waba_id, tenant, "waba_id")
-            for number in tenant.meta.phone_numbers if tenant.meta else ():
-                _claim(by_pnid, number.phone_number_id, tenant, "phone_number_id")
-            if tenant.twilio:
-                tw = tenant.twilio
-                for address in (*tw.sms_numbers, *tw.whatsapp_senders, *tw.messaging_service_sids):
-                    _claim(by_twilio, (tw.account_sid, address), tenant, "Twilio address")
-        object.__setattr__(self, "_by_phone_number_id", by_pnid)
-        object.__setattr__(self, "_by_twilio_address", by_twilio)
-        object.__setattr__(self, "_by_waba_id", by_waba)
+            for claim, where in _claims(tenant):
+                owner = by_claim.setdefault(claim, tenant)
+                if owner.id != tenant.id:
+                    raise RegistryError(
+                        f"{json_path(where)}: claimed by both tenants {owner.id!r} and {tenant.id!r}",
+                        reason="conflict",
+                    )
+        by_id: dict[str, Tenant] = {}
+        for tenant in self.tenants:
+            by_id.setdefault(tenant.id, tenant)
+        object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_by_claim", by_claim)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TenantRegistry:
-        """Parse the registry document (see the module docstring)."""
+        """Parse the registry document and validate it tenant by tenant (see the module docstring)."""
         try:
             doc = json.loads(text)
-        except ValueError as exc:
-            raise RegistryError(f"registry is not JSON: {exc}") from None
-        tenants = _obj(doc, "registry").get("tenants", {})
-        return cls(
-            tuple(_tenant(tid, _obj(t, f"tenants.{tid}")) for tid, t in _obj(tenants, "tenants").items())
+        except (ValueError, RecursionError) as exc:
+            raise RegistryError(f"registry is not JSON: {exc}", reason="not_json") from None
+        problems = [Problem(where, message) for where, message in registry_schema.errors(doc)]
+        if any(p.tenant is None for p in problems):
+            unusable = [p for p in problems if p.tenant is None]
+            raise RegistryError("registry is unusable", reason="malformed", problems=unusable)
+        broken = {p.tenant for p in problems}
+        tenants, clashes = _unclaimed(
+            _tenant(tenant_id, entry)
+            for tenant_id, entry in doc["tenants"].items()
+            if tenant_id not in broken
         )
+        skipped = (*problems, *clashes)
+        if skipped and not tenants:
+            raise RegistryError("registry has no usable tenant", reason="no_valid_tenant", problems=skipped)
+        return cls(tenants, skipped)
 
     def by_id(self, tenant_id: str) -> Tenant | None:
-        return next((t for t in self.tenants if t.id == tenant_id), None)
+        return self._by_id.get(tenant_id)
 
     def by_phone_number_id(self, phone_number_id: str) -> Tenant | None:
-        return self._by_phone_number_id.get(phone_number_id)
+        return self._by_claim.get(("phone_number_id", phone_number_id))
 
     def by_waba_id(self, waba_id: str) -> Tenant | None:
         """For account-level changes that carry no phone_number_id."""
-        return self._by_waba_id.get(waba_id)
+        return self._by_claim.get(("waba_id", waba_id))
 
     def by_twilio_address(self, account_sid: str, address: str) -> Tenant | None:
         """The tenant owning a Twilio number (``+1555…``, ``whatsapp:+1555…``) or messaging service."""
-        return self._by_twilio_address.get((account_sid, address))
+        return self._by_claim.get(("twilio", account_sid, address))
 
     def meta_channels(self) -> list[MetaChannel]:
         return [t.meta for t in self.tenants if t.meta]
@@ -119,76 +188,80 @@ class TenantRegistry:
         return [t.twilio for t in self.tenants if t.twilio]
 
 
-def _claim(index: dict[Any, Tenant], key: Any, tenant: Tenant, what: str) -> None:
-    owner = index.setdefault(key, tenant)
-    if owner.id != tenant.id:
-        raise RegistryError(f"{what} claimed by both tenants {owner.id!r} and {tenant.id!r}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise RegistryError(f"{where}: expected an object")
-    return value
+def json_path(where: Location) -> str:
+    """``("tenants", "acme", "meta", "phone_numbers", 0)`` -> ``$.tenants.acme.meta.phone_numbers[0]``;
+    a key that is not a plain name is bracketed: ``$.tenants['acme-eu']``."""
+    parts = ["$"]
+    for step in where:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        elif _NAME.fullmatch(step):
+            parts.append(f".{step}")
+        else:
+            parts.append("['" + step.replace("\\", "\\\\").replace("'", "\\'") + "']")
+    return "".join(parts)
 
 
-def _str(doc: dict[str, Any], key: str, where: str, *, required: bool = True) -> str:
-    value = doc.get(key, "")
-    if not isinstance(value, str) or (required and not value):
-        raise RegistryError(f"{where}.{key}: expected a non-empty string")
-    return value
+def _claims(tenant: Tenant) -> Iterator[tuple[Claim, Location]]:
+    """The provider addresses ``tenant`` owns, each with where the registry names it."""
+    at = ("tenants", tenant.id)
+    if tenant.meta and tenant.meta.waba_id:
+        yield ("waba_id", tenant.meta.waba_id), (*at, "meta", "waba_id")
+    for i, number in enumerate(tenant.meta.phone_numbers if tenant.meta else ()):
+        yield (
+            ("phone_number_id", number.phone_number_id),
+            (*at, "meta", "phone_numbers", i, "phone_number_id"),
+        )
+    if tenant.twilio:
+        tw = tenant.twilio
+        lists = {"sms_numbers": tw.sms_numbers, "whatsapp_senders": tw.whatsapp_senders}
+        lists["messaging_service_sids"] = tw.messaging_service_sids
+        for key, addresses in lists.items():
+            for i, address in enumerate(addresses):
+                yield ("twilio", tw.account_sid, address), (*at, "twilio", key, i)
 
 
-def _strs(doc: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
-    values = doc.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise RegistryError(f"{where}.{key}: expected a list of strings")
-    return tuple(values)
+def _unclaimed(tenants: Iterable[Tenant]) -> tuple[tuple[Tenant, ...], list[Problem]]:
+    """The tenants in document order, less each one claiming an address a tenant before it holds."""
+    owners: dict[Claim, str] = {}
+    kept: list[Tenant] = []
+    clashes: list[Problem] = []
+    for tenant in tenants:
+        claims = list(_claims(tenant))
+        clash = next(((w, owners[c]) for c, w in claims if owners.get(c, tenant.id) != tenant.id), None)
+        if clash is not None:
+            clashes.append(Problem(clash[0], f"already claimed by tenant {clash[1]!r}"))
+            continue
+        owners.update((claim, tenant.id) for claim, _ in claims)
+        kept.append(tenant)
+    return tuple(kept), clashes
 
 
 def _tenant(tenant_id: str, doc: dict[str, Any]) -> Tenant:
-    where = f"tenants.{tenant_id}"
+    """A tenant from its entry, which the schema has validated; absent keys keep the defaults."""
     meta = twilio = None
     if "meta" in doc:
-        m, mw = _obj(doc["meta"], f"{where}.meta"), f"{where}.meta"
-        numbers = m.get("phone_numbers", [])
-        if not isinstance(numbers, list):
-            raise RegistryError(f"{mw}.phone_numbers: expected a list")
-        meta = MetaChannel(
-            app_secret=_str(m, "app_secret", mw),
-            verify_token=_str(m, "verify_token", mw),
-            access_token=_str(m, "access_token", mw, required=False),
-            waba_id=_str(m, "waba_id", mw, required=False),
-            phone_numbers=tuple(_meta_number(_obj(n, f"{mw}.phone_numbers[]"), mw) for n in numbers),
+        m = doc["meta"]
+        numbers = tuple(
+            MetaNumber(**_present(n, "phone_number_id", "display_phone_number", "coexistence"))
+            for n in m.get("phone_numbers", ())
         )
+        secrets = _present(m, "app_secret", "previous_app_secret", "verify_token", "access_token")
+        meta = MetaChannel(**secrets, **_present(m, "waba_id"), phone_numbers=numbers)
     if "twilio" in doc:
-        t, tw = _obj(doc["twilio"], f"{where}.twilio"), f"{where}.twilio"
-        twilio = TwilioChannel(
-            account_sid=_str(t, "account_sid", tw),
-            auth_token=_str(t, "auth_token", tw),
-            sms_numbers=_strs(t, "sms_numbers", tw),
-            whatsapp_senders=_strs(t, "whatsapp_senders", tw),
-            messaging_service_sids=_strs(t, "messaging_service_sids", tw),
-        )
-    region = doc.get("default_region", "US")
-    if not (isinstance(region, str) and len(region) == 2 and region.isalpha() and region.isupper()):
-        raise RegistryError(f"{where}.default_region: expected an ISO 3166 alpha-2 code like 'US'")
-    preference = doc.get("channel_preference", ["whatsapp", "sms"])
-    if (
-        not isinstance(preference, list)
-        or not preference
-        or not set(preference) <= {"whatsapp", "sms"}
-        or len(set(preference)) != len(preference)
-    ):
-        raise RegistryError(f"{where}.channel_preference: a list of distinct 'whatsapp', 'sms'")
-    return Tenant(tenant_id, region, meta, twilio, tuple(preference))
-
-
-def _meta_number(doc: dict[str, Any], where: str) -> MetaNumber:
-    coexistence = doc.get("coexistence", False)
-    if not isinstance(coexistence, bool):
-        raise RegistryError(f"{where}.phone_numbers[].coexistence: expected true or false")
-    return MetaNumber(
-        phone_number_id=_str(doc, "phone_number_id", f"{where}.phone_numbers[]"),
-        display_phone_number=_str(doc, "display_phone_number", f"{where}.phone_numbers[]", required=False),
-        coexistence=coexistence,
+        credentials = _present(doc["twilio"], "account_sid", "auth_token", "previous_auth_token")
+        addresses = _present(doc["twilio"], "sms_numbers", "whatsapp_senders", "messaging_service_sids")
+        twilio = TwilioChannel(**credentials, **addresses)
+    return Tenant(
+        tenant_id, meta=meta, twilio=twilio, **_present(doc, "default_region", "channel_preference")
     )
+
+
+def _present(doc: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The keys of ``doc`` among ``names`` (lists as tuples); an absent one keeps its dataclass default."""
+    return {
+        name: tuple(doc[name]) if isinstance(doc[name], list) else doc[name] for name in names if name in doc
+    }

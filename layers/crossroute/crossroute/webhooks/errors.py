@@ -42,3 +42,9 @@ class NotStored(WebhookRejected):
     """The queue did not take the event: the provider must retry, so this is never a 2xx."""
 
     status, reason = 503, "queue_unavailable"
+
+
+class NoRegistry(WebhookRejected):
+    """No usable tenant registry (``config.RegistryUnavailable``): the provider must retry, never a 2xx."""
+
+    status, reason = 503, "registry_unavailable"

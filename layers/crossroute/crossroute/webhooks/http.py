@@ -10,19 +10,23 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from crossroute.config import RegistrySource, Settings
+from crossroute.config import RegistrySource, RegistryUnavailable, Settings
 from crossroute.inbound_queue import InboundQueue, QueueUnavailable, SqsInboundQueue
 from crossroute.log import child_logger
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks.errors import (
     BadSignature,
+    NoRegistry,
     NotStored,
     UnknownChannel,
     WebhookRejected,
     WrongVerifyToken,
 )
+
+if TYPE_CHECKING:
+    from crossroute.ports import Metrics
 
 logger = child_logger(__name__)
 
@@ -38,14 +42,25 @@ class Wiring:
     """Adapters of a webhook function, made once per cold start.
 
     The SQS client is built during init (Lambda's init phase, and what a cold start really costs);
-    the registry is read on first use, so importing a handler calls no AWS API.
+    the registry is read on first use, so importing a handler calls no AWS API. ``on_invalid`` is called
+    with a reason code for each unusable registry document read (the ``RegistryInvalid`` metric).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_invalid: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         import boto3
         from botocore.config import Config
 
         self.settings = settings
+        self.metrics = metrics
+        if on_invalid is None and metrics is not None:
+            on_invalid = lambda reason: metrics.count("RegistryInvalid")  # noqa: E731 - the reason is logged
+        self._on_invalid = on_invalid
         # Fail fast: a provider waits for our answer, and a 5xx makes it retry anyway.
         config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
         self.queue: InboundQueue = SqsInboundQueue(
@@ -54,20 +69,29 @@ class Wiring:
 
     @cached_property
     def registry(self) -> RegistrySource:
-        return RegistrySource.from_secret(self.settings.tenants_secret_id)
+        return RegistrySource.from_secret(self.settings.tenants_secret_id, on_invalid=self._on_invalid)
 
     def attempt(self, use: Callable[[TenantRegistry], T]) -> T:
         return attempt(self.registry, use)
 
 
 def attempt(source: RegistrySource, use: Callable[[TenantRegistry], T]) -> T:
-    """Run ``use`` with the registry; after a miss, once more with a fresh copy (at most every 30 s)."""
+    """Run ``use`` with the registry; after a miss, once more with a fresh copy (at most every 30 s).
+    Without any usable registry the request is refused with 503 (``NoRegistry``), so the provider retries."""
     try:
-        return use(source.get())
+        return use(_registry(source, fresh=False))
     except REGISTRY_MISSES:
         if not source.refreshable():
             raise
-        return use(source.get(fresh=True))
+        return use(_registry(source, fresh=True))
+
+
+def _registry(source: RegistrySource, *, fresh: bool) -> TenantRegistry:
+    try:
+        return source.get(fresh=fresh)
+    except RegistryUnavailable:
+        # The reason was logged where the registry was read; the provider learns nothing about it.
+        raise NoRegistry("the tenant registry is unavailable; retry later") from None
 
 
 def raw_body(event: HttpEvent) -> bytes:
@@ -87,17 +111,26 @@ def response(status: int, content_type: str, body: str) -> HttpResponse:
     return {"statusCode": status, "headers": headers, "body": body}
 
 
-def route(routes: Mapping[str, Route], event: HttpEvent) -> HttpResponse:
-    """Call the route for ``event["routeKey"]`` (``"POST /webhooks/twilio"``); refusals become 4xx/5xx."""
-    handler = routes.get(event.get("routeKey", ""))
+def route(routes: Mapping[str, Route], event: HttpEvent, metrics: Metrics | None = None) -> HttpResponse:
+    """Call the route for ``event["routeKey"]`` (``"POST /webhooks/twilio"``); refusals become 4xx/5xx.
+    ``metrics``: a POST answered 2xx counts ``WebhookAccepted``, a refusal ``WebhookRejected`` by reason."""
+    key = str(event.get("routeKey", ""))
+    handler = routes.get(key)
     if handler is None:
         return response(404, "application/json", json.dumps({"message": "Not Found"}))
     try:
-        return handler(event)
+        answer = handler(event)
     except WebhookRejected as exc:
-        return refusal(exc)
+        rejected = exc
     except QueueUnavailable as exc:
-        return refusal(NotStored(str(exc)))
+        rejected = NotStored(str(exc))
+    else:
+        if metrics is not None and key.startswith("POST ") and answer["statusCode"] < 300:
+            metrics.count("WebhookAccepted")
+        return answer
+    if metrics is not None:
+        metrics.count("WebhookRejected", dimension=rejected.reason)
+    return refusal(rejected)
 
 
 def header(event: HttpEvent, name: str) -> str | None:

@@ -59,11 +59,12 @@ def handshake(registry: TenantRegistry, params: Mapping[str, str]) -> str:
 
 
 def verified_app_secret(registry: TenantRegistry, raw: bytes, signature: str | None) -> str:
-    """The app secret whose HMAC-SHA256 of the raw body matches ``signature``, compared in constant time."""
+    """The app secret whose HMAC-SHA256 of the raw body matches ``signature``, each compared in constant
+    time. During a rotation a tenant's previous app secret verifies too (``MetaChannel.app_secrets``)."""
     if not signature or not signature.startswith(_SIGNATURE_PREFIX):
         raise BadSignature("missing or malformed X-Hub-Signature-256")
     given = signature[len(_SIGNATURE_PREFIX) :].strip().lower().encode()
-    for secret in {m.app_secret for m in registry.meta_channels()}:
+    for secret in {s for m in registry.meta_channels() for s in m.app_secrets}:
         expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest().encode()
         if hmac.compare_digest(expected, given):
             return secret
@@ -132,7 +133,7 @@ def _tenant_of(
     pnid = str(pnid) if isinstance(pnid, str | int) and not isinstance(pnid, bool) else ""
     tenant = registry.by_phone_number_id(pnid) if pnid else registry.by_waba_id(waba_id)
     # A tenant of another Meta app must not be reachable with this app's signature.
-    if tenant is None or tenant.meta is None or tenant.meta.app_secret != app_secret:
+    if tenant is None or tenant.meta is None or app_secret not in tenant.meta.app_secrets:
         raise UnknownChannel("phone_number_id (or WABA id) is not registered")
     if not pnid and len(tenant.meta.phone_numbers) == 1:
         pnid = tenant.meta.phone_numbers[0].phone_number_id

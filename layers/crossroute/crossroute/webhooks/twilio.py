@@ -84,10 +84,12 @@ def parse_form(raw: bytes, content_type: str) -> Form:
 
 
 def verified_auth_token(registry: TenantRegistry, url: str, params: Form, signature: str | None) -> str:
-    """The auth token that signed this request, checked with Twilio's own ``RequestValidator``."""
+    """The auth token that signed this request, checked with Twilio's own ``RequestValidator`` (a
+    constant-time compare for each token). During a rotation a tenant's previous auth token verifies too
+    (``TwilioChannel.auth_tokens``)."""
     if not signature:
         raise BadSignature("missing X-Twilio-Signature")
-    for token in {t.auth_token for t in registry.twilio_channels()}:
+    for token in {t for channel in registry.twilio_channels() for t in channel.auth_tokens}:
         if RequestValidator(token).validate(url, params, signature):
             return token
     raise BadSignature("X-Twilio-Signature does not match")
@@ -132,6 +134,6 @@ def _tenant_of(registry: TenantRegistry, token: str, params: Form, callback: Cal
     for address in filter(None, addresses):
         tenant = registry.by_twilio_address(account, address)
         # The signing token must be this tenant's: one tenant's token cannot post for another.
-        if tenant and tenant.twilio and tenant.twilio.auth_token == token:
+        if tenant and tenant.twilio and token in tenant.twilio.auth_tokens:
             return tenant
     raise UnknownChannel("Twilio account/number is not registered")

@@ -64,6 +64,7 @@ from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
 from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
 from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, Router
 from .intrinsics import STACK_NAME
+from .moto_redrive import support_message_move_tasks
 from .moto_sqs import speed_up
 from .provision import Provisioner
 from .sandbox import Sandbox
@@ -499,6 +500,7 @@ def _start_moto(port: int) -> ThreadedMotoServer:
                     "set CROSSROUTE_AWS_PORT"
                 ) from None
     speed_up()  # moto's SQS recounts a whole queue per message sent: see moto_sqs.py
+    support_message_move_tasks()  # the standard DLQ redrive, which moto lacks: see moto_redrive.py
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
     starter.start()

@@ -1,7 +1,8 @@
 """The in-memory send store (``tests/fakes/send_store.py``) answers as ``DynamoSendStore`` does.
 
 Hypothesis draws sequences of the operations dispatch and the send door perform on one or two keys
-(records, claims, settlements by the right and the wrong attempt, provider messages, pair paces) and
+(records, claims, settlements by the right and the wrong attempt, provider messages, pair paces, the
+R12 dead-letter mark) and
 both stores must give the same answer to every one. Each example runs in a tenant of its own.
 """
 
@@ -88,6 +89,12 @@ operations = st.one_of(
     st.builds(lambda settlement: Op("settle", {"settlement": settlement}), settlements()),
     st.builds(lambda key: Op("get", {"key": key}), st.sampled_from(KEYS)),
     st.builds(lambda m: Op("request_of", {"message": m}), st.integers(0, 3)),
+    st.builds(
+        lambda key, n, minute: Op("dead_lettered", {"key": key, "n": n, "minute": minute}),
+        st.sampled_from(KEYS),
+        st.integers(0, 2),
+        st.integers(0, 2),
+    ),
     st.builds(lambda by_id: Op("recipient_and_pace", {"by_id": by_id}), st.booleans()),
 )
 
@@ -120,6 +127,14 @@ def apply(store: Any, tenant: str, op: Op) -> Any:
         return store.settle(Settlement(**{**s.__dict__, "claim": claim, "pair": pair}))
     if op.name == "get":
         return store.get(tenant, a["key"])
+    if op.name == "dead_lettered":
+        return store.dead_lettered(
+            tenant=tenant,
+            key=a["key"],
+            request_id=f"r{a['n']}",
+            request={"n": a["n"]},
+            now=T0 + timedelta(minutes=a["minute"]),
+        )
     if op.name == "request_of":
         return [store.request_of(tenant, p, f"m{a['message']}") for p in ("meta", "twilio")]
     pair = Pair(tenant, "100000000000001", "C:c1")
@@ -191,3 +206,26 @@ def test_the_pair_pace_moves_alike_in_both() -> None:
             assert store.settle(sent)
         tats.append(store.recipient_and_pace(tenant, customer_id="c1", keys=[], pair=pair).pair_tat)
     assert tats == [1_790_000_006.5, 1_790_000_006.5]
+
+
+@pytest.mark.usefixtures("table")
+def test_a_request_is_marked_dead_lettered_once_in_both() -> None:
+    """R12: the first mark returns the record (its caller reports it), every later one None; a request
+    never recorded is remembered by the mark, and a later ``begin`` keeps its request id."""
+    for store in (DynamoSendStore(), MemorySendStore()):
+        tenant = f"agree{next(tenants)}"
+        first = store.dead_lettered(tenant=tenant, key="order-1", request_id="r1", request={"n": 1}, now=T0)
+        assert first is not None and (first.request_id, first.request) == ("r1", {"n": 1})
+        assert store.dead_lettered(tenant=tenant, key="order-1", request_id="r2", request={}, now=T0) is None
+        record = store.begin(
+            tenant=tenant,
+            key="order-1",
+            request_id="r3",
+            request={"n": 3},
+            decision=[],
+            customer_id=None,
+            claim=Claim(tenant, "order-1", "sms", "a1"),
+            now=T0,
+        )
+        assert record.request_id == "r1" and record.claimed == "sms"  # a redrive sends as before
+        assert store.dead_lettered(tenant=tenant, key="order-1", request_id="r4", request={}, now=T0) is None

@@ -6,7 +6,8 @@ answer, so what a test proves over this fake holds over the table.
 Conditions kept: a request's first request id, request and decision win (a later ``begin``/``accept``
 keeps them); a channel is claimed at most once per key (R8); only the attempt that claimed a channel
 settles it, once; a sent message records the request's key (``request_of``, for R7) and moves the pair's
-pace. Not modelled: expiry (``KEEP``), and the message item a send puts on the customer's timeline.
+pace; a request is marked dead-lettered once (``dead_lettered``, R12). Not modelled: expiry (``KEEP``),
+and the message item a send puts on the customer's timeline.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class _Request:
     decision: list[dict[str, Any]] | None
     customer_id: str | None
     sends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dead_lettered_at: datetime | None = None  # R12: set once
 
 
 @dataclass
@@ -122,6 +124,16 @@ class MemorySendStore:
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         return self.sent_by.get((tenant, provider, message_id))
+
+    def dead_lettered(
+        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> SendRecord | None:
+        stored = self.requests.get((tenant, key))
+        if stored is not None and stored.dead_lettered_at is not None:
+            return None
+        stored = self._remember(tenant, key, request_id, request)
+        stored.dead_lettered_at = now
+        return self._record(stored, None)
 
     def _remember(self, tenant: str, key: str, request_id: str, request: dict[str, Any]) -> _Request:
         """The stored request, made with these values when the key is new (the first ones win)."""

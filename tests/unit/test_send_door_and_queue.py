@@ -20,6 +20,7 @@ from crossroute.send_door import SendDoor, UnknownTenant
 from crossroute.send_queue import FOLLOW_UP, SendConsumer
 from crossroute.tenants import TenantRegistry
 from tests.fakes import MemorySendStore, RecordingPublisher, RecordingSendQueue, ScriptedSender
+from tests.fakes.metrics import RecordingMetrics
 from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, registry_document
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -127,3 +128,25 @@ def test_the_backoff_grows_with_the_receive_count() -> None:
         delays.append(queue.retries[0][1])
     assert delays[0] <= 2 < 32 <= delays[1] <= 64
     assert timedelta(seconds=delays[1]) < timedelta(minutes=15)
+
+
+def test_dispatch_counts_requests_routes_fallbacks_provider_errors_and_retries() -> None:
+    metrics, bus = RecordingMetrics(), RecordingPublisher()
+    setup = TenantSetup(
+        TenantChannels(PHONE_NUMBER_ID, TWILIO_SMS_NUMBER),
+        {"whatsapp": ScriptedSender("meta", "fallback", "retry"), "sms": ScriptedSender("twilio")},
+    )
+    store = MemorySendStore()
+    dispatch = Dispatch(store, lambda tenant: setup, bus, clock=lambda: NOW, metrics=metrics)
+    # WhatsApp cannot reach the user (a fallback code): the SMS follows at once.
+    dispatch.send({**TEMPLATED, "text": "Shipped", "channels": ["whatsapp", "sms"]})
+    dispatch.send({**TEMPLATED, "text": "Shipped", "channels": ["whatsapp", "sms"]})  # again: not counted
+    with pytest.raises(RetryLater):  # refused for now
+        dispatch.send({**TEMPLATED, "idempotency_key": "order-43"})
+    dispatch.send({**REQUEST, "tenant": "demo", "idempotency_key": "order-44", "channels": ["whatsapp"]})
+    assert metrics.of("SendsRequested") == {None: 4}
+    assert metrics.of("SendsRouted") == {"sms": 1}
+    assert metrics.of("SmsFallbacks") == {None: 1}
+    assert metrics.of("ProviderErrors") == {"meta": 2}
+    assert metrics.of("SendsRetried") == {None: 1}
+    assert metrics.of("SendsUndeliverable") == {"no_channel": 1}  # text, no window, WhatsApp only

@@ -1,5 +1,6 @@
 """template.yaml says the limits and defaults the code relies on: the queue's message size, the receive
-count at which the ingest function dead-letters a failing record itself, the Graph API version."""
+counts at which the ingest and dispatch functions dead-letter a failing record themselves, the Graph API
+version."""
 
 from __future__ import annotations
 
@@ -25,6 +26,24 @@ def test_ingest_dead_letters_on_the_receive_the_queue_would() -> None:
     assert int(environment["INBOUND_MAX_RECEIVES"]) == redrive["maxReceiveCount"]
     assert environment["INBOUND_DLQ_URL"] == {"Ref": "InboundDeadLetterQueue"}
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["InboundDeadLetterQueue", "Arn"]}
+
+
+def test_dispatch_dead_letters_on_the_receive_the_send_queue_would_and_may() -> None:
+    """R12: the dispatch function parks a record failing on the send queue's last receive itself."""
+    redrive = RESOURCES["SendQueue"]["Properties"]["RedrivePolicy"]
+    properties = RESOURCES["DispatchFunction"]["Properties"]
+    environment = properties["Environment"]["Variables"]
+    assert int(environment["SEND_MAX_RECEIVES"]) == redrive["maxReceiveCount"]
+    assert environment["SEND_DLQ_URL"] == {"Ref": "SendDeadLetterQueue"}
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SendDeadLetterQueue", "Arn"]}
+    granted = [
+        s
+        for policy in properties["Policies"]
+        for s in policy["Statement"]
+        if s["Resource"] == {"Fn::GetAtt": ["SendDeadLetterQueue", "Arn"]}
+    ]
+    assert [(s["Effect"], s["Action"]) for s in granted] == [("Allow", ["sqs:SendMessage"])]
+    assert TEMPLATE["Outputs"]["SendDeadLetterQueueUrl"]["Value"] == {"Ref": "SendDeadLetterQueue"}
 
 
 def test_a_deployment_and_the_client_default_to_one_graph_api_version() -> None:

@@ -28,7 +28,7 @@ from crossroute.channels import Channel, Sender, SendFailed
 from crossroute.channels.errors import is_fallback
 from crossroute.identity.model import Customer, Key
 from crossroute.log import child_logger
-from crossroute.ports import EventPublisher, RecipientRead, SendRecord, SendStore
+from crossroute.ports import EventPublisher, Metrics, NoMetrics, RecipientRead, SendRecord, SendStore
 from crossroute.routing.pacing import (
     DEFAULT_RATE,
     PAIR_INTERVAL,
@@ -46,7 +46,13 @@ from crossroute.routing.policy import (
     TenantChannels,
     decide,
 )
-from crossroute.routing.request import Address, InvalidRequest, SendRequest, parse_send_request
+from crossroute.routing.request import (
+    IDEMPOTENCY_KEY,
+    Address,
+    InvalidRequest,
+    SendRequest,
+    parse_send_request,
+)
 from crossroute.routing.settlement import Claim, Settlement
 
 logger = child_logger(__name__)
@@ -131,8 +137,10 @@ class Dispatch:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         pacer: Pacer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sends = sends
+        self._metrics = metrics or NoMetrics()
         self._tenants = tenants
         self._publisher = publisher
         self._clock = clock
@@ -143,6 +151,7 @@ class Dispatch:
 
     def send(self, doc: Any) -> Dispatched:
         """Handle one send request document from any door. Raises ``RetryLater`` to be retried."""
+        self._metrics.count("SendsRequested")
         accepted = self._accepted(doc)
         if isinstance(accepted, Dispatched):
             return accepted
@@ -165,7 +174,7 @@ class Dispatch:
             now=now,
         )
         if chosen is None:
-            self._publisher.publish(
+            self._announce(
                 [_undeliverable(request, record, record.customer_id, decision.as_record(), "no_channel", [])]
             )
             return Dispatched(record.request_id, undeliverable=True)
@@ -191,10 +200,10 @@ class Dispatch:
                 "reason": "request.invalid",
                 "problems": exc.problems,
             }
-            self._publisher.publish([BusEvent("MessageUndeliverable", detail)])
+            self._announce([BusEvent("MessageUndeliverable", detail)])
             return Dispatched(None, undeliverable=True)
         if setup is None:
-            self._publisher.publish([_undeliverable(request, None, None, [], "request.unknown_tenant", [])])
+            self._announce([_undeliverable(request, None, None, [], "request.unknown_tenant", [])])
             return Dispatched(None, undeliverable=True)
         return request, setup
 
@@ -202,6 +211,31 @@ class Dispatch:
         """A follow-up from the send queue: record the settlement an earlier attempt could not
         (``Unsettled``). False when it was recorded already. The caller then handles the request again."""
         return self._sends.settle(Settlement.from_doc(doc))
+
+    def dead_lettered(self, doc: Any) -> Dispatched:
+        """R12: the send request ``doc`` failed for good and is put on the send DLQ. The first time for
+        its key, ``MessageUndeliverable`` (``send.dead_lettered``) is published, built from its record;
+        never again for that key, whatever the copies and redrives (``SendStore.dead_lettered``).
+
+        Only the tenant and the idempotency key are read: not the tenant's setup (its registry may be
+        what failed). A request whose record says a channel went out was delivered, only its event was
+        lost (the publish failed every time): ``MessageRouted`` is published again instead, as on a
+        redelivery. ``undeliverable`` in the answer: this call published the event. Raises
+        ``InvalidRequest`` for a document without a usable tenant and key (nothing to report it under)."""
+        tenant, key = _tenant_and_key(doc)
+        record = self._sends.dead_lettered(
+            tenant=tenant, key=key, request_id=self._new_id(), request=doc, now=self._clock()
+        )
+        if record is None:
+            return Dispatched(None)
+        if any(state.get("state") == "sent" for state in record.sends.values()):
+            return self._already(record)
+        failures = _failures(record, record.sends)
+        event = _undeliverable(
+            record, record, record.customer_id, record.decision, "send.dead_lettered", failures
+        )
+        self._announce([event])
+        return Dispatched(record.request_id, undeliverable=True)
 
     def _resume(self, h: _Handling, chosen: ChannelDecision, now: datetime) -> Dispatched:
         """Handled again: an earlier attempt claimed the first channel. If every channel it tried failed
@@ -227,6 +261,7 @@ class Dispatch:
             try:
                 sent = h.setup.senders[current.channel].send(outbound)
             except SendFailed as failed:
+                self._metrics.count("ProviderErrors", dimension=failed.provider)
                 if failed.outcome == "retry":
                     after = PAIR_INTERVAL if failed.code == PAIR_RATE_HIT else failed.retry_after
                     self._later(claim, now, str(failed), after)
@@ -242,12 +277,28 @@ class Dispatch:
             routed = self._routed(
                 record, current.channel, current.reason, sent.provider, sent.message_id, failures
             )
-            self._publisher.publish([routed])
+            self._announce([routed])
             return Dispatched(record.request_id, {current.channel: sent.message_id})
-        self._publisher.publish(
+        self._announce(
             [_undeliverable(h.request, record, record.customer_id, record.decision, "send_failed", failures)]
         )
         return Dispatched(record.request_id, undeliverable=True)
+
+    def _announce(self, events: list[BusEvent]) -> None:
+        """Publish what this handling decided, and count it: a message routed (and whether it was the
+        SMS after a failed WhatsApp message, R7) or a request undeliverable, by reason. What a request
+        handled again publishes once more (``_already``) is not counted again."""
+        self._publisher.publish(events)
+        for event in events:
+            detail = event.detail
+            if event.detail_type == "MessageRouted":
+                self._metrics.count("SendsRouted", dimension=str(detail["channel"]))
+                after_whatsapp = any(f.get("channel") == "whatsapp" for f in detail.get("failures") or [])
+                late = str(detail.get("reason")).startswith(FALLBACK_PREFIX)  # R7, a later failed status
+                if detail["channel"] == "sms" and (after_whatsapp or late):
+                    self._metrics.count("SmsFallbacks")
+            elif event.detail_type == "MessageUndeliverable":
+                self._metrics.count("SendsUndeliverable", dimension=str(detail["reason"]))
 
     def _paced(
         self, h: _Handling, channel: Channel, claim: Claim, business: str
@@ -272,6 +323,7 @@ class Dispatch:
         """Nothing was sent (a rate says wait, or the provider refused for now): release the claim and
         have the queue bring the request back, not before ``after`` seconds."""
         self._settle(Settlement.released(claim, now), after=after)
+        self._metrics.count("SendsRetried")
         raise RetryLater(why, after=after)
 
     def _settle(self, settlement: Settlement, *, after: float | None = None) -> None:
@@ -342,9 +394,7 @@ class Dispatch:
         reason = f"{FALLBACK_PREFIX}{code}"
         if sms is None or sms.outbound is None:
             reasons = [*decision.as_record(), {"channel": "whatsapp", "qualified": False, "reason": reason}]
-            self._publisher.publish(
-                [_undeliverable(request, record, record.customer_id, reasons, reason, [])]
-            )
+            self._announce([_undeliverable(request, record, record.customer_id, reasons, reason, [])])
             return Dispatched(record.request_id, undeliverable=True)
         fallback = ChannelDecision("sms", reason, sms.outbound)
         h = _Handling(request, record, Decision((fallback,)), setup, self._new_id())
@@ -409,6 +459,15 @@ def recipient_of(to: Address, read: RecipientRead) -> Recipient:
         bsuid_unknown=bool(to.bsuid) and by_bsuid is None,
         phone_stale=by_phone is not None and _stale(by_phone, to.phone),
     )
+
+
+def _tenant_and_key(doc: Any) -> tuple[str, str]:
+    """A request document's tenant and idempotency key, checked as ``parse_send_request`` checks them."""
+    tenant = doc.get("tenant") if isinstance(doc, dict) else None
+    key = doc.get("idempotency_key") if isinstance(doc, dict) else None
+    if not (isinstance(tenant, str) and tenant and isinstance(key, str) and IDEMPOTENCY_KEY.fullmatch(key)):
+        raise InvalidRequest(["a request's tenant and idempotency_key are required"])
+    return tenant, key
 
 
 def _stale(customer: Customer, phone: str | None) -> bool:

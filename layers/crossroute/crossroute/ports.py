@@ -8,7 +8,7 @@ cross them. Nothing here imports an AWS SDK or PynamoDB.
 | ``SendStore`` | ``dispatch`` | ``store.sends.DynamoSendStore`` | ``send_store`` |
 | ``SendRequests`` | ``send_door`` | ``DynamoSendStore`` | ``send_store`` |
 | ``EventPublisher`` | ``ingest``, ``dispatch`` | ``bus.EventBridgePublisher`` | ``bus`` |
-| ``DeadLetters`` | ``ingest`` | ``inbound_queue.SqsDeadLetters`` | ``queues`` |
+| ``DeadLetters`` | ``ingest``, ``send_queue`` | ``SqsDeadLetters``, ``SqsSendDeadLetters`` | ``queues`` |
 | ``SendQueue`` | ``send_door``, ``send_queue`` | ``send_queue.SqsSendQueue`` | ``queues`` |
 | ``channels.Sender`` | ``dispatch`` | ``channels.meta``, ``channels.twilio_sms`` | ``senders`` |
 | ``Metrics`` | every function | ``metrics.EmfMetrics`` | ``metrics`` |
@@ -211,6 +211,13 @@ class SendStore(Protocol):
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         """The idempotency key of the request that sent this provider message, if crossroute sent it."""
+
+    def dead_lettered(
+        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> SendRecord | None:
+        """R12: mark the request under ``key`` as dead-lettered (the request is remembered as ``accept``
+        does when it never was). The record when this call set the mark, so its caller reports it;
+        None when it was marked already (once per key, whatever the copies and redrives)."""
 
 
 class SendRequests(Protocol):

@@ -14,7 +14,7 @@ from crossroute.channels import Channel, Template
 
 CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms")
 TEMPLATE_CATEGORIES = ("authentication", "marketing", "utility")
-_KEY = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
 MAX_TEXT = 4096
 
 
@@ -73,7 +73,7 @@ def _tenant(value: Any, problems: list[str]) -> str:
 
 
 def _idempotency_key(value: Any, problems: list[str]) -> str:
-    if not isinstance(value, str) or not _KEY.fullmatch(value):
+    if not isinstance(value, str) or not IDEMPOTENCY_KEY.fullmatch(value):
         problems.append("idempotency_key: required, 1-128 of A-Z a-z 0-9 _ . : @ / + = -")
         return ""
     return value

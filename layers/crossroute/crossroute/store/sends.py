@@ -4,6 +4,8 @@ retries, redeliveries and restarts.
 
 - send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST``; on the customer's timeline
   (gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#decision#<request id>``) when the customer is known.
+  ``dead_lettered_at``: when the request was first put on the send DLQ; set once, so the
+  ``MessageUndeliverable`` that reports it (R12) is published once.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class SendRequestItem(TableItem, discriminator="send_request"):
     created_at = UTCDateTimeAttribute()
     whatsapp = SendState(null=True)
     sms = SendState(null=True)
+    dead_lettered_at = UTCDateTimeAttribute(null=True)  # R12: first put on the send DLQ (reported once)
 
 
 def request_pk(tenant: str, key: str) -> str:
@@ -218,6 +221,24 @@ class DynamoSendStore:
                 expires = settlement.at + PACE_KEEP
                 actions: list[Action] = [PaceItem.type.set(PaceItem), moved, PaceItem.expires_at.set(expires)]
                 tx.update(PaceItem(pace_pk(settlement.pair), PACE), actions)
+
+    def dead_lettered(
+        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> SendRecord | None:
+        """R12: set ``dead_lettered_at`` if it is absent (one conditional write, remembering the request
+        as ``accept`` does). The record when this call set it: its caller reports it; None otherwise."""
+        item = SendRequestItem(request_pk(tenant, key), REQUEST)
+        actions = [
+            *_request_actions(tenant, key, request_id, request, now),
+            SendRequestItem.dead_lettered_at.set(now),
+        ]
+        try:
+            item.update(actions, condition=SendRequestItem.dead_lettered_at.does_not_exist())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _record(item, claimed=None)
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         """The idempotency key of the request that sent this provider message, if crossroute sent it."""

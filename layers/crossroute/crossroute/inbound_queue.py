@@ -10,8 +10,9 @@ One SQS message body is a JSON object::
 
 ``region`` is the tenant's default region, for reading national phone formats.
 
-``MessageGroupId`` is the tenant plus a hash of the sender, so one person's events stay in order;
-``MessageDeduplicationId`` hashes the content, so a provider's immediate redelivery is dropped by SQS.
+``MessageGroupId`` is the tenant plus a keyed hash of the sender (``group_id``), so one person's events
+stay in order; ``MessageDeduplicationId`` hashes the content, so a provider's immediate redelivery is
+dropped by SQS.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crossroute import ids, limits
+from crossroute import ids, limits, privacy
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +68,7 @@ class QueuedEvent:
             ensure_ascii=False,
         )
         return cls(
-            group_id=f"{tenant}:{ids.content_digest(sender)}",
+            group_id=group_id(tenant, sender),
             dedup_id=ids.content_digest([tenant, kind, content], 64),
             body=body,
         )
@@ -75,6 +76,17 @@ class QueuedEvent:
     @property
     def size(self) -> int:
         return len(self.body.encode())
+
+
+def group_id(tenant: str, sender: str) -> str:
+    """``<tenant>:<HMAC of the sender under the stack's masking key>``: group ids are visible where the
+    body is not (CloudTrail's SQS data events log them, the body hidden), and a bare hash of a phone
+    number is reversed by enumerating numbers. The key is read once per container, on the first event
+    (``privacy.configure``); if it cannot be read, nothing is queued (the provider gets a 503 and retries)."""
+    try:
+        return f"{tenant}:{privacy.stable_tag('inbound-group', sender)}"
+    except privacy.KeyUnavailable as exc:
+        raise QueueUnavailable(f"masking key unavailable: {exc}") from exc
 
 
 class InboundQueue(Protocol):

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crossroute.config import RegistrySource, masking_key, require_env
 from crossroute.contacts import BadQuery, Contacts, NoSuchContact
+from crossroute.metrics import EmfMetrics
 from crossroute.routing.request import InvalidRequest
 from crossroute.send_door import SendDoor, UnknownTenant
 from crossroute.send_queue import SqsSendQueue
@@ -28,7 +29,10 @@ logger = Logger()
 app = APIGatewayHttpResolver()
 tables.bind(require_env("TABLE_NAME"))
 store = DynamoIdentityStore(masking_key=masking_key(require_env("MASKING_KEY_SECRET_ID")))
-registry = RegistrySource.from_secret(require_env("TENANTS_SECRET_ID"))
+metrics = EmfMetrics.for_function()
+registry = RegistrySource.from_secret(
+    require_env("TENANTS_SECRET_ID"), on_invalid=lambda reason: metrics.count("RegistryInvalid")
+)
 
 
 @cache
@@ -112,4 +116,7 @@ def bad_query(exc: BadQuery) -> Response[str]:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    try:
+        return app.resolve(event, context)
+    finally:
+        metrics.flush()

@@ -3,7 +3,9 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from crossroute import privacy
 from crossroute.config import Settings
+from crossroute.metrics import EmfMetrics
 from crossroute.webhooks import twilio
 from crossroute.webhooks.http import (
     HttpEvent,
@@ -17,7 +19,10 @@ from crossroute.webhooks.http import (
 )
 
 logger = Logger()
-wiring = Wiring(Settings.from_env())
+metrics = EmfMetrics.for_function()
+wiring = Wiring(Settings.from_env(), metrics=metrics)
+# The FIFO group ids are keyed hashes of the sender: the masking key is read on the first event.
+privacy.configure_from_env()
 
 
 def _accept(callback: twilio.Callback, event: HttpEvent) -> HttpResponse:
@@ -48,4 +53,7 @@ ROUTES = {
 
 @logger.inject_lambda_context
 def lambda_handler(event: HttpEvent, context: LambdaContext) -> HttpResponse:
-    return route(ROUTES, event)
+    try:
+        return route(ROUTES, event, metrics)
+    finally:
+        metrics.flush()

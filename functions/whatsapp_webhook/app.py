@@ -3,12 +3,17 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from crossroute import privacy
 from crossroute.config import Settings
+from crossroute.metrics import EmfMetrics
 from crossroute.webhooks import meta
 from crossroute.webhooks.http import HttpEvent, HttpResponse, Wiring, header, raw_body, response, route
 
 logger = Logger()
-wiring = Wiring(Settings.from_env())
+metrics = EmfMetrics.for_function()
+wiring = Wiring(Settings.from_env(), metrics=metrics)
+# The FIFO group ids are keyed hashes of the sender: the masking key is read on the first event.
+privacy.configure_from_env()
 
 
 def handshake(event: HttpEvent) -> HttpResponse:
@@ -36,4 +41,7 @@ ROUTES = {"GET /webhooks/whatsapp": handshake, "POST /webhooks/whatsapp": notifi
 
 @logger.inject_lambda_context
 def lambda_handler(event: HttpEvent, context: LambdaContext) -> HttpResponse:
-    return route(ROUTES, event)
+    try:
+        return route(ROUTES, event, metrics)
+    finally:
+        metrics.flush()

@@ -358,3 +358,30 @@ def test_the_handlers_import_without_calling_aws(aws: dict[str, str]) -> None:
     module = load_handler("twilio_webhook")
     assert module.__file__ and Path(module.__file__) == path
     assert "registry" not in vars(module.wiring) and isinstance(module.wiring.queue, SqsInboundQueue)
+
+
+def _emf(out: str) -> list[dict[str, Any]]:
+    docs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [doc for doc in docs if "_aws" in doc]
+
+
+def test_the_webhooks_count_accepted_and_rejected_posts_as_emf(
+    whatsapp: ModuleType, queued: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert _call(whatsapp, _meta_post(_TEXT))["statusCode"] == 200
+    assert (
+        _call(whatsapp, _meta_post(_TEXT, headers=JSON_HEADERS | {"X-Hub-Signature-256": "sha256=00"}))[
+            "statusCode"
+        ]
+        == 401
+    )
+    docs = _emf(capsys.readouterr().out)
+    accepted = [d for d in docs if "WebhookAccepted" in d]
+    rejected = [d for d in docs if "WebhookRejected" in d]
+    assert [d["WebhookAccepted"] for d in accepted] == [[1.0]]
+    assert [(d["reason"], d["WebhookRejected"]) for d in rejected] == [("bad_signature", [1.0])]
+    for doc in docs:
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "crossroute" and doc["service"] == "crossroute"
+        assert "US." not in json.dumps(doc) and "+55" not in json.dumps(doc)  # no identifier anywhere

@@ -1,9 +1,10 @@
 """Meta WhatsApp Cloud API webhook: GET is the subscription handshake, POST queues notifications."""
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crossroute import privacy
+from crossroute import correlation, privacy
 from crossroute.config import Settings
 from crossroute.metrics import EmfMetrics
 from crossroute.webhooks import meta
@@ -39,9 +40,11 @@ def notification(event: HttpEvent) -> HttpResponse:
 ROUTES = {"GET /webhooks/whatsapp": handshake, "POST /webhooks/whatsapp": notification}
 
 
-@logger.inject_lambda_context
+# The correlation id (API Gateway's request id) is on every log line and in every queued body.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: HttpEvent, context: LambdaContext) -> HttpResponse:
     try:
-        return route(ROUTES, event, metrics)
+        with correlation.scope((event.get("requestContext") or {}).get("requestId")):
+            return route(ROUTES, event, metrics)
     finally:
         metrics.flush()

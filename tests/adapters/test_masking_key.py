@@ -55,7 +55,7 @@ def secrets_granted(properties: dict[str, Any]) -> list[Any]:
 
 
 def handler_source(properties: dict[str, Any]) -> str:
-    return (REPO / properties["CodeUri"] / "app.py").read_text()
+    return (REPO / str(properties["CodeUri"]) / "app.py").read_text()
 
 
 @pytest.mark.parametrize("function", sorted(functions()))

@@ -8,7 +8,8 @@ One SQS message body is a JSON object::
     {"schema": "crossroute.inbound/1", "tenant": "demo", "region": "US", "received_at": "...",
      "kind": "twilio.message" | "twilio.status", "form": "<the raw form body Twilio posted>"}
 
-``region`` is the tenant's default region, for reading national phone formats.
+``region`` is the tenant's default region, for reading national phone formats. ``correlation_id`` (when
+the webhook had one: API Gateway's request id) follows the event into ingest's logs and events.
 
 ``MessageGroupId`` is the tenant plus a keyed hash of the sender (``group_id``), so one person's events
 stay in order; ``MessageDeduplicationId`` hashes the content, so a provider's immediate redelivery is
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crossroute import ids, limits, privacy
+from crossroute import correlation, ids, limits, privacy
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ class QueuedEvent:
         cls, *, tenant: str, sender: str, kind: str, content: dict[str, Any], region: str = "US"
     ) -> QueuedEvent:
         """Wrap ``content`` (``payload`` or ``form``) for ``tenant``; ids derive from content, not time."""
+        correlation_id = correlation.current()
         body = json.dumps(
             {
                 "schema": SCHEMA,
@@ -62,6 +64,7 @@ class QueuedEvent:
                 "region": region,
                 "received_at": _now(),
                 "kind": kind,
+                **({"correlation_id": correlation_id} if correlation_id else {}),
                 **content,
             },
             separators=(",", ":"),

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossroute import ids, limits
+from crossroute import correlation, ids, limits
 from crossroute.bus import BusEvent
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.profile import observe_message, observe_preference
@@ -114,7 +114,7 @@ class Ingest:
                 continue
             report.handled.append(type(event).__name__)
             if published:
-                self._publisher.publish(published)
+                self._publisher.publish(_correlated(published))
         return report
 
     def _retried(self, event: ProviderEvent, report: Ingested) -> list[BusEvent]:
@@ -369,11 +369,13 @@ class InboundConsumer:
 
     def _handle(self, body: str) -> None:
         parsed = parse(body)
-        report = self._ingest.handle(parsed.events)
+        with correlation.scope(parsed.correlation_id):
+            report = self._ingest.handle(parsed.events)
         self._count(report, len(parsed.rejected))
         logger.info(
             "ingested",
             extra={
+                "correlation_id": parsed.correlation_id,
                 "events": report.handled,
                 "duplicates": report.duplicates,
                 "retries": report.retries,
@@ -480,6 +482,14 @@ def _kind(event: ProviderEvent) -> str:
     """A PII-free name for an event in logs and kept items: ``InboundMessage`` -> ``inbound_message``."""
     name = type(event).__name__
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _correlated(events: list[BusEvent]) -> list[BusEvent]:
+    """The events with the current correlation id in their details (when there is one)."""
+    correlation_id = correlation.current()
+    if correlation_id is None:
+        return events
+    return [BusEvent(e.detail_type, {**e.detail, "correlation_id": correlation_id}) for e in events]
 
 
 def _identity_events(tenant: str, resolution: Resolution) -> list[BusEvent]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crossroute import limits
+from crossroute import correlation, limits
 from crossroute.inbound import Provider, ProviderEvent, Raw
 from crossroute.inbound_queue import SCHEMA
 from crossroute.parsing import meta, twilio
@@ -28,6 +28,7 @@ class Parsed:
 
     events: list[ProviderEvent] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    correlation_id: str | None = None  # the webhook request's, when the body carries one
 
 
 def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> Parsed:
@@ -53,7 +54,7 @@ def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> P
     except Exception as exc:  # a parser bug must not poison the queue; tests assert this never happens
         provider: Provider = "meta" if kind.startswith("meta.") else "twilio"
         events = [ctx.unrecognised(provider, kind, f"parser failed: {type(exc).__name__}", body)]
-    return Parsed(events, ctx.rejected)
+    return Parsed(events, ctx.rejected, _correlation_id(body.get("correlation_id")))
 
 
 _KINDS: dict[str, Callable[[Context, Raw], list[ProviderEvent]]] = {
@@ -78,6 +79,11 @@ def _body(queued_body: str | dict[str, Any]) -> dict[str, Any] | str:
     if not isinstance(tenant, str) or not tenant:
         return "queued body without tenant"
     return queued_body
+
+
+def _correlation_id(value: Any) -> str | None:
+    ok = isinstance(value, str) and 0 < len(value) <= correlation.MAX_CHARS and value.isprintable()
+    return value if ok else None
 
 
 def _received_at(body: Raw) -> datetime:

@@ -150,3 +150,13 @@ def test_dispatch_counts_requests_routes_fallbacks_provider_errors_and_retries()
     assert metrics.of("ProviderErrors") == {"meta": 2}
     assert metrics.of("SendsRetried") == {None: 1}
     assert metrics.of("SendsUndeliverable") == {"no_channel": 1}  # text, no window, WhatsApp only
+
+
+def test_a_send_record_that_fails_is_logged_at_warning_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consume, _, _ = consumer()
+    with caplog.at_level("WARNING"), pytest.raises(ValueError):
+        consume.consume(Delivery("not json", "m1", 2, receipt_handle="rh-1"))
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert (warning.reason, warning.id, warning.receive) == ("JSONDecodeError", "m1", 2)  # type: ignore[attr-defined]

@@ -63,6 +63,15 @@ class SendConsumer:
             self._consume(delivery, last=last)
         except Exception as exc:
             if not last:
+                if not isinstance(exc, RetryLater):  # a refusal for now is logged where it is decided
+                    logger.warning(
+                        "record failed, the queue delivers it again",
+                        extra={
+                            "reason": type(exc).__name__,
+                            "id": delivery.message_id,
+                            "receive": delivery.receive_count,
+                        },
+                    )
                 raise
             self._dead_letter(delivery, type(exc).__name__)  # the class only: a message may quote content
 

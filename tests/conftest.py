@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crossroute import privacy
+from crossroute import correlation, privacy
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +16,11 @@ def _no_masking_key_left_configured() -> Iterator[None]:
     privacy.configure(None)
     yield
     privacy.configure(None)
+
+
+@pytest.fixture(autouse=True)
+def _no_correlation_id_left_bound() -> Iterator[None]:
+    """Dispatch binds a send's request id as the correlation id (``correlation.bind``): inside the
+    consumer's scope in a function; here, inside this test's."""
+    with correlation.scope(None):
+        yield

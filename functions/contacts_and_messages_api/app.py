@@ -11,7 +11,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crossroute.config import RegistrySource, masking_key, require_env
+from crossroute import privacy
+from crossroute.config import RegistrySource, RegistryUnavailable, masking_key, require_env
 from crossroute.contacts import BadQuery, Contacts, NoSuchContact
 from crossroute.metrics import EmfMetrics
 from crossroute.routing.request import InvalidRequest
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
 logger = Logger()
 app = APIGatewayHttpResolver()
 tables.bind(require_env("TABLE_NAME"))
-store = DynamoIdentityStore(masking_key=masking_key(require_env("MASKING_KEY_SECRET_ID")))
+# One key, read on first need: the erasure tombstones' keyed hashes, and the fingerprints in log lines.
+key = masking_key(require_env("MASKING_KEY_SECRET_ID"))
+privacy.configure(key)
+store = DynamoIdentityStore(masking_key=key)
 metrics = EmfMetrics.for_function()
 registry = RegistrySource.from_secret(
     require_env("TENANTS_SECRET_ID"), on_invalid=lambda reason: metrics.count("RegistryInvalid")
@@ -112,6 +116,16 @@ def not_found(exc: NoSuchContact) -> Response[str]:
 @app.exception_handler(BadQuery)
 def bad_query(exc: BadQuery) -> Response[str]:
     raise BadRequestError(str(exc))
+
+
+@app.exception_handler(RegistryUnavailable)
+def registry_unavailable(exc: RegistryUnavailable) -> Response[str]:
+    """No usable tenant registry (contract §11): 503, so that the caller retries; never a 500."""
+    logger.warning("no usable tenant registry: 503", extra={"reason": "registry_unavailable"})
+    body = json.dumps(
+        {"statusCode": 503, "message": "tenant registry unavailable", "error": "registry_unavailable"}
+    )
+    return Response(503, "application/json", body, headers={"Retry-After": "5"})
 
 
 @logger.inject_lambda_context

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from crossroute import privacy
 from crossroute.bus import EventBridgePublisher
 from crossroute.config import RegistrySource, optional_env, require_env
 from crossroute.dispatch import Dispatch
@@ -29,6 +30,8 @@ logger = Logger()
 metrics = EmfMetrics.for_function()
 processor = BatchProcessor(event_type=EventType.SQS)
 tables.bind(require_env("TABLE_NAME"))
+# Log fingerprints and the pair-rate key of an address are keyed hashes: the key is read on first need.
+privacy.configure_from_env()
 
 
 @cache

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from crossroute import privacy
 from crossroute.bus import EventBridgePublisher
 from crossroute.config import masking_key, optional_env, require_env
 from crossroute.inbound_queue import SqsDeadLetters
@@ -30,8 +31,11 @@ def dead_letters() -> DeadLetters:
     return SqsDeadLetters(boto3.client("sqs"), require_env("INBOUND_DLQ_URL"))
 
 
+# One key, read on first need: the erasure tombstones' keyed hashes, and the fingerprints in log lines.
+key = masking_key(require_env("MASKING_KEY_SECRET_ID"))
+privacy.configure(key)
 ingest = Ingest(
-    DynamoIdentityStore(masking_key=masking_key(require_env("MASKING_KEY_SECRET_ID"))),
+    DynamoIdentityStore(masking_key=key),
     EventBridgePublisher(boto3.client("events"), require_env("EVENT_BUS_NAME")),
 )
 consumer = InboundConsumer(

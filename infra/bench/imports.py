@@ -19,10 +19,10 @@ from pathlib import Path
 from infra.bench import Context, Row, Table
 from infra.build.artifact import RUNTIME_SDK_MODULES, Function, link_runtime_sdk
 
-RATIO_GOAL = 1.3  # webhook handlers: at most 1.3x a bare boto3 import
-# Per-function goals (max ratio to bare boto3) where the default above does not apply.
-# The consumers and the read API use PynamoDB and Powertools' batch/resolver; only webhooks get 1.3x.
-FUNCTION_GOALS = {"IngestFunction": 2.0, "ContactsAndMessagesApiFunction": 2.0, "DispatchFunction": 2.0}
+# Goals are ratios to the floor (boto3 + an SQS client): every function builds at least one client.
+RATIO_GOAL = 1.1  # webhook handlers: within 1.1x the floor (the issue-10 budget for metrics and logging)
+# The consumers and the read API also load PynamoDB and Powertools' batch/resolver.
+FUNCTION_GOALS = {"IngestFunction": 1.5, "ContactsAndMessagesApiFunction": 1.5, "DispatchFunction": 1.5}
 PROBES = Path(__file__).parent / "probes"
 _FLOOR_NOTE = (
     "boto3 + SQS client = the floor for a function that queues: the webhooks build their client at init"
@@ -73,16 +73,21 @@ def _import_once(python: Sequence[str], target: Target) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def table(title: str, baseline: Target, targets: Sequence[Target], times: dict[str, list[float]]) -> Table:
+def table(
+    title: str, baseline: Target, floor: Target, targets: Sequence[Target], times: dict[str, list[float]]
+) -> Table:
+    """Medians against bare boto3 and against the floor; a target's goal is its ratio to the floor."""
     base = statistics.median(times[baseline.label])
-    out = Table(title, ["import", "median ms", "min ms", "max ms", "x boto3"])
-    for target in (baseline, *targets):
+    least = statistics.median(times[floor.label])
+    out = Table(title, ["import", "median ms", "min ms", "max ms", "x boto3", "x floor"])
+    for target in (baseline, floor, *targets):
         samples = times[target.label]
         median = statistics.median(samples)
-        ratio = median / base
+        ratio = median / least
         cells = [
             target.label,
             *(f"{t * 1e3:.0f}" for t in (median, min(samples), max(samples))),
+            f"{median / base:.2f}",
             f"{ratio:.2f}",
         ]
         met = None if target.goal is None else ratio <= target.goal
@@ -114,12 +119,12 @@ def venv_imports(context: Context) -> Table:
     ]
     baseline = Target("boto3 (bare)", "boto3")
     floor = Target("boto3 + SQS client", "sqs_client_floor", [PROBES])
-    targets.insert(0, floor)
-    times = measure([sys.executable], [baseline, *targets], context.runs)
+    times = measure([sys.executable], [baseline, floor, *targets], context.runs)
     version = ".".join(map(str, sys.version_info[:3]))
     out = table(
         f"Cold import, .venv Python {version}, sources ({context.runs} fresh processes each)",
         baseline,
+        floor,
         targets,
         times,
     )
@@ -145,9 +150,9 @@ def lambda_imports(context: Context) -> Table:
         if f.name not in native
     ]
     baseline = Target("boto3 (bare)", "boto3", [runtime])
-    targets.insert(0, Target("boto3 + SQS client", "sqs_client_floor", [PROBES, runtime]))
-    times = measure([python, "-I", "-S"], [baseline, *targets], context.runs)
-    out = table(f"{title} ({context.runs} fresh processes each)", baseline, targets, times)
+    floor = Target("boto3 + SQS client", "sqs_client_floor", [PROBES, runtime])
+    times = measure([python, "-I", "-S"], [baseline, floor, *targets], context.runs)
+    out = table(f"{title} ({context.runs} fresh processes each)", baseline, floor, targets, times)
     if native:
         out.notes.append(f"not measurable on this machine (aarch64 native code): {', '.join(native)}")
     out.notes.append(

@@ -17,14 +17,17 @@ from crossroute.store.sends import DynamoSendStore
 from infra.template import load_template
 from tests.support import ANA_PHONE, REPO, SEND_KEY, DispatchFunction, schema_problems
 
-REDRIVE = load_template(REPO / "template.yaml")["Resources"]["SendQueue"]["Properties"]["RedrivePolicy"]
-MAX = int(REDRIVE["maxReceiveCount"])
+_RESOURCES = load_template(REPO / "template.yaml")["Resources"]
+# The receive from which dispatch parks a failing record (SEND_MAX_RECEIVES); the queue's
+# maxReceiveCount is one more: a spare receive for a last one that crashed.
+MAX = int(_RESOURCES["DispatchFunction"]["Properties"]["Environment"]["Variables"]["SEND_MAX_RECEIVES"])
+QUEUE_MAX = int(_RESOURCES["SendQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
 
 
 @pytest.fixture
 def fn(dispatch_function: DispatchFunction, monkeypatch: pytest.MonkeyPatch) -> DispatchFunction:
     """The fixture's function with its dead-lettering wired as deployed (SEND_DLQ_URL, the module's
-    ``dead_letters``, the queue's maxReceiveCount), around the fixture's scripted ``Dispatch``."""
+    ``dead_letters``, SEND_MAX_RECEIVES), around the fixture's scripted ``Dispatch``."""
     fn = dispatch_function
     monkeypatch.setenv("SEND_DLQ_URL", dlq_url(fn))
     fn.module.dead_letters.cache_clear()
@@ -104,11 +107,31 @@ def test_a_send_failing_to_the_last_receive_is_parked_reported_once_and_redriven
     assert len(world.bus.of("MessageUndeliverable")) == 1
 
 
-def test_when_the_function_cannot_park_it_sqs_moves_it_already_reported(fn: DispatchFunction) -> None:
+def test_a_last_receive_that_could_not_park_gets_one_more_which_parks_it_reported_once(
+    fn: DispatchFunction,
+) -> None:
+    assert QUEUE_MAX == MAX + 1
     last = fail_every_receive(fn)
-    fn.sqs.fail_sends = 1  # SendMessage to the DLQ fails
+    fn.sqs.fail_sends = 1  # SendMessage to the DLQ fails (as a crash or a timeout would leave it)
     assert fn.invoke(last) == [last["MessageId"]]
-    assert receive_again(fn, last) == []  # over maxReceiveCount: SQS's redrive moved it
+    (spare,) = receive_again(fn, last)
+    assert spare["Attributes"]["ApproximateReceiveCount"] == str(QUEUE_MAX)
+    fn.world.whatsapp.script.append("retry")
+    assert fn.invoke(spare) == []  # parked this time
+    fn.done(spare)
+    (parked,) = dead_lettered(fn)
+    assert parked["MessageAttributes"]["crossroute_failure"]["StringValue"] == "RetryLater"
+    assert len(fn.world.bus.of("MessageUndeliverable")) == 1  # reported on the first try, not again
+
+
+def test_when_the_function_cannot_park_it_twice_sqs_moves_it_already_reported(fn: DispatchFunction) -> None:
+    last = fail_every_receive(fn)
+    fn.sqs.fail_sends = 2  # SendMessage to the DLQ fails on the last receive and on the spare one
+    assert fn.invoke(last) == [last["MessageId"]]
+    (spare,) = receive_again(fn, last)
+    fn.world.whatsapp.script.append("retry")
+    assert fn.invoke(spare) == [spare["MessageId"]]
+    assert receive_again(fn, spare) == []  # over maxReceiveCount: SQS's redrive moved it
     (moved,) = dead_lettered(fn)
     assert json.loads(moved["Body"]) == fn.world.doc() and "MessageAttributes" not in moved
     assert len(fn.world.bus.of("MessageUndeliverable")) == 1  # reported before parking was tried

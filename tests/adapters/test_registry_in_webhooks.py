@@ -153,3 +153,31 @@ def test_the_wiring_reports_each_unusable_document_to_on_invalid(stack: _Stack) 
     with pytest.raises(NoRegistry):
         wiring.attempt(lambda registry: registry.tenants)
     assert reasons == ["not_json"]
+
+
+def test_with_no_usable_registry_the_contacts_and_messages_api_answers_503_too(stack: _Stack) -> None:
+    stack.handlers("[]")  # the secret, unusable
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="identity",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk")],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    key = boto3.client("secretsmanager").create_secret(Name=f"mask-{next(_SECRETS)}", SecretString="k" * 64)
+    for name, value in {
+        "TABLE_NAME": "identity",
+        "SEND_QUEUE_URL": stack.url,
+        "MASKING_KEY_SECRET_ID": key["ARN"],
+    }.items():
+        stack.monkeypatch.setenv(name, value)
+    api = load_handler("contacts_and_messages_api", "registry_api")
+    send = json.dumps({"idempotency_key": "k-1", "to": {"phone": "+15550123456"}, "text": "hi"}).encode()
+    answers = [
+        api.lambda_handler(http_event("GET", "/contacts", query="phone=%2B15550123456"), LambdaContext()),
+        api.lambda_handler(http_event("POST", "/messages", body=send, headers=JSON_HEADERS), LambdaContext()),
+    ]
+    assert [a["statusCode"] for a in answers] == [503, 503]
+    assert {json.loads(a["body"])["error"] for a in answers} == {"registry_unavailable"}
+    assert all(a["headers"]["Retry-After"] for a in answers)
+    assert stack.queued() == 0

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from infra.local import StackClient, StackProcess
+from infra.template import load_template
 from infra.local.process import StackStartError
 from tests.support import (
     LOCAL_TENANT,
+    REPO,
     eventually,
     fixture_bytes,
     meta_signature,
@@ -88,6 +90,43 @@ def test_the_other_tenants_are_served_and_the_functions_log_the_left_out_one(
         "broken",
         "$.tenants.broken.meta.phone_numbers[0].phone_number_id",
     )
+
+
+def test_the_left_out_tenant_emits_registry_invalid_as_its_alarm_reads_it(partly_broken: StackClient) -> None:
+    """The EMF documents the functions printed, summed as CloudWatch would for the alarm's metric (its
+    namespace, name and exact dimension set): above the threshold, so ``RegistryInvalidAlarm`` fires.
+    (No CloudWatch here: this checks that what is emitted is what the alarm watches.)"""
+    raw = fixture_bytes("meta_text_bsuid_only.json")
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(raw)}
+    assert partly_broken.post("/webhooks/whatsapp", body=raw, headers=headers).status == 200
+    assert partly_broken.process is not None
+    process = partly_broken.process
+    alarm = load_template(REPO / "template.yaml")["Resources"]["RegistryInvalidAlarm"]["Properties"]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    total = eventually(lambda: _emitted(process.output(), alarm) or None)
+    assert total > alarm["Threshold"]
+    accepted = {**alarm, "MetricName": "WebhookAccepted"}  # the same dimensions: the service's
+    assert _emitted(process.output(), accepted) >= 1
+
+
+def _emitted(output: str, alarm: dict[str, Any]) -> float:
+    """The sum of ``alarm``'s metric over the EMF documents in ``output``: a document counts only where
+    one of its dimension sets has exactly the alarm's dimensions, as CloudWatch matches them."""
+    wanted = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    total = 0.0
+    for line in output.splitlines():
+        doc = json.loads(line) if line.startswith("{") else {}
+        for directive in doc.get("_aws", {}).get("CloudWatchMetrics", []):
+            if directive["Namespace"] != alarm["Namespace"]:
+                continue
+            for names in directive["Dimensions"]:
+                if {name: doc.get(name) for name in names} != wanted:
+                    continue
+                for metric in directive["Metrics"]:
+                    if metric["Name"] == alarm["MetricName"]:
+                        value = doc[metric["Name"]]
+                        total += sum(value) if isinstance(value, list) else value
+    return total
 
 
 def _function_logs(output: str, message: str) -> list[dict[str, Any]]:

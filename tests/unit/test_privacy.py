@@ -12,6 +12,7 @@ import pytest
 from crossroute import ids, privacy
 from crossroute.config import ConfigurationError
 from crossroute.inbound_queue import QueuedEvent, QueueUnavailable, group_id
+from crossroute.routing.pacing import Pair
 
 PHONE = "+16505551234"
 BSUID = "US.20938475610293847"
@@ -133,6 +134,17 @@ def test_the_fifo_group_id_is_keyed_stable_per_key_and_per_sender() -> None:
     assert group_id("demo", BSUID) != group != group_id("other", PHONE)
     privacy.configure(lambda: KEY_B)
     assert group_id("demo", PHONE) != group
+
+
+def test_the_pair_rate_key_of_an_address_is_keyed_and_stable_per_key() -> None:
+    privacy.configure(lambda: KEY_A)
+    pair = Pair.of("demo", "100000000000001", customer_id=None, address=PHONE)
+    digest = pair.user.removeprefix("A:")
+    assert len(digest) == 32 and all(digest not in bare for bare in bare_hashes(PHONE))
+    assert pair == Pair.of("demo", "100000000000001", customer_id=None, address=PHONE)  # every container
+    assert digest not in group_id("demo", PHONE)  # a key of its own use
+    privacy.configure(lambda: KEY_B)
+    assert Pair.of("demo", "100000000000001", customer_id=None, address=PHONE) != pair
 
 
 def test_a_group_id_is_never_made_with_another_key_when_the_stack_key_cannot_be_read() -> None:

@@ -7,10 +7,12 @@ test_dispatch_function.py, tests/e2e/test_sending.py); here each rule is one sma
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from crossroute import correlation
 from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
 from crossroute.ports import Delivery
@@ -160,3 +162,19 @@ def test_a_send_record_that_fails_is_logged_at_warning_with_its_reason(
         consume.consume(Delivery("not json", "m1", 2, receipt_handle="rh-1"))
     (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
     assert (warning.reason, warning.id, warning.receive) == ("JSONDecodeError", "m1", 2)  # type: ignore[attr-defined]
+
+
+def test_every_line_about_a_send_carries_its_request_id_as_the_correlation_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    consume, _, _ = consumer("retry")
+    with pytest.raises(RetryLater):
+        consume.consume(delivery(TEMPLATED, receive_count=2))
+    lines = [r for r in caplog.records if r.name.endswith(("crossroute.dispatch", "crossroute.send_queue"))]
+    assert [r.getMessage() for r in lines] == ["send refused for now, retried later"]
+    consume.consume(delivery(TEMPLATED))  # the same key again: the scripted sender now accepts it
+    record_id = {getattr(r, "correlation_id", None) for r in caplog.records if r.getMessage() == "dispatched"}
+    assert len(record_id) == 1 and None not in record_id
+    assert {getattr(r, "correlation_id", None) for r in lines} == record_id  # the same request, both times
+    assert correlation.current() is None  # nothing leaks into the next record

@@ -1,7 +1,11 @@
-"""The correlation id that follows one webhook request through the inbound queue, ingest and the events
-it causes (docs/alarms.md, logs): API Gateway's request id, set by the webhook handler for the request,
-written into each queued body (``inbound_queue.QueuedEvent.build``), read back by the parser, and put
-into the details of every event ingest publishes for that body."""
+"""The correlation id of the work in hand (contract §11, docs/operations.md).
+
+- A webhook request: API Gateway's request id, set by the webhook handler for the request, written
+  into each queued body (``inbound_queue.QueuedEvent.build``), read back by the parser, and put into
+  the details of every event ingest publishes for that body.
+- A send request: its ``request_id``, bound by dispatch once the send's record names it.
+
+Every line the package's loggers write inside a scope carries it (``crossroute.log``)."""
 
 from __future__ import annotations
 
@@ -21,11 +25,20 @@ def current() -> str | None:
 @contextmanager
 def scope(correlation_id: str | None) -> Iterator[None]:
     """``correlation_id`` is current inside the block (None: there is none)."""
-    valid = (
-        correlation_id if isinstance(correlation_id, str) and 0 < len(correlation_id) <= MAX_CHARS else None
-    )
-    token = _CURRENT.set(valid)
+    token = _CURRENT.set(_valid(correlation_id))
     try:
         yield
     finally:
         _CURRENT.reset(token)
+
+
+def bind(correlation_id: str | None) -> None:
+    """``correlation_id`` is current until the enclosing ``scope`` ends (the id became known within it:
+    a send's request id, read from its record)."""
+    _CURRENT.set(_valid(correlation_id))
+
+
+def _valid(correlation_id: str | None) -> str | None:
+    return (
+        correlation_id if isinstance(correlation_id, str) and 0 < len(correlation_id) <= MAX_CHARS else None
+    )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
+from crossroute import correlation
 from crossroute.bus import BusEvent
 from crossroute.channels import Channel, Sender, SendFailed
 from crossroute.channels.errors import is_fallback
@@ -173,6 +174,7 @@ class Dispatch:
             claim=Claim(request.tenant, request.idempotency_key, chosen.channel, attempt) if chosen else None,
             now=now,
         )
+        correlation.bind(record.request_id)
         if chosen is None:
             self._announce(
                 [_undeliverable(request, record, record.customer_id, decision.as_record(), "no_channel", [])]
@@ -228,6 +230,7 @@ class Dispatch:
         )
         if record is None:
             return Dispatched(None)
+        correlation.bind(record.request_id)
         if any(state.get("state") == "sent" for state in record.sends.values()):
             return self._already(record)
         failures = _failures(record, record.sends)
@@ -381,6 +384,7 @@ class Dispatch:
         WhatsApp and SMS still qualifies for the request that sent it (R7)."""
         key = self._sends.request_of(tenant, provider, message_id)
         record = self._sends.get(tenant, key) if key else None
+        correlation.bind(record.request_id if record else None)
         if record is None or not is_fallback(code):
             return Dispatched(record.request_id if record else None)
         setup = self._tenants(tenant)

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from crossroute import correlation
 from crossroute.dispatch import Dispatch, Dispatched, RetryLater, Unsettled, retry_delay
 from crossroute.log import child_logger
 from crossroute.ports import DeadLetters, Delivery, SendQueue
@@ -57,7 +58,12 @@ class SendConsumer:
         self._max_receives = max_receives
 
     def consume(self, delivery: Delivery) -> None:
-        """Handle one message; raises to have the queue deliver it again."""
+        """Handle one message; raises to have the queue deliver it again. Its lines carry its send's
+        request id as ``correlation_id`` from the moment dispatch reads it (contract §11)."""
+        with correlation.scope(None):
+            self._consume_once(delivery)
+
+    def _consume_once(self, delivery: Delivery) -> None:
         last = self._dead_letters is not None and 0 < self._max_receives <= delivery.receive_count
         try:
             self._consume(delivery, last=last)

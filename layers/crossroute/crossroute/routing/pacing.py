@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crossroute import ids
+from crossroute import privacy
 
 DEFAULT_RATE = 80.0  # messages per second per WhatsApp business number
 COEXISTENCE_RATE = 20.0  # a number shared with the WhatsApp Business App
@@ -32,14 +32,16 @@ class Pair:
 
     tenant: str
     business: str  # Meta phone_number_id
-    user: str  # who the request names: ``C:<customer id>``, or a digest of the BSUID or phone
+    user: str  # who the request names: ``C:<customer id>``, or a keyed hash of the BSUID or phone
 
     @classmethod
     def of(cls, tenant: str, business: str, *, customer_id: str | None, address: str | None) -> Pair:
-        """By customer id when the request names one, else by a digest of the address (no PII in keys)."""
+        """By customer id when the request names one, else by a keyed hash of the address: no PII in
+        keys, and, unlike a bare hash, none a reader of the table can reverse by enumerating phones.
+        Raises ``privacy.KeyUnavailable`` while the stack's key cannot be read (the send is retried)."""
         if customer_id:
             return cls(tenant, business, f"C:{customer_id}")
-        return cls(tenant, business, "A:" + ids.content_digest(address or ""))
+        return cls(tenant, business, "A:" + privacy.stable_tag("pace", address or ""))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from infra.local import StackClient, StackProcess
-from infra.template import load_template
 from infra.local.process import StackStartError
+from infra.template import load_template
 from tests.support import (
     LOCAL_TENANT,
     REPO,

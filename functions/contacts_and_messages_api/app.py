@@ -2,6 +2,7 @@
 (I10), and ``POST /messages``, the send door (``crossroute.send_door``)."""
 
 import json
+from collections import Counter
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crossroute import privacy
 from crossroute.config import RegistrySource, RegistryUnavailable, masking_key, require_env
-from crossroute.contacts import BadQuery, Contacts, NoSuchContact
+from crossroute.contacts import BadQuery, Busy, Contacts, NoSuchContact, RecordAnswer, contact_view
 from crossroute.metrics import EmfMetrics
 from crossroute.routing.request import InvalidRequest
 from crossroute.send_door import SendDoor, UnknownTenant
@@ -51,9 +52,10 @@ door = SendDoor(
 )
 
 
-def _tenant() -> Tenant:
-    """The ``tenant`` parameter's tenant, or the deployment's only tenant."""
-    asked = app.current_event.get_query_string_value("tenant")
+def _tenant(named: object = None) -> Tenant:
+    """The tenant ``named`` (a body's ``tenant``), else the ``tenant`` parameter's, else the deployment's
+    only tenant."""
+    asked = named if isinstance(named, str) and named else app.current_event.get_query_string_value("tenant")
     tenants = registry.get().tenants
     if asked:
         tenant = registry.get().by_id(asked)
@@ -70,6 +72,54 @@ def find_contact() -> dict:
     tenant = _tenant()
     query = app.current_event.query_string_parameters or {}
     return contacts.find(tenant.id, query, region=tenant.default_region)
+
+
+def _json_body(what: str) -> dict:
+    try:
+        doc = json.loads(app.current_event.decoded_body or "")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise BadRequestError(f"the body must be {what} (a JSON object)")
+    return doc
+
+
+@app.post("/contacts")
+def upsert_contact() -> Response[str]:
+    """I11: 201 created, 200 updated or unchanged (with the contact), 409 naming the other customer."""
+    doc = _json_body("a contact record")
+    tenant = _tenant(doc.get("tenant"))
+    (answer,) = contacts.upsert(tenant.id, [doc], region=tenant.default_region)
+    _log_upserts(tenant.id, [answer], dry_run=False)
+    body: dict = answer.as_doc()
+    if answer.customer is not None:
+        body["contact"] = contact_view(answer.customer)
+    if answer.outcome == "invalid":
+        body["message"] = "invalid contact record"
+    elif answer.outcome == "conflict":
+        body["message"] = "a key of the record is held by another customer"
+    return Response(answer.status, "application/json", json.dumps(body))
+
+
+@app.post("/contacts/batch")
+def upsert_contacts() -> Response[str]:
+    """Up to 100 records a request, each as ``POST /contacts`` would: 200 with an answer per record."""
+    doc = _json_body('{"records": [...]}')
+    records, dry_run = doc.get("records"), doc.get("dry_run", False)
+    if not isinstance(records, list) or not isinstance(dry_run, bool):
+        raise BadRequestError('"records" must be a list of contact records and "dry_run" true or false')
+    tenant = _tenant(doc.get("tenant"))
+    answers = contacts.upsert(tenant.id, records, region=tenant.default_region, dry_run=dry_run)
+    _log_upserts(tenant.id, answers, dry_run=dry_run)
+    results = [{"index": i, **a.as_doc()} for i, a in enumerate(answers)]
+    return Response(200, "application/json", json.dumps({"dry_run": dry_run, "results": results}))
+
+
+def _log_upserts(tenant: str, answers: list[RecordAnswer], *, dry_run: bool) -> None:
+    outcomes = Counter(a.outcome for a in answers)
+    logger.info(
+        "contact records upserted", extra={"tenant": tenant, "dry_run": dry_run, "outcomes": outcomes}
+    )
 
 
 @app.get("/contacts/<customer_id>/timeline")
@@ -111,6 +161,12 @@ def post_message() -> Response[str]:
 @app.exception_handler(NoSuchContact)
 def not_found(exc: NoSuchContact) -> Response[str]:
     raise NotFoundError(str(exc))
+
+
+@app.exception_handler(Busy)
+def busy(exc: Busy) -> Response[str]:
+    body = json.dumps({"statusCode": 503, "message": str(exc), "error": "busy"})
+    return Response(503, "application/json", body, headers={"Retry-After": "1"})
 
 
 @app.exception_handler(BadQuery)

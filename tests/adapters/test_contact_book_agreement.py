@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -58,7 +59,9 @@ from tests.support import (
     wipe_table,
 )
 
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 LIMITS = ("1", "3", None)  # None: the default page (50)
+QUERY_OF = {"phone": "phone", "bsuid": "bsuid", "external": "external_id"}  # a key's GET /contacts query
 NOBODY = {"phone": "+16505559999", "bsuid": "US.999", "id": "nobody"}
 
 
@@ -178,7 +181,7 @@ def queries(memory: MemoryIdentityStore) -> list[dict[str, str]]:
     """Every key any customer lists (stale and previous ones too), every id (merged-away ones too), a
     phone in national format, and some nobody has."""
     keys = {k for c in memory.customers.values() for k in c.keys} | {k for _, k in memory.keys}
-    found: list[dict[str, str]] = [{str(k.kind): k.value} for k in sorted(keys, key=str)]
+    found: list[dict[str, str]] = [{QUERY_OF[k.kind]: k.value} for k in sorted(keys, key=str)]
     found += [{"id": cid} for _, cid in sorted(memory.customers)]
     return [*found, {"phone": "(650) 555-0001"}, *({name: v} for name, v in NOBODY.items())]
 
@@ -249,7 +252,7 @@ def assert_agree(events: Sequence[ProviderEvent], erase: Key | None = None) -> N
     assert {cid for _, cid in memory.customers} == dynamo_customer_ids()
     if erase is None:
         return
-    query = {str(erase.kind): erase.value}
+    query = {QUERY_OF[erase.kind]: erase.value}
     holder = fake.find(TENANT, query, region="US")["id"]
     assert real.find(TENANT, query, region="US")["id"] == holder
     deleted = fake.erase(TENANT, holder)
@@ -305,3 +308,50 @@ def test_both_stores_answer_alike_for_any_history(table: str, data: st.DataObjec
     note(history.describe())
     held = sorted({k for (_, k) in ingest_each(MemoryIdentityStore(), history.events).keys}, key=str)
     assert_agree(history.events, data.draw(st.sampled_from(held)) if held else None)
+
+
+# Records from the business's own systems (I11), then the provider events of some of those people.
+RECORDS = [
+    [
+        {"external_id": "crm-1", "phone": "+16505550001", "name": "Ann", "sms_opted_out": True},
+        {"external_id": "crm-2", "bsuid": "US.111"},
+        {"external_id": "crm-3", "phone": "+16505550001"},  # the phone is crm-1's: a conflict
+        {"external_id": "crm-4", "phone": "(650) 555-0004", "marketing_opted_out": True},
+        {"phone": "not a phone", "colour": "red"},
+    ],
+    [
+        {"external_id": "crm-1", "sms_opted_out": False, "name": "Ann B"},  # the opt-out stays
+        {"external_id": "crm-2", "phone": "+16505550001"},
+        {"external_id": "crm-4", "phone": "+16505550004"},  # nothing new
+    ],
+]
+RECORDED_PEOPLE = [
+    whatsapp("wamid.1", 1, "US.444", phone="+16505550004"),  # crm-4's phone and a BSUID: linked (I4)
+    sms_in("SM1", "+16505550001", 2),
+    whatsapp("wamid.2", 3, "US.111", phone="+16505550009"),  # crm-2 by its BSUID, with a new phone
+]
+
+
+def test_both_stores_take_business_records_alike(table: str) -> None:
+    wipe_table()
+    stores = MemoryIdentityStore(), DynamoIdentityStore()
+    answered = []
+    for store in stores:
+        numbers = itertools.count()
+        book = Contacts(store, clock=lambda: NOW, new_id=lambda n=numbers: f"b{next(n)}")
+        answered.append([[a.as_doc() for a in book.upsert(TENANT, batch, region="US")] for batch in RECORDS])
+    assert answered[0] == answered[1]
+    assert [a["outcome"] for a in answered[0][0]] == ["created", "created", "conflict", "created", "invalid"]
+    memory, dynamo = stores
+    ingest_each(memory, RECORDED_PEOPLE)
+    ingest_each(dynamo, RECORDED_PEOPLE)
+    asked = queries(memory)
+    assert {"external_id": "crm-4"} in asked
+    fake, real = Contacts(memory), Contacts(dynamo)
+    assert answers(fake, asked) == answers(real, asked)
+    found = real.find(TENANT, {"external_id": "crm-4"}, region="US")
+    assert [b["id"] for b in found["bsuids"]] == ["US.444"] and found["marketing_opted_out"]
+    holder = found["id"]
+    assert real.erase(TENANT, holder) == fake.erase(TENANT, holder) > 0
+    assert answers(fake, asked) == answers(real, asked)
+    assert outcome(partial(real.find, TENANT, {"external_id": "crm-4"}, region="US")) == "NoSuchContact"

@@ -333,14 +333,6 @@ def test_the_ingest_function_calls_only_what_its_policy_grants(
 
 
 # --------------------------------------------------------------------------- contacts API
-ROUTES = {
-    "/contacts": "GET /contacts",
-    "/messages": "POST /messages",
-    "/contacts/{customer_id}/timeline": "GET /contacts/{customer_id}/timeline",
-    "/contacts/{customer_id}": "DELETE /contacts/{customer_id}",
-}
-
-
 def api_event(method: str, route: str, *, query: str = "", customer_id: str = "", body: Any = None) -> Any:
     """The payload 2.0 event API Gateway passes for ``route`` (as the local gateway builds it)."""
     raw = json.dumps(body).encode() if body is not None else b""
@@ -350,7 +342,7 @@ def api_event(method: str, route: str, *, query: str = "", customer_id: str = ""
         raw_query=query,
         headers=[("host", "127.0.0.1:3000"), ("content-type", "application/json")],
         body=raw,
-        route_key=ROUTES[route],
+        route_key=f"{method} {route}",
         path_parameters={"customer_id": customer_id} if customer_id else None,
     )
 
@@ -378,6 +370,10 @@ def test_the_contacts_and_messages_api_calls_only_what_its_policy_grants(
     assert accepted["statusCode"] == 202, accepted
     (request,) = queued(account, "SendQueue")
     assert request["idempotency_key"] == "order-42"
+    record = {"external_id": "crm-42", "phone": JONAS_PHONE, "name": "Jonas"}  # I11: updates him
+    assert call("POST", "/contacts", body=record)["statusCode"] == 200
+    batch = {"records": [record, {"external_id": "crm-43", "phone": "+15550100999"}]}
+    assert call("POST", "/contacts/batch", body=batch)["statusCode"] == 200
     assert call("DELETE", "/contacts/{customer_id}", customer_id=jonas["id"])["statusCode"] == 204
     assert call("GET", "/contacts", query=f"id={jonas['id']}")["statusCode"] == 404
 
@@ -390,6 +386,7 @@ def test_the_contacts_and_messages_api_calls_only_what_its_policy_grants(
             "dynamodb:BatchGetItem",
             "dynamodb:Query",  # the timeline (gsi1), and erasure
             "dynamodb:UpdateItem",  # the send request accepted
+            "dynamodb:PutItem",  # a business record's profile and keys (a transaction's puts)
             "dynamodb:BatchWriteItem",  # erasure
             "sqs:SendMessage",
         },

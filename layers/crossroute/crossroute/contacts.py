@@ -1,19 +1,36 @@
-"""The read side: a customer found by phone, BSUID or id, as ``GET /contacts`` shows it (docs/api.md),
-its timeline, and its erasure (I10), over the ``ContactBook`` port. Timeline entries come ready from
-the store. ``NoSuchContact`` and ``BadQuery`` are what the API answers 404 and 400 for.
+"""The contacts API's use cases over the ``ContactBook`` port (docs/api.md): a customer found by phone,
+BSUID, id or external id, as ``GET /contacts`` shows it; its timeline; its erasure (I10); and records
+from the business's own systems upserted by I11 (``POST /contacts`` and its batch form), one at a
+time or a hundred with one read of their keys. Timeline entries come ready from the store.
+``NoSuchContact`` and ``BadQuery`` are what the API answers 404 and 400 for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from crossroute import ids
+from crossroute.identity.business_records import (
+    MAX_EXTERNAL_ID,
+    BusinessRecord,
+    InvalidRecord,
+    Problem,
+    Upsert,
+    parse_record,
+    upsert,
+)
 from crossroute.identity.model import Customer, Key
-from crossroute.ports import ContactBook
+from crossroute.ports import Conflict, ContactBook
 from crossroute.routing.policy import WINDOW
 
 TIMELINE_PAGE = 50  # entries per page unless ``limit`` says otherwise (1-200)
+BATCH_RECORDS = 100  # records per batch request (``POST /contacts/batch``)
+RACES = 5  # times one record is tried again when another writer changed its customer or keys meanwhile
+STATUS = {"created": 201, "updated": 200, "unchanged": 200, "conflict": 409, "invalid": 400}
 
 
 class NoSuchContact(LookupError):
@@ -24,23 +41,72 @@ class BadQuery(ValueError):
     pass
 
 
+class Busy(RuntimeError):
+    """A record kept racing other writers of its customer: the caller should try again later."""
+
+
+@dataclass(frozen=True)
+class RecordAnswer:
+    """What one record came to: ``outcome`` (created, updated, unchanged, conflict, invalid), the
+    customer, and the customer's state after it (None for a conflict, an invalid record, a dry run)."""
+
+    outcome: str
+    customer_id: str | None = None
+    customer: Customer | None = None
+    conflicts: tuple[tuple[str, str], ...] = ()
+    refused: tuple[Problem, ...] = ()
+    errors: tuple[Problem, ...] = ()
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.outcome]
+
+    def as_doc(self) -> dict[str, Any]:
+        """The record's entry in a batch answer (docs/api.md)."""
+        doc: dict[str, Any] = {
+            "status": self.status,
+            "outcome": self.outcome,
+            "customer_id": self.customer_id,
+        }
+        if self.conflicts:
+            doc["conflicts"] = [{"field": f, "customer_id": cid} for f, cid in self.conflicts]
+        if self.refused:
+            doc["refused"] = [p.as_doc() for p in self.refused]
+        if self.errors:
+            doc["errors"] = [p.as_doc() for p in self.errors]
+        return doc
+
+
+@dataclass
+class _Known:
+    """The holders of a batch's keys, read once; a key a committed record touched is read again."""
+
+    holders: dict[Key, Customer]
+    stale: set[Key] = field(default_factory=set)
+
+
 class Contacts:
-    def __init__(self, book: ContactBook) -> None:
+    def __init__(
+        self,
+        book: ContactBook,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
         self._book = book
+        self._clock = clock
+        self._new_id = new_id
 
     def find(self, tenant: str, query: Mapping[str, str], *, region: str) -> dict[str, Any]:
         """The contact named by exactly one of ``phone`` (national formats read in ``region``),
-        ``bsuid`` or ``id``; a merged-away id finds its survivor (I4)."""
-        asked = {name: query[name] for name in ("phone", "bsuid", "id") if query.get(name)}
+        ``bsuid``, ``id`` or ``external_id``; a merged-away id finds its survivor (I4)."""
+        asked = {name: query[name] for name in ("phone", "bsuid", "id", "external_id") if query.get(name)}
         if len(asked) != 1:
-            raise BadQuery("give exactly one of phone, bsuid, id")
+            raise BadQuery("give exactly one of phone, bsuid, id, external_id")
         name, value = next(iter(asked.items()))
         if name == "id":
             return contact_view(self._customer(tenant, value))
-        try:
-            key = Key("phone", ids.e164(value, region)) if name == "phone" else Key("bsuid", ids.bsuid(value))
-        except ids.InvalidIdentifier as exc:
-            raise BadQuery(f"{name}: {exc}") from None
+        key = _key(name, value, region)
         holder = self._book.holders(tenant, [key]).get(key)
         if holder is None:
             raise NoSuchContact("no such contact")
@@ -59,6 +125,60 @@ class Contacts:
         )
         return {"customer_id": customer.id, "items": items, "next": cursor}
 
+    def upsert(
+        self, tenant: str, docs: Sequence[Any], *, region: str, dry_run: bool = False
+    ) -> list[RecordAnswer]:
+        """I11 for each record, in order: one read of every key they name, then one transaction per
+        record that changes something. ``dry_run``: every answer as it would be, nothing written.
+        Raises ``BadQuery`` for more than ``BATCH_RECORDS`` records."""
+        if len(docs) > BATCH_RECORDS:
+            raise BadQuery(f"records: at most {BATCH_RECORDS} a request")
+        at = self._clock()
+        parsed: list[BusinessRecord | InvalidRecord] = []
+        for doc in docs:
+            try:
+                parsed.append(parse_record(doc, region=region, at=at, event_id=f"record:{self._new_id()}"))
+            except InvalidRecord as exc:
+                parsed.append(exc)
+        keys = list(dict.fromkeys(k for r in parsed if isinstance(r, BusinessRecord) for k in r.keys))
+        known = _Known(self._book.holders(tenant, keys) if keys else {})
+        return [
+            RecordAnswer("invalid", errors=tuple(r.problems))
+            if isinstance(r, InvalidRecord)
+            else self._upsert_one(tenant, r, known, dry_run)
+            for r in parsed
+        ]
+
+    def _upsert_one(self, tenant: str, record: BusinessRecord, known: _Known, dry_run: bool) -> RecordAnswer:
+        for _ in range(RACES):
+            if known.stale & set(record.keys):
+                self._reread(tenant, record.keys, known)
+            seen = {k: known.holders[k] for k in record.keys if k in known.holders}
+            done = upsert(tenant, record, seen, self._new_id)
+            if done.resolution is None or dry_run:
+                return _answer(done, seen, dry_run=dry_run)
+            change = done.resolution
+            try:
+                self._book.commit(
+                    tenant, change.customers, change.base_versions, change.key_owners, change.events
+                )
+            except Conflict:  # another writer got there first: read its keys again and decide again
+                self._reread(tenant, record.keys, known)
+                continue
+            known.stale.update(k for c in change.customers.values() for k in c.keys)
+            known.stale.update(record.keys)
+            return _answer(done, seen, dry_run=False)
+        raise Busy("the record's customer kept changing: try again")
+
+    def _reread(self, tenant: str, keys: Sequence[Key], known: _Known) -> None:
+        fresh = self._book.holders(tenant, keys)
+        for key in keys:
+            known.stale.discard(key)
+            if key in fresh:
+                known.holders[key] = fresh[key]
+            else:
+                known.holders.pop(key, None)
+
     def erase(self, tenant: str, customer_id: str) -> int:
         """I10: the customer and everything about it; the number of items deleted."""
         return self._book.erase(tenant, self._customer(tenant, customer_id))
@@ -68,6 +188,28 @@ class Contacts:
         if customer is None:
             raise NoSuchContact("no such contact")
         return customer
+
+
+def _key(name: str, value: str, region: str) -> Key:
+    """The key a ``GET /contacts`` query names, normalised as the store writes it (I12)."""
+    if name == "external_id":
+        if len(value) > MAX_EXTERNAL_ID:
+            raise BadQuery(f"external_id: at most {MAX_EXTERNAL_ID} characters")
+        return Key("external", value)
+    try:
+        return Key("phone", ids.e164(value, region)) if name == "phone" else Key("bsuid", ids.bsuid(value))
+    except ids.InvalidIdentifier as exc:
+        raise BadQuery(f"{name}: {exc}") from None
+
+
+def _answer(done: Upsert, seen: Mapping[Key, Customer], *, dry_run: bool) -> RecordAnswer:
+    """The answer to one record, with the customer's state after it (not for a dry run's creation)."""
+    after = done.resolution.customers.get(done.customer_id or "") if done.resolution else None
+    before = next((c for c in seen.values() if c.id == done.customer_id), None)
+    customer = None if done.outcome == "conflict" else (after or before)
+    if dry_run and done.outcome == "created":
+        return RecordAnswer("created", refused=done.refused)
+    return RecordAnswer(done.outcome, done.customer_id, customer, done.conflicts, done.refused)
 
 
 def contact_view(customer: Customer) -> dict[str, Any]:
@@ -84,6 +226,7 @@ def contact_view(customer: Customer) -> dict[str, Any]:
         "sms_opted_out": customer.sms_opted_out,
         "marketing_opted_out": customer.marketing_opted_out,
         "whatsapp": {"window_open_until": max(windows.values(), default=None), "windows": windows},
+        "external_id": customer.external_id,
         "merged_from": list(customer.merged_from),
         "created_at": customer.created_at.isoformat(),
         "updated_at": customer.updated_at.isoformat(),

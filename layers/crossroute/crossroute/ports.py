@@ -166,9 +166,20 @@ class IdentityStore(Protocol):
 
 
 class ContactBook(Protocol):
-    """The read side: customers by key or id, their timelines, erasure (I10)."""
+    """The API's side: customers by key or id, their timelines, erasure (I10), and records from the
+    business's own systems (I11), committed as ``IdentityStore.commit`` does (no message)."""
 
     def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
+
+    def commit(
+        self,
+        tenant: str,
+        customers: dict[str, Customer],
+        base_versions: dict[str, int],
+        key_owners: dict[Key, tuple[str | None, str]],
+        events: Sequence[IdentityEvent],
+    ) -> bool:
+        """Raises ``Conflict`` when a customer or key changed since it was read."""
 
     def customer(self, tenant: str, customer_id: str) -> Customer | None: ...
 

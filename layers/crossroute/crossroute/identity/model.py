@@ -8,7 +8,7 @@ from typing import Literal
 
 PhoneStatus = Literal["current", "stale"]
 BsuidStatus = Literal["current", "previous"]
-KeyKind = Literal["phone", "bsuid"]
+KeyKind = Literal["phone", "bsuid", "external"]  # external: the business's own id (I11)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ class Customer:
     merged_from: tuple[str, ...] = ()
     merged_into: str | None = None
     version: int = 0
+    # The business's own id for this customer (I11): a key like a phone, set only by its own records.
+    external_id: str | None = None
 
     @property
     def live(self) -> bool:
@@ -70,10 +72,13 @@ class Customer:
 
     @property
     def keys(self) -> tuple[Key, ...]:
-        """Every key this customer lists: stale phones and previous BSUIDs included. A stale phone's key may
-        belong to someone else by now (I6): the key items say who holds it."""
-        return tuple(Key("phone", p.e164) for p in self.phones) + tuple(
-            Key("bsuid", b.id) for b in self.bsuids
+        """Every key this customer lists: stale phones and previous BSUIDs included, and its external id.
+        A stale phone's key may belong to someone else by now (I6): the key items say who holds it."""
+        external = (Key("external", self.external_id),) if self.external_id else ()
+        return (
+            tuple(Key("phone", p.e164) for p in self.phones)
+            + tuple(Key("bsuid", b.id) for b in self.bsuids)
+            + external
         )
 
     def current_phones(self) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, PhoneRecord, PhoneStatus
 
@@ -100,7 +100,21 @@ class Resolution:
         return bool(self.created or self.key_owners or self.events)
 
 
-class _Working:
+class Cause(Protocol):
+    """What changed identities (I9): when, which kind of source, which event. A ``Sighting``, a
+    ``NumberChange``, or a record from the business's own systems (``business_records``)."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+
+class Working:
     """The customers an event touches, changed step by step; becomes a ``Resolution``."""
 
     def __init__(self, holders: Mapping[Key, Customer], new_id: Callable[[], str], at: datetime) -> None:
@@ -123,7 +137,7 @@ class _Working:
         self.touched.add(customer.id)
         return customer
 
-    def create(self, tenant: str, cause: IdentityCause) -> Customer:
+    def create(self, tenant: str, cause: Cause) -> Customer:
         customer = Customer(id=self._new_id(), tenant=tenant, created_at=self._at, updated_at=self._at)
         self.created.add(customer.id)
         self.note(customer.id, "created", cause)
@@ -137,7 +151,7 @@ class _Working:
         self.key_owners[key] = (first_before, owner)
         self.holder_of[key] = owner
 
-    def note(self, customer_id: str, kind: str, cause: IdentityCause, **detail: Any) -> None:
+    def note(self, customer_id: str, kind: str, cause: Cause, **detail: Any) -> None:
         self.events.append(IdentityEvent(customer_id, kind, cause.at, cause.source, cause.event_id, detail))
 
     def resolution(self, customer_id: str) -> Resolution:
@@ -165,7 +179,7 @@ def resolve(
     """Which customer ``sighting`` belongs to, creating, linking, merging or moving keys as I3-I6 say."""
     if not sighting.keys:
         raise ValueError("a sighting needs a phone or a BSUID")
-    work = _Working(holders, new_id, sighting.at)
+    work = Working(holders, new_id, sighting.at)
     target = _holder_for(work, tenant, sighting)
     return work.resolution(target.id)
 
@@ -174,7 +188,7 @@ def change_number(
     tenant: str, change: NumberChange, holders: Mapping[Key, Customer], new_id: Callable[[], str]
 ) -> Resolution:
     """I7: the customer keeps its id and history, gains the new BSUID (and phone); the old phone is stale."""
-    work = _Working(holders, new_id, change.at)
+    work = Working(holders, new_id, change.at)
     now = _attested_now(change)
     target = _changing_customer(work, tenant, change)
     target = _keep_previous_bsuid(work, target, change)
@@ -196,7 +210,7 @@ def _attested_now(change: NumberChange) -> Sighting:
     )
 
 
-def _changing_customer(work: _Working, tenant: str, change: NumberChange) -> Customer:
+def _changing_customer(work: Working, tenant: str, change: NumberChange) -> Customer:
     """Who changed number: the holder of the old BSUID, else of the old number, else of the new BSUID,
     else a new customer."""
     target = work.holder(Key("bsuid", change.previous_bsuid)) if change.previous_bsuid else None
@@ -208,14 +222,14 @@ def _changing_customer(work: _Working, tenant: str, change: NumberChange) -> Cus
     return target
 
 
-def _keep_previous_bsuid(work: _Working, target: Customer, change: NumberChange) -> Customer:
+def _keep_previous_bsuid(work: Working, target: Customer, change: NumberChange) -> Customer:
     """The old BSUID stays on the customer as a previous one, unless another customer holds it."""
     if change.previous_bsuid and work.holder(Key("bsuid", change.previous_bsuid)) in (None, target):
         return _attach_bsuid(work, target, change.previous_bsuid, change, status="previous")
     return target
 
 
-def _merge_bsuid_less_old_holder(work: _Working, target: Customer, change: NumberChange) -> Customer:
+def _merge_bsuid_less_old_holder(work: Working, target: Customer, change: NumberChange) -> Customer:
     """I4: Meta attests the old number was this user's; its customer without a BSUID is them."""
     old_holder = work.holder(Key("phone", change.previous_phone)) if change.previous_phone else None
     if old_holder is None or old_holder.id == target.id or old_holder.current_bsuid() is not None:
@@ -226,7 +240,7 @@ def _merge_bsuid_less_old_holder(work: _Working, target: Customer, change: Numbe
     return target
 
 
-def _take_new_bsuid(work: _Working, target: Customer, change: NumberChange, now: Sighting) -> Customer:
+def _take_new_bsuid(work: Working, target: Customer, change: NumberChange, now: Sighting) -> Customer:
     """The new BSUID becomes current. Anyone already holding it is this same person: merge them into the
     customer with history."""
     new_holder = work.holder(now.bsuid_key)
@@ -235,7 +249,7 @@ def _take_new_bsuid(work: _Working, target: Customer, change: NumberChange, now:
     return _attach_bsuid(work, target, change.bsuid, change, status="current", rotate=True)
 
 
-def _keep_old_number(work: _Working, target: Customer, change: NumberChange) -> Customer:
+def _keep_old_number(work: Working, target: Customer, change: NumberChange) -> Customer:
     """The old number stays on the customer (it goes stale next). If it already went to another WhatsApp
     user (I6): a stale copy, or it moves here if that user's attestation is older than this change."""
     if not change.previous_phone:
@@ -248,7 +262,7 @@ def _keep_old_number(work: _Working, target: Customer, change: NumberChange) -> 
     return _take_phone(work, target, old, work.holder(old.phone_key))
 
 
-def _leave_old_numbers(work: _Working, target: Customer, change: NumberChange) -> Customer:
+def _leave_old_numbers(work: Working, target: Customer, change: NumberChange) -> Customer:
     """The number the user left is never used for SMS again; other numbers (say, a landline) stay.
     A WhatsApp number attested after the change (with the new id) was not left: keep it.
     A stale number keeps the change's time: it was the customer's until then."""
@@ -262,14 +276,14 @@ def _leave_old_numbers(work: _Working, target: Customer, change: NumberChange) -
     return target
 
 
-def _move_parent(work: _Working, target: Customer, change: NumberChange) -> Customer:
+def _move_parent(work: Working, target: Customer, change: NumberChange) -> Customer:
     """The parent goes with the current BSUID: the old id's parent is not the new id's."""
     if target.current_bsuid() == change.bsuid and target.parent_bsuid != change.parent_bsuid:
         return work.put(replace(target, parent_bsuid=change.parent_bsuid))
     return target
 
 
-def _holder_for(work: _Working, tenant: str, sighting: Sighting) -> Customer:
+def _holder_for(work: Working, tenant: str, sighting: Sighting) -> Customer:
     if sighting.bsuid:
         target = work.holder(sighting.bsuid_key)
         if target is None:
@@ -289,7 +303,7 @@ def _holder_for(work: _Working, tenant: str, sighting: Sighting) -> Customer:
     return work.customers[target.id]
 
 
-def _bsuid_less_holder(work: _Working, sighting: Sighting) -> Customer | None:
+def _bsuid_less_holder(work: Working, sighting: Sighting) -> Customer | None:
     holder = work.holder(sighting.phone_key)
     record = holder.phone(sighting.phone) if holder and sighting.phone else None
     if holder and record and record.status == "current" and holder.current_bsuid() is None:
@@ -297,7 +311,7 @@ def _bsuid_less_holder(work: _Working, sighting: Sighting) -> Customer | None:
     return None
 
 
-def _phone_only(work: _Working, tenant: str, sighting: Sighting) -> Customer:
+def _phone_only(work: Working, tenant: str, sighting: Sighting) -> Customer:
     """An event with a phone and no BSUID (SMS, older WhatsApp payloads)."""
     assert sighting.phone
     holder = work.holder(sighting.phone_key)
@@ -309,7 +323,7 @@ def _phone_only(work: _Working, tenant: str, sighting: Sighting) -> Customer:
     return _take_phone(work, target, sighting, holder)
 
 
-def _link_phone(work: _Working, target: Customer, sighting: Sighting) -> Customer:
+def _link_phone(work: Working, target: Customer, sighting: Sighting) -> Customer:
     """I4 / I6: an attested phone next to the BSUID of ``target``."""
     assert sighting.phone
     holder = work.holder(sighting.phone_key)
@@ -328,7 +342,7 @@ def _link_phone(work: _Working, target: Customer, sighting: Sighting) -> Custome
     return _unless_left(work, _take_phone(work, target, sighting, holder), sighting)
 
 
-def _take_phone(work: _Working, target: Customer, sighting: Sighting, holder: Customer | None) -> Customer:
+def _take_phone(work: Working, target: Customer, sighting: Sighting, holder: Customer | None) -> Customer:
     """Give ``target`` the claimed phone; if ``holder`` attested it later, ``target`` only gets it stale."""
     assert sighting.phone
     record = holder.phone(sighting.phone) if holder else None
@@ -352,7 +366,7 @@ def _take_phone(work: _Working, target: Customer, sighting: Sighting, holder: Cu
 
 
 def _attach_phone(
-    work: _Working, target: Customer, phone: str, raw: str | None, cause: IdentityCause
+    work: Working, target: Customer, phone: str, raw: str | None, cause: IdentityCause
 ) -> Customer:
     if target.phone(phone):
         return target
@@ -373,7 +387,7 @@ def _left_at(target: Customer, sighting: Sighting) -> datetime | None:
     return current.at
 
 
-def _unless_left(work: _Working, target: Customer, sighting: Sighting) -> Customer:
+def _unless_left(work: Working, target: Customer, sighting: Sighting) -> Customer:
     """I7 whatever the order: a number last seen with an id the customer has since replaced was left."""
     left = _left_at(target, sighting)
     record = target.phone(sighting.phone or "")
@@ -383,7 +397,7 @@ def _unless_left(work: _Working, target: Customer, sighting: Sighting) -> Custom
 
 
 def _attach_bsuid(
-    work: _Working,
+    work: Working,
     target: Customer,
     bsuid: str,
     cause: IdentityCause,
@@ -415,7 +429,7 @@ def _unless_outranked(
     return "previous" if status == "current" and outranked else status
 
 
-def _refresh_phone(work: _Working, target: Customer, sighting: Sighting) -> Customer:
+def _refresh_phone(work: Working, target: Customer, sighting: Sighting) -> Customer:
     """The holder attests the number again: keep its newest attestation time, and that it is a WhatsApp
     number once any WhatsApp event said so (a number change leaves those behind), whatever the order."""
     assert sighting.phone
@@ -433,7 +447,7 @@ def _refresh_phone(work: _Working, target: Customer, sighting: Sighting) -> Cust
 
 
 def _merge(
-    work: _Working, a: Customer, b: Customer, cause: IdentityCause, *, survivor_id: str | None = None
+    work: Working, a: Customer, b: Customer, cause: IdentityCause, *, survivor_id: str | None = None
 ) -> Customer:
     """I4: one survivor keeps every key and both histories; the other id keeps resolving to it."""
     if survivor_id is None:
@@ -448,19 +462,32 @@ def _merge(
         merged = merged.with_bsuid(replace(bsuid, status="current" if keep_current else "previous"))
     merged = _merge_attributes(merged, loser)
     merged = replace(merged, merged_from=(*merged.merged_from, loser.id, *loser.merged_from))
-    for key in loser.keys:
-        # Not a phone that moved out of the loser (I6): that key is someone else's.
-        if work.holder_of.get(key, loser.id) == loser.id:
-            work.assign(key, survivor.id)
-    tombstone = replace(loser, phones=(), bsuids=(), merged_into=survivor.id, merged_from=())
+    merged = replace(merged, external_id=survivor.external_id or loser.external_id)
+    _move_keys(work, loser, survivor)
+    # A second external id stays on the loser's tombstone (see ``_move_keys``).
+    left_external = loser.external_id if survivor.external_id is not None else None
+    tombstone = replace(
+        loser, phones=(), bsuids=(), merged_into=survivor.id, merged_from=(), external_id=left_external
+    )
     work.put(tombstone)
     work.note(survivor.id, "merged", cause, merged_from=loser.id)
     work.note(loser.id, "merged_into", cause, merged_into=survivor.id)
     return work.put(merged)
 
 
+def _move_keys(work: Working, loser: Customer, survivor: Customer) -> None:
+    """The loser's keys go to the survivor: not a phone that moved out of the loser (I6), that key is
+    someone else's; and one external id per customer (I11): the survivor's, else the loser's. A second
+    one stays with the loser's tombstone, whose id resolves to the survivor, so it still finds them."""
+    for key in loser.keys:
+        if key.kind == "external" and survivor.external_id is not None:
+            continue
+        if work.holder_of.get(key, loser.id) == loser.id:
+            work.assign(key, survivor.id)
+
+
 def _combined_phone(
-    work: _Working, mine: PhoneRecord | None, theirs: PhoneRecord, loser_id: str
+    work: Working, mine: PhoneRecord | None, theirs: PhoneRecord, loser_id: str
 ) -> PhoneRecord:
     """One number on both sides of a merge: the side holding its key says whether it is current (the
     other has a stale copy, I6); the newest attestation and a WhatsApp source are kept either way."""

@@ -428,6 +428,7 @@ def to_item(customer: Customer) -> CustomerItem:
         whatsapp_last_inbound={b: int(at.timestamp()) for b, at in customer.whatsapp_last_inbound.items()},
         merged_from=list(customer.merged_from),
         merged_into=customer.merged_into,
+        external_id=customer.external_id,
     )
 
 
@@ -455,6 +456,7 @@ def to_customer(item: CustomerItem) -> Customer:
         merged_from=tuple(item.merged_from or ()),
         merged_into=item.merged_into,
         version=int(item.version or 0),
+        external_id=item.external_id,
     )
 
 

@@ -1,6 +1,7 @@
 """The single-table layout, in one place. Every partition key starts with the tenant (contract §6).
 
-- identity key: pk ``T#<tenant>#K#<phone|bsuid>#<value>``, sk ``KEY``
+- identity key: pk ``T#<tenant>#K#<phone|bsuid|external>#<value>``, sk ``KEY`` (external: the business's
+  own id, I11)
 - customer: pk ``T#<tenant>#C#<customer id>``, sk ``PROFILE``
 - identity event: pk ``T#<tenant>#C#<customer id>``, sk ``EV#<time>#<n>``;
   timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#identity#<n>``
@@ -12,6 +13,15 @@
   ``PACE`` (expires a day after its last send)
 - erased provider event (I10): pk ``T#<tenant>#E#<keyed hash of the event id>``, sk ``ERASED``: a
   webhook of an erased customer replayed later is not stored again (expires after ``ERASED_FOR``)
+- SMS suppression (I10, R4): pk ``T#<tenant>#S#<tag>``, sk ``SUPPRESSED``, ``at`` = when it was written;
+  ``tag`` = ``crossroute.privacy.stable_tag("suppression", <E.164 phone>)`` (an HMAC under the stack's
+  masking key): a phone whose customer said STOP and was erased. Never expires; the only item an
+  erasure leaves besides the tombstones above.
+- orphan index (I10): a send request or an outbound message stored while no customer held its address
+  is on gsi1 ``T#<tenant>#O#<tag>`` / ``<time>#decision#<request id>`` (a request) or
+  ``<time>#message#<provider>#<provider message id>`` (a message), ``tag`` =
+  ``stable_tag("orphan", "<phone|bsuid>#<value>")``: erasing the customer that later holds the address
+  finds and deletes them. A request moves to its customer's timeline once dispatch knows the customer.
 
 A key item names the one customer holding that phone or BSUID (I3: claimed with a conditional put,
 moved with a condition on its old owner). A message item is keyed by the provider's id, so it is
@@ -38,8 +48,11 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from crossroute import privacy
 from crossroute.config import optional_env
 from crossroute.identity.model import Key
+
+SUPPRESSION, ORPHAN = "suppression", "orphan"  # the purposes of their keyed hashes (``privacy.stable_tag``)
 
 
 def key_pk(tenant: str, key: Key) -> str:
@@ -57,6 +70,17 @@ def message_pk(tenant: str, provider: str, message_id: str) -> str:
 def erased_pk(tenant: str, event_digest: str) -> str:
     """``event_digest``: a keyed hash of the provider event id (``crossroute.privacy.keyed_digest``)."""
     return f"T#{tenant}#E#{event_digest}"
+
+
+def suppression_pk(tenant: str, e164: str) -> str:
+    """I10, R4: the SMS suppression of a phone, under a keyed hash of it (the same in every function of
+    the stack). Raises ``privacy.KeyUnavailable`` while the stack's key cannot be read."""
+    return f"T#{tenant}#S#{privacy.stable_tag(SUPPRESSION, e164)}"
+
+
+def orphan_pk(tenant: str, key: Key) -> str:
+    """I10: the gsi1 partition of what was sent to ``key`` (a phone or BSUID) while no customer held it."""
+    return f"T#{tenant}#O#{privacy.stable_tag(ORPHAN, str(key))}"
 
 
 class TimelineIndex(GlobalSecondaryIndex["TableItem"]):
@@ -126,6 +150,7 @@ class CustomerItem(TableItem, discriminator="customer"):
     whatsapp_last_inbound = MapAttribute[str, Any](default=dict)
     merged_from = ListAttribute[str](default=list)
     merged_into = UnicodeAttribute(null=True)
+    external_id = UnicodeAttribute(null=True)  # the business's own id (I11); its key item says who holds it
     version = VersionAttribute()
 
 
@@ -161,6 +186,12 @@ class MessageItem(TableItem, discriminator="message"):
 
 class ErasedItem(TableItem, discriminator="erased"):
     """A provider event of an erased customer: its id only as a keyed hash, no other data (I10)."""
+
+
+class SuppressionItem(TableItem, discriminator="suppression"):
+    """A phone that said STOP, kept past its customer's erasure (I10, R4): a keyed hash and a time only."""
+
+    at = UTCDateTimeAttribute()  # when the (latest) erasure wrote it: a START after it lifts it (R4)
 
 
 class PaceItem(TableItem, discriminator="pace"):

@@ -16,8 +16,10 @@ from crossroute.contacts import BadQuery, Contacts
 from crossroute.identity.business_records import InvalidRecord, parse_record, upsert
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.rules import Sighting, Working, _merge, resolve
+from crossroute.ingest import Ingest
 from crossroute.ports import Conflict
-from tests.fakes import MemoryIdentityStore
+from tests.fakes import MemoryIdentityStore, RecordingPublisher
+from tests.support import schema_problems, sms_in, whatsapp_in
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PHONE = "+15550123456"
@@ -231,3 +233,19 @@ def test_records_never_merge_keep_one_holder_per_key_and_are_idempotent(batches:
             "invalid",
         }
     assert store.live_customers("demo") == live
+
+
+def test_events_about_a_customer_with_an_external_id_name_it() -> None:
+    store, bus = MemoryIdentityStore(), RecordingPublisher()
+    (imported,) = contacts(store).upsert(
+        "demo", [{"external_id": "crm-1", "phone": "+16505550001"}], region="US"
+    )
+    ingest = Ingest(store, bus, sleep=lambda _: None)
+    ingest.handle([sms_in("SM1", "+16505550001", 0), whatsapp_in("wamid.1", 1, BSUID, phone="+16505550001")])
+    ingest.handle([sms_in("SM2", "+16505550002", 2)])  # someone the business never recorded
+    about_crm_1 = [e for e in bus.events if e.detail.get("customer_id") == imported.customer_id]
+    assert {e.detail_type for e in about_crm_1} == {"MessageReceived", "IdentityChanged"}
+    assert all(e.detail["external_id"] == "crm-1" for e in about_crm_1)
+    others = [e for e in bus.events if e.detail.get("customer_id") != imported.customer_id]
+    assert others and all("external_id" not in e.detail for e in others)
+    assert all(schema_problems(e.detail_type, e.detail) == [] for e in bus.events)

@@ -178,6 +178,7 @@ class Ingest:
         ]
         if message.historical:  # coexistence history: stored, never a trigger
             published = _identity_events(message.tenant, resolution)
+        published = _naming_external_ids(published, holders, resolution)
         record = _record(message, resolution.customer_id, published)
         return self._commit(message.tenant, resolution, customers, versions, record, published, report)
 
@@ -186,8 +187,8 @@ class Ingest:
         if sighting is None:
             report.unattributed += 1
             return []
-        _, resolution = self._resolved(echo.tenant, sighting)
-        published = _identity_events(echo.tenant, resolution)
+        holders, resolution = self._resolved(echo.tenant, sighting)
+        published = _naming_external_ids(_identity_events(echo.tenant, resolution), holders, resolution)
         record = _record(echo, resolution.customer_id, published)
         customers = dict(resolution.customers)
         return self._commit(
@@ -232,10 +233,10 @@ class Ingest:
             previous_phone=change.previous.phone,
             parent_bsuid=change.current.parent_bsuid,
         )
-        _, resolution = self._decide(
+        holders, resolution = self._decide(
             change.tenant, cause.keys, lambda h: change_number(change.tenant, cause, h, self._new_id)
         )
-        published = _identity_events(change.tenant, resolution)
+        published = _naming_external_ids(_identity_events(change.tenant, resolution), holders, resolution)
         record = MessageRecord(
             tenant=change.tenant,
             provider=change.provider,
@@ -271,7 +272,7 @@ class Ingest:
             tenant, customers, versions, resolution.key_owners, resolution.events, event_id=sighting.event_id
         )
         report.identity.update(e.kind for e in resolution.events)
-        return _identity_events(tenant, resolution)
+        return _naming_external_ids(_identity_events(tenant, resolution), holders, resolution)
 
     def _resolved(self, tenant: str, sighting: Sighting) -> tuple[dict[Key, Customer], Resolution]:
         return self._decide(tenant, sighting.keys, lambda h: resolve(tenant, sighting, h, self._new_id))
@@ -490,6 +491,24 @@ def _correlated(events: list[BusEvent]) -> list[BusEvent]:
     if correlation_id is None:
         return events
     return [BusEvent(e.detail_type, {**e.detail, "correlation_id": correlation_id}) for e in events]
+
+
+def _naming_external_ids(
+    events: list[BusEvent], holders: dict[Key, Customer], resolution: Resolution
+) -> list[BusEvent]:
+    """I11: an event about a customer that carries the business's own id names it (``external_id``),
+    as the customer is after the event (no extra read: the holders read and the resolution know it)."""
+    known = {c.id: c.external_id for c in holders.values()}
+    known.update({cid: c.external_id for cid, c in resolution.customers.items()})
+    out = []
+    for event in events:
+        external_id = known.get(event.detail.get("customer_id") or "")
+        out.append(
+            BusEvent(event.detail_type, {**event.detail, "external_id": external_id})
+            if external_id
+            else event
+        )
+    return out
 
 
 def _identity_events(tenant: str, resolution: Resolution) -> list[BusEvent]:

@@ -282,6 +282,35 @@ def contact(stack: StackClient, **query: str) -> dict[str, Any] | None:
     return answer.json() if answer.status == 200 else None
 
 
+class Probe:
+    """Every event crossroute publishes while it exists, read off a queue a rule on the bus feeds."""
+
+    def __init__(self, stack: StackClient) -> None:
+        self.events_client, self.sqs = stack.client("events"), stack.client("sqs")
+        self.bus, self.name = stack.event_bus_name, f"probe-{uuid.uuid4().hex[:8]}"
+        self.url = self.sqs.create_queue(QueueName=self.name)["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        pattern = json.dumps({"source": ["crossroute"]})
+        self.events_client.put_rule(Name=self.name, EventBusName=self.bus, EventPattern=pattern)
+        target = {"Id": "probe", "Arn": attributes["Attributes"]["QueueArn"]}
+        self.events_client.put_targets(Rule=self.name, EventBusName=self.bus, Targets=[target])
+        self.seen: list[dict[str, Any]] = []
+
+    def events(self, detail_type: str, **match: Any) -> list[dict[str, Any]]:
+        """The details of the events of ``detail_type`` seen so far whose fields equal ``match``."""
+        while got := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages"):
+            self.seen += [json.loads(m["Body"]) for m in got]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+        details = [e["detail"] for e in self.seen if e["detail-type"] == detail_type]
+        return [d for d in details if all(d.get(k) == v for k, v in match.items())]
+
+    def close(self) -> None:
+        self.events_client.remove_targets(Rule=self.name, EventBusName=self.bus, Ids=["probe"])
+        self.events_client.delete_rule(Name=self.name, EventBusName=self.bus)
+        self.sqs.delete_queue(QueueUrl=self.url)
+
+
 # --- other projects' real webhook payloads (tests/fixtures/third_party) -----------------------------------
 
 THIRD_PARTY = REPO / "tests" / "fixtures" / "third_party"
@@ -1111,3 +1140,46 @@ def wipe_table() -> None:
     with TableItem.batch_write() as batch:
         for item in TableItem.scan(consistent_read=True):
             batch.delete(item)
+
+
+# --- the operator CLI (``crossroute``, infra/cli/crossroute_cli), run as a user runs it --------------------
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli_environment(stack: StackClient | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a ``crossroute`` run: this process's, less any AWS or ``CROSSROUTE_`` settings,
+    with ``CROSSROUTE_PORT`` naming the stack's gateway (when given) and progress lines every 0.2 s."""
+    import os
+
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CROSSROUTE_"))}
+    env = {**kept, "CROSSROUTE_PROGRESS_EVERY": "0.2", "NO_COLOR": "1"}
+    if stack is not None:
+        env["CROSSROUTE_PORT"] = stack.base_url.rsplit(":", 1)[1]
+    return {**env, **extra}
+
+
+def run_cli(
+    *args: str, stack: StackClient | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> CliRun:
+    """``python -m crossroute_cli ARGS`` (what ``.venv/bin/crossroute`` runs) against ``stack``."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "crossroute_cli", *args],
+        cwd=REPO,
+        env=env if env is not None else cli_environment(stack),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliRun(done.returncode, done.stdout, done.stderr)

@@ -12,7 +12,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crossroute import privacy
+from crossroute import correlation, privacy
+from crossroute.bus import BusEvent, EventBridgePublisher
 from crossroute.config import RegistrySource, RegistryUnavailable, masking_key, require_env
 from crossroute.contacts import BadQuery, Busy, Contacts, NoSuchContact, RecordAnswer, contact_view
 from crossroute.metrics import EmfMetrics
@@ -25,6 +26,8 @@ from crossroute.store.sends import DynamoSendStore
 from crossroute.tenants import Tenant
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mypy_boto3_sqs import SQSClient
 
 logger = Logger()
@@ -46,7 +49,18 @@ def _sqs() -> "SQSClient":
     return boto3.client("sqs")
 
 
-contacts = Contacts(store)
+@cache
+def _bus() -> EventBridgePublisher:
+    """Only an erasure publishes (``CustomerErased``): reading contacts does not pay for the client."""
+    return EventBridgePublisher(boto3.client("events"), require_env("EVENT_BUS_NAME"))
+
+
+class _Bus:
+    def publish(self, events: "Sequence[BusEvent]") -> None:
+        _bus().publish(events)
+
+
+contacts = Contacts(store, events=_Bus())
 door = SendDoor(
     DynamoSendStore(store), SqsSendQueue(lambda: _sqs(), require_env("SEND_QUEUE_URL")), registry.get
 )
@@ -135,9 +149,22 @@ def timeline(customer_id: str) -> dict:
 
 @app.delete("/contacts/<customer_id>")
 def erase(customer_id: str) -> Response[str]:
+    """I10. Logged with the caller (the IAM principal API Gateway authenticated) and counts only."""
     tenant = _tenant().id
-    deleted = contacts.erase(tenant, customer_id)
-    logger.info("contact erased", extra={"tenant": tenant, "items": deleted})
+    context = app.current_event.raw_event.get("requestContext") or {}
+    with correlation.scope(context.get("requestId")):  # in CustomerErased as correlation_id
+        erased = contacts.erase(tenant, customer_id)
+    caller = ((context.get("authorizer") or {}).get("iam") or {}).get("userArn")
+    logger.info(
+        "contact erased",
+        extra={
+            "tenant": tenant,
+            "customer_id": erased["customer_id"],
+            "merged_from": erased["merged_from"],
+            "caller": caller or "unauthenticated (no IAM principal: the local stack)",
+            **erased["counts"],
+        },
+    )
     return Response(204, "application/json", "")
 
 

@@ -74,7 +74,7 @@ Section = Callable[[Context], Table]
 
 
 def sections() -> dict[str, Section]:
-    from infra.bench import dispatch, fanout, imports, ingest, sizes
+    from infra.bench import contact_records, dispatch, fanout, imports, ingest, sizes
 
     return {
         "imports": imports.venv_imports,
@@ -85,4 +85,5 @@ def sections() -> dict[str, Section]:
         "dispatch-round-trips": dispatch.round_trips,
         "routing-cpu": dispatch.routing_cpu,
         "webhook-fanout": fanout.fanout,
+        "records-round-trips": contact_records.round_trips,
     }

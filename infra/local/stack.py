@@ -60,6 +60,7 @@ from typing import Any, NoReturn
 from moto.server import ThreadedMotoServer
 
 from ..template import load_template
+from . import moto_dynamodb
 from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
 from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
 from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, Router
@@ -500,6 +501,7 @@ def _start_moto(port: int) -> ThreadedMotoServer:
                     "set CROSSROUTE_AWS_PORT"
                 ) from None
     speed_up()  # moto's SQS recounts a whole queue per message sent: see moto_sqs.py
+    moto_dynamodb.speed_up()  # moto copies whole tables per transaction: see moto_dynamodb.py
     support_message_move_tasks()  # the standard DLQ redrive, which moto lacks: see moto_redrive.py
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     starter = threading.Thread(target=server.start, name="moto-start", daemon=True)

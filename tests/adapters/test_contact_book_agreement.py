@@ -38,6 +38,7 @@ from crossroute.inbound_queue import QueuedEvent
 from crossroute.parsing.queued import parse
 from crossroute.store import identity_store
 from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.store.sends import DynamoSendStore
 from crossroute.store.tables import CustomerItem, TableItem
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta as meta_webhook
@@ -151,6 +152,17 @@ HISTORIES: dict[str, tuple[list[ProviderEvent], Key]] = {
         ),
         Key("bsuid", "BR.7730019283746501"),  # Ana after her number change
     ),
+    "stop-merge-number-change-recycled": (
+        [
+            sms_in("SM1", "+16505550001", 0),
+            whatsapp("wamid.1", 1, "US.111"),
+            whatsapp("wamid.2", 2, "US.111", own_phone="+16505550001"),  # one person: merged (I4)
+            sms_in("SM2", "+16505550001", 3, text="STOP"),
+            number_change("wamid.SYS1", 5, ANN_1, ANN_2),
+            whatsapp("wamid.CARL", 7, CARL, phone="+16505550001"),  # her old number, passed on (I6)
+        ],
+        Key("bsuid", "US.222"),  # erased: her new number is suppressed, her old one stays Carl's
+    ),
 }
 
 
@@ -245,7 +257,7 @@ def assert_agree(events: Sequence[ProviderEvent], erase: Key | None = None) -> N
     """``events`` into both stores: they answer alike, then after erasing the holder of ``erase`` (and
     count the same), then after every event is delivered again."""
     memory, dynamo = both(events)
-    fake, real = Contacts(memory), Contacts(dynamo)
+    fake, real = Contacts(memory, clock=lambda: NOW), Contacts(dynamo, clock=lambda: NOW)
     asked = queries(memory)
     before = answers(fake, asked)
     assert before == answers(real, asked)
@@ -255,8 +267,13 @@ def assert_agree(events: Sequence[ProviderEvent], erase: Key | None = None) -> N
     query = {QUERY_OF[erase.kind]: erase.value}
     holder = fake.find(TENANT, query, region="US")["id"]
     assert real.find(TENANT, query, region="US")["id"] == holder
-    deleted = fake.erase(TENANT, holder)
-    assert real.erase(TENANT, holder) == deleted > 0  # the same items (no send requests here)
+    phones = sorted({p.e164 for c in memory.customers.values() for p in c.phones})
+    erased = fake.erase(TENANT, holder)
+    assert real.erase(TENANT, holder) == erased  # the same items (no send requests here) and phones
+    assert erased["counts"]["items_deleted"] > 0
+    suppressed = {phone: memory.suppression(TENANT, phone) for phone in phones}
+    assert suppressed == {phone: DynamoSendStore(dynamo).suppression(TENANT, phone) for phone in phones}
+    assert sum(at is not None for at in suppressed.values()) == erased["counts"]["phones_suppressed"]
     after = answers(fake, asked)
     assert after == answers(real, asked)
     assert {cid for _, cid in memory.customers} == dynamo_customer_ids()
@@ -347,11 +364,13 @@ def test_both_stores_take_business_records_alike(table: str) -> None:
     ingest_each(dynamo, RECORDED_PEOPLE)
     asked = queries(memory)
     assert {"external_id": "crm-4"} in asked
-    fake, real = Contacts(memory), Contacts(dynamo)
+    fake, real = Contacts(memory, clock=lambda: NOW), Contacts(dynamo, clock=lambda: NOW)
     assert answers(fake, asked) == answers(real, asked)
     found = real.find(TENANT, {"external_id": "crm-4"}, region="US")
     assert [b["id"] for b in found["bsuids"]] == ["US.444"] and found["marketing_opted_out"]
     holder = found["id"]
-    assert real.erase(TENANT, holder) == fake.erase(TENANT, holder) > 0
+    erased = real.erase(TENANT, holder)
+    assert erased == fake.erase(TENANT, holder) and erased["counts"]["items_deleted"] > 0
+    assert erased["external_id"] == "crm-4"  # CustomerErased names the business's own id (I11)
     assert answers(fake, asked) == answers(real, asked)
     assert outcome(partial(real.find, TENANT, {"external_id": "crm-4"}, region="US")) == "NoSuchContact"

@@ -1,7 +1,8 @@
 """What crossroute publishes on its bus matches docs/events/*.schema.json (contract §8).
 
 Provider payloads from the shared fixtures go through the parser, ``Ingest`` and the DynamoDB store
-(moto); every event is checked in its wire form, the JSON ``Detail`` that PutEvents sends.
+(moto), and a customer is erased through ``Contacts`` (``CustomerErased``, I10); every event is checked
+in its wire form, the JSON ``Detail`` that PutEvents sends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from crossroute import correlation
+from crossroute.contacts import Contacts
+from crossroute.identity.model import Key
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest
 from crossroute.parsing.queued import parse
@@ -128,6 +132,15 @@ def redelivery(world: World) -> None:
     world.meta(fixture_json("meta_text_bsuid_only.json"))
 
 
+def stop_then_erasure(world: World) -> None:
+    """An SMS customer says STOP and is erased by a DELETE (I10): its phone is kept suppressed."""
+    world.twilio(fixture_bytes("twilio_sms_stop.form"))
+    store = DynamoIdentityStore()
+    phone = Key("phone", "+16505551234")
+    with correlation.scope("dQe6cjMoIAMEVgA="):  # the DELETE's API Gateway request id
+        Contacts(store, events=world.bus).erase("demo", store.holders("demo", [phone])[phone].id)
+
+
 SCENARIOS: dict[str, tuple[Callable[[World], None], set[str]]] = {
     "sms_then_whatsapp_then_contact_answer": (
         sms_then_whatsapp_then_contact_answer,
@@ -140,6 +153,7 @@ SCENARIOS: dict[str, tuple[Callable[[World], None], set[str]]] = {
     "coexistence_history": (coexistence_history, {"IdentityChanged"}),
     "address_book_and_preferences": (address_book_and_preferences, {"IdentityChanged"}),
     "redelivery": (redelivery, {"MessageReceived", "IdentityChanged"}),
+    "stop_then_erasure": (stop_then_erasure, {"MessageReceived", "IdentityChanged", "CustomerErased"}),
 }
 
 
@@ -206,7 +220,7 @@ def test_schemas_reject_a_detail_missing_a_required_field(published: dict[str, P
         for name in SCHEMAS[detail_type]["required"]:
             partial = {k: v for k, v in detail.items() if k != name}
             assert problems(detail_type, partial), f"{detail_type} without {name} passed"
-        time_field = "sent_at" if "sent_at" in detail else "at"
+        time_field = next(f for f in ("sent_at", "erased_at", "at") if f in detail or f == "at")
         assert problems(detail_type, {**detail, time_field: "yesterday"})
     by_change = {d["change"]: d for t, d in everything(published) if t == "IdentityChanged"}
     for change, needed in {"linked": "value", "number_changed": "bsuid", "phone_stale": "phone"}.items():
@@ -271,3 +285,12 @@ def test_every_documented_example_matches_its_schema() -> None:
     for event in examples:
         assert event["source"] == "crossroute"
         assert problems(event["detail-type"], event["detail"]) == [], event["detail-type"]
+
+
+def test_customer_erased_counts_what_the_erasure_did_and_names_no_one(
+    published: dict[str, Published],
+) -> None:
+    (detail,) = [d for t, d in published["stop_then_erasure"] if t == "CustomerErased"]
+    assert detail["counts"]["phones_suppressed"] == 1 and detail["counts"]["items_deleted"] >= 4
+    assert (detail["merged_from"], detail["correlation_id"]) == ([], "dQe6cjMoIAMEVgA=")
+    assert "6505551234" not in json.dumps(detail) and "external_id" not in detail  # none was set

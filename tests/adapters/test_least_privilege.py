@@ -387,8 +387,9 @@ def test_the_contacts_and_messages_api_calls_only_what_its_policy_grants(
             "dynamodb:Query",  # the timeline (gsi1), and erasure
             "dynamodb:UpdateItem",  # the send request accepted
             "dynamodb:PutItem",  # a business record's profile and keys (a transaction's puts)
-            "dynamodb:BatchWriteItem",  # erasure
+            "dynamodb:BatchWriteItem",  # erasure: its deletes and suppressions
             "sqs:SendMessage",
+            "events:PutEvents",  # CustomerErased
         },
     )
 

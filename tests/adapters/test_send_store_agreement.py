@@ -21,8 +21,10 @@ from crossroute.channels import Outbound, Sent
 from crossroute.identity.model import Key
 from crossroute.routing.pacing import Pair, PairPace
 from crossroute.routing.settlement import Claim, Settlement
+from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.sends import DynamoSendStore
-from tests.fakes import MemorySendStore
+from tests.fakes import MemoryIdentityStore, MemorySendStore
+from tests.support import TENANT, ingest_each, sms_in
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 KEYS = ("order-1", "order-2")
@@ -229,3 +231,35 @@ def test_a_request_is_marked_dead_lettered_once_in_both() -> None:
         )
         assert record.request_id == "r1" and record.claimed == "sms"  # a redrive sends as before
         assert store.dead_lettered(tenant=tenant, key="order-1", request_id="r4", request={}, now=T0) is None
+
+
+@pytest.mark.usefixtures("table")
+def test_an_erased_stop_is_read_alike_in_both() -> None:
+    """I10, R4: an SMS customer says STOP and is erased, in each identity store; each send store reads
+    the phone's suppression (its time: the erasure's) along with the recipient, by phone and by id, and
+    on its own; a phone nobody erased has none."""
+    phone, other, erased_at = "+16505550001", "+16505550002", T0 + timedelta(days=1)
+    answers = []
+    dynamo_identity, memory_identity = DynamoIdentityStore(), MemoryIdentityStore()
+    stores: list[tuple[Any, Any]] = [(dynamo_identity, DynamoSendStore(dynamo_identity))]
+    stores += [(memory_identity, MemorySendStore(customers=memory_identity))]
+    for identity, sends in stores:
+        ingest_each(identity, [sms_in("SM1", phone, 0), sms_in("SM2", phone, 1, text="STOP")])
+        (customer,) = identity.holders(TENANT, [Key("phone", phone)]).values()
+        assert identity.erase(TENANT, customer, now=erased_at).suppressed == 1
+        keys = [Key("phone", phone), Key("phone", other)]
+        pair = Pair(TENANT, "100000000000001", "C:c1")
+        answers.append(
+            (
+                sends.recipient_and_pace(TENANT, customer_id=None, keys=keys, pair=None),
+                sends.recipient_and_pace(TENANT, customer_id="c1", keys=keys[:1], pair=pair),
+                sends.suppression(TENANT, phone),
+                sends.suppression(TENANT, other),
+            )
+        )
+    assert answers[0] == answers[1]
+    by_phone, by_id, suppressed, not_suppressed = answers[0]
+    assert (by_phone.holders, by_id.customer) == ({}, None)  # erased: nobody holds the phone
+    assert by_phone.suppressions == {phone: erased_at, other: None}
+    assert by_id.suppressions == {phone: erased_at}
+    assert (suppressed, not_suppressed) == (erased_at, None)

@@ -6,14 +6,13 @@ The emulator's SQS (moto) has no ``StartMessageMoveTask`` of its own: the local 
 (``infra/local/moto_redrive.py``), so the call below is the one an operator makes against AWS. The stack
 runs with ``CROSSROUTE_SQS_RETRY_DELAY=1``: a failed record is received again after 1 s, so a record
 fails its 5 (inbound) or 8 (send) receives within seconds. Events are watched through a probe rule on
-the crossroute bus that copies every crossroute event to a queue of the test.
+the crossroute bus that copies every crossroute event to a queue of the test (``tests.support.Probe``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from infra.local import StackClient
 from tests.support import (
     ANA_BSUID,
     ANA_PHONE,
+    Probe,
     contact,
     eventually,
     new_bsuid,
@@ -32,35 +32,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-class Probe:
-    """Every event crossroute publishes while it exists, read off a queue a rule on the bus feeds."""
-
-    def __init__(self, stack: StackClient) -> None:
-        self.events_client, self.sqs = stack.client("events"), stack.client("sqs")
-        self.bus, self.name = stack.event_bus_name, f"probe-{uuid.uuid4().hex[:8]}"
-        self.url = self.sqs.create_queue(QueueName=self.name)["QueueUrl"]
-        attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
-        pattern = json.dumps({"source": ["crossroute"]})
-        self.events_client.put_rule(Name=self.name, EventBusName=self.bus, EventPattern=pattern)
-        target = {"Id": "probe", "Arn": attributes["Attributes"]["QueueArn"]}
-        self.events_client.put_targets(Rule=self.name, EventBusName=self.bus, Targets=[target])
-        self.seen: list[dict[str, Any]] = []
-
-    def events(self, detail_type: str, **match: Any) -> list[dict[str, Any]]:
-        """The details of the events of ``detail_type`` seen so far whose fields equal ``match``."""
-        while got := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages"):
-            self.seen += [json.loads(m["Body"]) for m in got]
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
-        details = [e["detail"] for e in self.seen if e["detail-type"] == detail_type]
-        return [d for d in details if all(d.get(k) == v for k, v in match.items())]
-
-    def close(self) -> None:
-        self.events_client.remove_targets(Rule=self.name, EventBusName=self.bus, Ids=["probe"])
-        self.events_client.delete_rule(Name=self.name, EventBusName=self.bus)
-        self.sqs.delete_queue(QueueUrl=self.url)
 
 
 @pytest.fixture

@@ -19,11 +19,13 @@ a text cut as the table cuts it), newest first by the same sort key (the table's
 also the cursor: ``<time>#message#<provider>#<id>``, and ``<time>#identity#<n>`` where the table has a
 random ``n`` and this store a counter (identity events of the same time may come in another order).
 ``erase`` deletes what ``DynamoIdentityStore.erase`` deletes: the customer and every id merged into it,
-the keys it still holds, the messages on their timelines and their identity events.
+the keys it still holds, the messages on their timelines and their identity events; and keeps the same
+SMS suppressions (``suppression``: by phone, as the table keys them by a keyed hash of it).
 
 Not modelled: erasure tombstones (a replayed event of an erased customer is stored again, ``Erased`` is
 never raised: as ``DynamoIdentityStore`` without a masking key), send-request decisions on the timeline
-(the send store's, ``tests/fakes/send_store.py``), expiry, and content the table would refuse
+and what was sent to an address no customer held (the orphan index: the send store's,
+``tests/fakes/send_store.py``, keeps neither), expiry, and content the table would refuse
 (``Unstorable``).
 """
 
@@ -40,7 +42,7 @@ from crossroute.identity.model import Customer, Key
 from crossroute.identity.rules import IdentityEvent
 from crossroute.ids import content_digest
 from crossroute.inbound import STATUS_RANK
-from crossroute.ports import Conflict, MessageRecord, StatusApplied, StatusRecord
+from crossroute.ports import Conflict, Erasure, MessageRecord, StatusApplied, StatusRecord
 
 # ``crossroute.store.identity_store.TEXT_BYTES`` (not imported: that module loads PynamoDB, which the fakes
 # do not); tests/adapters/test_contact_book_agreement.py checks that they are equal.
@@ -94,6 +96,7 @@ class MemoryIdentityStore:
     events: list[StoredIdentityEvent] = field(default_factory=list)  # every identity change committed
     unrecognised: dict[tuple[str, str], KeptUnrecognised] = field(default_factory=dict)  # (tenant, digest)
     events_committed: int = 0  # the ``n`` of the next identity event's sort key
+    suppressions: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (tenant, phone) -> at
 
     # ------------------------------------------------------------------ IdentityStore
 
@@ -204,14 +207,16 @@ class MemoryIdentityStore:
         more = len(rows) > limit
         return [entry for _, entry in page], (page[-1][0] if more and page else None)
 
-    def erase(self, tenant: str, customer: Customer) -> int:
+    def erase(self, tenant: str, customer: Customer, *, now: datetime | None = None) -> Erasure:
         """I10: delete the customer, every id merged into it, the keys it still holds (a stale number
-        someone else holds now stays theirs), the messages on their timelines and their identity events.
-        Counts what it deleted: profiles (merged-away ones too), keys, messages and identity events, the
-        items ``DynamoIdentityStore.erase`` deletes of these (it also deletes send requests on the
-        timeline, which this store does not keep)."""
+        someone else holds now stays theirs), the messages on their timelines and their identity events;
+        if their latest word was STOP, suppress SMS (at ``now``) to each of their phones nobody else
+        holds. Counts what it deleted: profiles (merged-away ones too), keys, messages and identity
+        events, the items ``DynamoIdentityStore.erase`` deletes of these (it also deletes send requests
+        and what was sent to their addresses before they were known, which this store does not keep)."""
         ids = {customer.id, *customer.merged_from}
         profiles = [k for k in self.customers if k[0] == tenant and k[1] in ids]
+        suppressed = self._suppress(tenant, customer, ids, now or datetime.now(UTC))
         keys = [(tenant, k) for k in set(customer.keys) if self.keys.get((tenant, k)) in ids]
         messages = [k for k, m in self.messages.items() if k[0] == tenant and m.customer_id in ids]
         kept = [e for e in self.events if not (e.tenant == tenant and e.event.customer_id in ids)]
@@ -223,7 +228,32 @@ class MemoryIdentityStore:
         for message in messages:
             del self.messages[message]
         self.events = kept
-        return len(profiles) + len(keys) + len(messages) + events
+        return Erasure(items=len(profiles) + len(keys) + len(messages) + events, suppressed=suppressed)
+
+    def _suppress(self, tenant: str, customer: Customer, ids: set[str], now: datetime) -> int:
+        """As ``DynamoIdentityStore.erase``: every phone of the customer and of those merged into it,
+        unless someone else holds it now, when their latest word was STOP (a merged one's counts when it
+        is later than the survivor's)."""
+        survivor = self.customers.get((tenant, customer.id), customer)
+        merged = [
+            c for (t, cid), c in self.customers.items() if t == tenant and cid in ids and cid != customer.id
+        ]
+        since = survivor.sms_opt_at
+        later_stop = any(
+            m.sms_opted_out and (since is None or (m.sms_opt_at is not None and m.sms_opt_at > since))
+            for m in merged
+        )
+        if not (survivor.sms_opted_out or later_stop):
+            return 0
+        phones = {p.e164 for c in (survivor, *merged) for p in c.phones}
+        kept = [p for p in phones if self.keys.get((tenant, Key("phone", p))) in (None, *ids)]
+        for phone in kept:
+            self.suppressions[(tenant, phone)] = now
+        return len(kept)
+
+    def suppression(self, tenant: str, phone: str) -> datetime | None:
+        """When an erasure suppressed SMS to ``phone`` (I10, R4)."""
+        return self.suppressions.get((tenant, phone))
 
     # ------------------------------------------------------------------ reading it back
 
@@ -247,6 +277,7 @@ class MemoryIdentityStore:
         self.events = list(other.events)
         self.unrecognised = dict(other.unrecognised)
         self.events_committed = other.events_committed
+        self.suppressions = dict(other.suppressions)
 
 
 def _as_read_back(customer: Customer, *, version: int) -> Customer:

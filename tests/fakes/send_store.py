@@ -6,8 +6,10 @@ answer, so what a test proves over this fake holds over the table.
 Conditions kept: a request's first request id, request and decision win (a later ``begin``/``accept``
 keeps them); a channel is claimed at most once per key (R8); only the attempt that claimed a channel
 settles it, once; a sent message records the request's key (``request_of``, for R7) and moves the pair's
-pace; a request is marked dead-lettered once (``dead_lettered``, R12). Not modelled: expiry (``KEEP``),
-and the message item a send puts on the customer's timeline.
+pace; a request is marked dead-lettered once (``dead_lettered``, R12); the SMS suppression of each
+phone asked for is read with the recipient (from ``customers``: the identity store's erasures, I10, R4).
+Not modelled: expiry (``KEEP``), the message item a send puts on the customer's timeline, and the
+orphan index (``to``: where a request or message for no known customer is indexed, for erasure).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 from crossroute.identity.model import Customer, Key
 from crossroute.ports import RecipientRead, SendRecord
 from crossroute.routing.pacing import Pair
+from crossroute.routing.request import Address
 from crossroute.routing.settlement import Claim, Settlement
 
 
@@ -31,12 +34,17 @@ class Customers(Protocol):
 
     def customer(self, tenant: str, customer_id: str) -> Customer | None: ...
 
+    def suppression(self, tenant: str, phone: str) -> datetime | None: ...
+
 
 class NoCustomers:
     def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
         return {}
 
     def customer(self, tenant: str, customer_id: str) -> Customer | None:
+        return None
+
+    def suppression(self, tenant: str, phone: str) -> datetime | None:
         return None
 
 
@@ -58,14 +66,23 @@ class MemorySendStore:
     requests: dict[tuple[str, str], _Request] = field(default_factory=dict)
     sent_by: dict[tuple[str, str, str], str] = field(default_factory=dict)  # provider message -> key
     tats: dict[Pair, float] = field(default_factory=dict)
+    suppression_reads: int = 0  # ``suppression`` calls: reads on top of the recipient's (a round trip each)
 
     def recipient_and_pace(
         self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
     ) -> RecipientRead:
         tat = self.tats.get(pair) if pair else None
+        phones = [k.value for k in keys if k.kind == "phone"]
+        suppressions = {phone: self.customers.suppression(tenant, phone) for phone in phones}
         if customer_id:
-            return RecipientRead(customer=self.customers.customer(tenant, customer_id), pair_tat=tat)
-        return RecipientRead(holders=self.customers.holders(tenant, keys), pair_tat=tat)
+            customer = self.customers.customer(tenant, customer_id)
+            return RecipientRead(customer=customer, pair_tat=tat, suppressions=suppressions)
+        holders = self.customers.holders(tenant, keys)
+        return RecipientRead(holders=holders, pair_tat=tat, suppressions=suppressions)
+
+    def suppression(self, tenant: str, phone: str) -> datetime | None:
+        self.suppression_reads += 1
+        return self.customers.suppression(tenant, phone)
 
     def begin(
         self,
@@ -78,6 +95,7 @@ class MemorySendStore:
         customer_id: str | None,
         claim: Claim | None,
         now: datetime,
+        to: Address | None = None,
     ) -> SendRecord:
         stored = self._remember(tenant, key, request_id, request)
         if stored.decision is None:
@@ -88,7 +106,14 @@ class MemorySendStore:
         return self._record(stored, claim.channel if claim and claimed else None)
 
     def accept(
-        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: str,
+        request: dict[str, Any],
+        now: datetime,
+        to: Address | None = None,
     ) -> str:
         return self._remember(tenant, key, request_id, request).request_id
 

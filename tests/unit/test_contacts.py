@@ -315,9 +315,10 @@ def test_erasure_removes_the_customer_and_everything_it_held() -> None:
     bob = world.find(bsuid=BOB_BSUID)
     bob_timeline = world.pages(bob["id"], "2")
     identity_events = sum(e["kind"] == "identity" for e in entries(world.pages("c0", None)))
-    deleted = world.contacts.erase(TENANT, "c1")  # a merged-away id erases its survivor
-    # Profiles c0 and c1, Ann's four keys, her five messages and her identity events.
-    assert deleted == 2 + 4 + 5 + identity_events
+    erased = world.contacts.erase(TENANT, "c1")  # a merged-away id erases its survivor
+    assert (erased["customer_id"], erased["merged_from"]) == ("c0", ["c1"])
+    # Profiles c0 and c1, Ann's four keys, her five messages and her identity events; no STOP.
+    assert erased["counts"] == {"items_deleted": 2 + 4 + 5 + identity_events, "phones_suppressed": 0}
     for query in (
         {"id": "c0"},
         {"id": "c1"},

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossroute.identity.model import BsuidRecord, Customer, PhoneRecord
-from crossroute.routing.policy import REASONS, Decision, Recipient, TenantChannels, decide
+from crossroute.routing.policy import REASONS, Decision, Recipient, TenantChannels, decide, sms_phone
 from crossroute.routing.request import InvalidRequest, SendRequest, parse_send_request
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -345,6 +345,56 @@ def test_never_a_bsuid_in_to(req: SendRequest, who: Customer | None) -> None:
 def test_a_customer_with_a_stale_phone_is_not_texted_at_it() -> None:
     who = replace(customer(phone_status="stale"), sms_opted_out=False)
     assert reasons(route(request(channels=["sms"]), who)) == {"sms": "sms.phone_stale"}
+
+
+# ---------------------------------------------------------------- R4 across an erasure (I10)
+
+SUPPRESSED_AT = NOW - timedelta(days=3)  # when an erasure kept the phone's STOP
+
+
+def sms_reason(req: SendRequest, who: Customer | None, suppressions: dict[str, datetime | None]) -> str:
+    return reasons(route(req, who, suppressions=suppressions))["sms"]
+
+
+def test_r4_a_suppressed_phone_gets_no_sms_even_when_no_customer_holds_it() -> None:
+    to_phone = request(to={"phone": PHONE}, channels=["sms"])
+    assert sms_reason(to_phone, None, {PHONE: SUPPRESSED_AT}) == "sms.opted_out"
+    assert sms_reason(to_phone, None, {PHONE: None}) == "sms.current_phone"  # read: not suppressed
+    assert sms_reason(to_phone, None, {"+14155550100": SUPPRESSED_AT}) == "sms.current_phone"
+    assert sms_reason(to_phone, None, {}) == "sms.current_phone"  # not read: dispatch reads it first
+
+
+@pytest.mark.parametrize(
+    ("opted_in", "opted_out", "expected"),
+    [
+        (None, False, "sms.opted_out"),  # wrote again after the erasure, but never said START
+        (SUPPRESSED_AT - timedelta(minutes=1), False, "sms.opted_out"),  # a START from before it
+        (SUPPRESSED_AT, False, "sms.opted_out"),  # not later
+        (SUPPRESSED_AT + timedelta(minutes=1), False, "sms.current_phone"),  # START after the erasure
+        (SUPPRESSED_AT + timedelta(minutes=1), True, "sms.opted_out"),  # ... and STOP again since
+    ],
+)
+def test_r4_a_suppression_is_lifted_only_by_a_start_of_the_customer_holding_the_phone_after_it(
+    opted_in: datetime | None, opted_out: bool, expected: str
+) -> None:
+    who = replace(customer(), sms_opt_at=opted_in, sms_opted_out=opted_out)
+    for to in ({"customer_id": "c1"}, {"phone": PHONE}, {"bsuid": BSUID}):
+        assert sms_reason(request(to=to, channels=["sms"]), who, {PHONE: SUPPRESSED_AT}) == expected, to
+
+
+def test_r4_a_start_from_a_customer_who_does_not_hold_the_suppressed_phone_lifts_nothing() -> None:
+    """The request names a phone the customer it resolved to (by BSUID) does not list."""
+    who = replace(customer(phone="+14155550100"), sms_opt_at=NOW - timedelta(minutes=1))
+    req = request(to={"bsuid": BSUID, "phone": PHONE}, channels=["sms"])
+    assert sms_reason(req, who, {PHONE: SUPPRESSED_AT}) == "sms.opted_out"
+    assert sms_reason(req, who, {PHONE: None}) == "sms.current_phone"
+
+
+def test_sms_phone_is_where_an_sms_would_go() -> None:
+    who = customer()
+    assert sms_phone(request(), Recipient(who)) == PHONE  # the customer's current phone
+    assert sms_phone(request(to={"phone": "+14155550100"}), Recipient(None)) == "+14155550100"
+    assert sms_phone(request(to={"phone": PHONE}), Recipient(who, phone_stale=True)) is None
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crossroute import ids
+from crossroute import correlation, ids
+from crossroute.bus import BusEvent
 from crossroute.identity.business_records import (
     MAX_EXTERNAL_ID,
     BusinessRecord,
@@ -24,7 +25,7 @@ from crossroute.identity.business_records import (
     upsert,
 )
 from crossroute.identity.model import Customer, Key
-from crossroute.ports import Conflict, ContactBook
+from crossroute.ports import Conflict, ContactBook, Erasure, EventPublisher
 from crossroute.routing.policy import WINDOW
 
 TIMELINE_PAGE = 50  # entries per page unless ``limit`` says otherwise (1-200)
@@ -92,10 +93,13 @@ class Contacts:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        events: EventPublisher | None = None,
     ) -> None:
+        """``events``: where ``CustomerErased`` is published (I10); None: nowhere."""
         self._book = book
         self._clock = clock
         self._new_id = new_id
+        self._events = events
 
     def find(self, tenant: str, query: Mapping[str, str], *, region: str) -> dict[str, Any]:
         """The contact named by exactly one of ``phone`` (national formats read in ``region``),
@@ -179,9 +183,17 @@ class Contacts:
             else:
                 known.holders.pop(key, None)
 
-    def erase(self, tenant: str, customer_id: str) -> int:
-        """I10: the customer and everything about it; the number of items deleted."""
-        return self._book.erase(tenant, self._customer(tenant, customer_id))
+    def erase(self, tenant: str, customer_id: str) -> dict[str, Any]:
+        """I10: the customer (a merged-away id: its survivor) and everything stored about it, its STOP
+        kept as SMS suppressions; then ``CustomerErased`` is published. The answer is that event's
+        detail: ids, time and counts, no personal data. If publishing fails the erasure stands (the
+        error is raised: a DELETE asked again answers 404 and publishes nothing)."""
+        customer = self._customer(tenant, customer_id)
+        at = self._clock()
+        detail = customer_erased(tenant, customer, self._book.erase(tenant, customer, now=at), at)
+        if self._events is not None:
+            self._events.publish([BusEvent("CustomerErased", detail)])
+        return detail
 
     def _customer(self, tenant: str, customer_id: str) -> Customer:
         customer = self._book.customer(tenant, customer_id)
@@ -210,6 +222,22 @@ def _answer(done: Upsert, seen: Mapping[Key, Customer], *, dry_run: bool) -> Rec
     if dry_run and done.outcome == "created":
         return RecordAnswer("created", refused=done.refused)
     return RecordAnswer(done.outcome, done.customer_id, customer, done.conflicts, done.refused)
+
+
+def customer_erased(tenant: str, customer: Customer, erasure: Erasure, at: datetime) -> dict[str, Any]:
+    """The detail of ``CustomerErased`` (docs/events.md): no phone, BSUID, name, username or text."""
+    detail: dict[str, Any] = {
+        "tenant": tenant,
+        "customer_id": customer.id,
+        "merged_from": list(customer.merged_from),
+        "erased_at": at.isoformat(),
+        "counts": {"items_deleted": erasure.items, "phones_suppressed": erasure.suppressed},
+    }
+    if customer.external_id:
+        detail["external_id"] = customer.external_id
+    if (correlation_id := correlation.current()) is not None:
+        detail["correlation_id"] = correlation_id
+    return detail
 
 
 def contact_view(customer: Customer) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import math
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
@@ -46,6 +46,7 @@ from crossroute.routing.policy import (
     Recipient,
     TenantChannels,
     decide,
+    sms_phone,
 )
 from crossroute.routing.request import (
     IDEMPOTENCY_KEY,
@@ -114,6 +115,7 @@ class _Handling:
     setup: TenantSetup
     attempt: str  # who takes and settles this handling's claims
     paced: tuple[Pair, float | None] | None = None  # the pair (number, user) and its stored tat
+    recipient: Recipient | None = None  # whom it was decided for (None: SMS, if next, was checked)
 
     def claim(self, channel: Channel) -> Claim:
         return Claim(self.request.tenant, self.request.idempotency_key, channel, self.attempt)
@@ -160,8 +162,7 @@ class Dispatch:
         now = self._clock()
         pair = self._pair(request, setup)
         read = self._read_recipient(request.tenant, request.to, pair)
-        recipient = recipient_of(request.to, read)
-        decision = decide(request, recipient, setup.channels, now)
+        recipient, decision = self._decided(request, recipient_of(request.to, read), setup.channels, now)
         chosen = decision.chosen
         attempt = self._new_id()
         record = self._sends.begin(
@@ -173,6 +174,7 @@ class Dispatch:
             customer_id=recipient.customer.id if recipient.customer else None,
             claim=Claim(request.tenant, request.idempotency_key, chosen.channel, attempt) if chosen else None,
             now=now,
+            to=request.to,
         )
         correlation.bind(record.request_id)
         if chosen is None:
@@ -181,7 +183,7 @@ class Dispatch:
             )
             return Dispatched(record.request_id, undeliverable=True)
         paced = (pair, read.pair_tat) if pair else None
-        handling = _Handling(request, record, decision, setup, attempt, paced)
+        handling = _Handling(request, record, decision, setup, attempt, paced, recipient)
         if record.claimed is None:
             return self._resume(handling, chosen, now)
         return self._send_from(handling, chosen)
@@ -343,10 +345,45 @@ class Dispatch:
     def _next(self, h: _Handling, after: Channel, now: datetime) -> ChannelDecision | None:
         following = h.decision.after(after)
         while following is not None:
+            if not self._still_qualifies(h, following, now):  # an SMS to a suppressed phone (R4)
+                following = h.decision.after(following.channel)
+                continue
             if self._sends.claim(h.claim(following.channel), now):
                 return following
             following = h.decision.after(following.channel)
         return None
+
+    def _decided(
+        self,
+        request: SendRequest,
+        recipient: Recipient,
+        channels: TenantChannels,
+        now: datetime,
+        *,
+        sms_in_any_case: bool = False,
+    ) -> tuple[Recipient, Decision]:
+        """The decision (R1-R9), with the SMS suppression of the phone SMS goes to known (R4, I10) when
+        SMS is chosen (``sms_in_any_case``: whenever it qualifies). The batch read covers a phone the
+        request names; the phone of a customer addressed by id or BSUID is known only once its profile
+        is read, so its suppression is read then (one GetItem), and only when SMS is to be used: a
+        WhatsApp send costs no extra round trip."""
+        decision = decide(request, recipient, channels, now)
+        sms = next((c for c in decision.considered if c.channel == "sms" and c.qualified), None)
+        phone = sms_phone(request, recipient)
+        if sms is None or not (sms_in_any_case or decision.chosen is sms) or phone in recipient.suppressions:
+            return recipient, decision
+        assert phone is not None  # SMS qualified: it has a phone
+        found = self._sends.suppression(request.tenant, phone)
+        checked = replace(recipient, suppressions={**recipient.suppressions, phone: found})
+        return checked, decide(request, checked, channels, now)
+
+    def _still_qualifies(self, h: _Handling, following: ChannelDecision, now: datetime) -> bool:
+        """An SMS about to be claimed after another channel failed: it still qualifies once the
+        suppression of its phone is known (R4; read now if the first decision did not need it)."""
+        if following.channel != "sms" or h.recipient is None:
+            return True
+        _, again = self._decided(h.request, h.recipient, h.setup.channels, now, sms_in_any_case=True)
+        return any(c.channel == "sms" and c.qualified for c in again.considered)
 
     def _already(self, record: SendRecord, only: Channel | None = None) -> Dispatched:
         """Handled again: earlier attempts claimed the channels. Never send again (R8); report what the
@@ -393,7 +430,9 @@ class Dispatch:
         request = parse_send_request(record.request, default_region=setup.default_region)
         now = self._clock()
         read = self._read_recipient(tenant, request.to, None)
-        decision = decide(request, recipient_of(request.to, read), setup.channels, now)
+        _, decision = self._decided(
+            request, recipient_of(request.to, read), setup.channels, now, sms_in_any_case=True
+        )
         sms = next((c for c in decision.considered if c.channel == "sms"), None)
         reason = f"{FALLBACK_PREFIX}{code}"
         if sms is None or sms.outbound is None:
@@ -450,18 +489,20 @@ class Dispatch:
 
 def recipient_of(to: Address, read: RecipientRead) -> Recipient:
     """Who ``to`` names, from what was read: by id (the customer or ``customer_id_unknown``), else by
-    BSUID before phone; a phone given that its holder left is ``phone_stale`` (R2, R3)."""
+    BSUID before phone; a phone given that its holder left is ``phone_stale`` (R2, R3); the SMS
+    suppressions read with them (R4, I10)."""
     if to.customer_id:
         customer = read.customer
         if customer is None:
             return Recipient(None, customer_id_unknown=True)
-        return Recipient(customer, phone_stale=_stale(customer, to.phone))
+        return Recipient(customer, phone_stale=_stale(customer, to.phone), suppressions=read.suppressions)
     by_bsuid = read.holders.get(Key("bsuid", to.bsuid)) if to.bsuid else None
     by_phone = read.holders.get(Key("phone", to.phone)) if to.phone else None
     return Recipient(
         by_bsuid or by_phone,
         bsuid_unknown=bool(to.bsuid) and by_bsuid is None,
         phone_stale=by_phone is not None and _stale(by_phone, to.phone),
+        suppressions=read.suppressions,
     )
 
 

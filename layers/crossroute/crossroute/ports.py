@@ -7,7 +7,7 @@ cross them. Nothing here imports an AWS SDK or PynamoDB.
 | ``ContactBook`` | the read side (API) | ``DynamoIdentityStore`` | |
 | ``SendStore`` | ``dispatch`` | ``store.sends.DynamoSendStore`` | ``send_store`` |
 | ``SendRequests`` | ``send_door`` | ``DynamoSendStore`` | ``send_store`` |
-| ``EventPublisher`` | ``ingest``, ``dispatch`` | ``bus.EventBridgePublisher`` | ``bus`` |
+| ``EventPublisher`` | ``ingest``, ``dispatch``, ``contacts`` | ``bus.EventBridgePublisher`` | ``bus`` |
 | ``DeadLetters`` | ``ingest``, ``send_queue`` | ``SqsDeadLetters``, ``SqsSendDeadLetters`` | ``queues`` |
 | ``SendQueue`` | ``send_door``, ``send_queue`` | ``send_queue.SqsSendQueue`` | ``queues`` |
 | ``channels.Sender`` | ``dispatch`` | ``channels.meta``, ``channels.twilio_sms`` | ``senders`` |
@@ -29,6 +29,7 @@ from crossroute.channels import Channel
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.rules import IdentityEvent
 from crossroute.routing.pacing import Pair
+from crossroute.routing.request import Address
 from crossroute.routing.settlement import Claim, Settlement
 
 # ---------------------------------------------------------------------- errors a store raises
@@ -115,11 +116,24 @@ class RecipientRead:
 
     ``customer``: the customer asked for by id (its survivor when merged), when an id was given;
     ``holders``: the live customer holding each key asked for; ``pair_tat``: the pair's stored
-    theoretical arrival time (``routing.pacing``), None when it has none or none was asked for."""
+    theoretical arrival time (``routing.pacing``), None when it has none or none was asked for;
+    ``suppressions``: for each phone key asked for, when an erasure suppressed SMS to it (I10, R4),
+    None when it is not suppressed."""
 
     customer: Customer | None = None
     holders: dict[Key, Customer] = field(default_factory=dict)
     pair_tat: float | None = None
+    suppressions: dict[str, datetime | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a customer deleted and kept (I10): ``items`` deleted (profiles, keys, identity
+    events, messages and send requests, those sent before it was known included), ``suppressed``
+    phones kept as SMS suppressions (STOP outlives the erasure)."""
+
+    items: int
+    suppressed: int
 
 
 @dataclass(frozen=True)
@@ -188,7 +202,9 @@ class ContactBook(Protocol):
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Entries (messages, identity events, decisions) newest first, and the next page's cursor."""
 
-    def erase(self, tenant: str, customer: Customer) -> int: ...
+    def erase(self, tenant: str, customer: Customer, *, now: datetime) -> Erasure:
+        """I10: delete the customer and everything stored about it; suppress SMS to its phones (at
+        ``now``) if it had opted out."""
 
 
 class SendStore(Protocol):
@@ -196,7 +212,12 @@ class SendStore(Protocol):
 
     def recipient_and_pace(
         self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
-    ) -> RecipientRead: ...
+    ) -> RecipientRead:
+        """The customer by id, or the holders of ``keys``; the pair's pace; the SMS suppression of each
+        phone in ``keys`` (I10, R4): one round trip."""
+
+    def suppression(self, tenant: str, phone: str) -> datetime | None:
+        """When an erasure suppressed SMS to ``phone`` (I10, R4); None when it is not suppressed."""
 
     def begin(
         self,
@@ -209,8 +230,10 @@ class SendStore(Protocol):
         customer_id: str | None,
         claim: Claim | None,
         now: datetime,
+        to: Address | None = None,
     ) -> SendRecord:
-        """Record the request and its decision (the first ones win) and take ``claim`` if it is free."""
+        """Record the request and its decision (the first ones win) and take ``claim`` if it is free.
+        ``to``: the request's address, under which a request for no known customer is indexed (I10)."""
 
     def claim(self, claim: Claim, now: datetime) -> bool:
         """Claim a further channel: False when it was claimed already."""
@@ -235,8 +258,17 @@ class SendRequests(Protocol):
     """The send door's store: remember a request under its key; the first request id is the answer."""
 
     def accept(
-        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
-    ) -> str: ...
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: str,
+        request: dict[str, Any],
+        now: datetime,
+        to: Address | None = None,
+    ) -> str:
+        """``to``: the request's address: the request is indexed under its customer id, else under the
+        phone or BSUID it names (I10), until dispatch knows its customer."""
 
 
 class EventPublisher(Protocol):

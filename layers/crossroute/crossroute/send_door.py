@@ -56,6 +56,7 @@ class SendDoor:
             request_id=self._new_id(),
             request=request.raw,
             now=self._clock(),
+            to=request.to,  # indexed under its address until dispatch knows its customer (I10)
         )
         self._queue.enqueue(json.dumps(request.raw))
         logger.info("send request queued", extra={"tenant": request.tenant, "request_id": request_id})

@@ -6,7 +6,8 @@ that qualifies, in preference order, is chosen; the others that qualify are the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from crossroute.channels import Channel, Outbound
@@ -28,7 +29,7 @@ REASONS: dict[str, tuple[bool, str]] = {
     "sms.current_phone": (True, "a current phone that has not opted out (R4)"),
     "sms.no_phone": (False, "no phone number is known (R4)"),
     "sms.phone_stale": (False, "the known phone is stale: the number changed hands or was left (R4)"),
-    "sms.opted_out": (False, "the phone sent STOP and no START since (R4)"),
+    "sms.opted_out": (False, "the phone sent STOP and no START since, also across an erasure (R4, I10)"),
     "sms.no_text": (False, "SMS needs text; the request has only a template"),
     "sms.not_configured": (False, "the tenant has no SMS sender"),
     "sms.unknown_customer": (False, "the customer id is unknown"),
@@ -55,6 +56,8 @@ class Recipient:
     customer_id_unknown: bool = False  # the request named a customer id nobody has
     bsuid_unknown: bool = False  # the request named a BSUID nobody holds
     phone_stale: bool = False  # the request's phone is stale on the customer holding it
+    # Phone -> when an erasure suppressed SMS to it (None: not suppressed), for the phones read (R4, I10).
+    suppressions: Mapping[str, datetime | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ def _sms(
         return no("sms.phone_stale" if stale else "sms.no_phone")
     if customer is not None and customer.sms_opted_out:
         return no("sms.opted_out")  # R4
+    if _suppressed(recipient, phone):
+        return no("sms.opted_out")  # R4: a STOP kept past its customer's erasure (I10)
     return ChannelDecision(
         "sms",
         "sms.current_phone",
@@ -169,6 +174,23 @@ def _sms(
             "sms", tenant.sms_sender, to=phone, text=request.text, status_callback=tenant.status_callback
         ),
     )
+
+
+def sms_phone(request: SendRequest, recipient: Recipient) -> str | None:
+    """The phone an SMS for ``request`` would go to (R4), whether or not SMS qualifies."""
+    return _current_phone(request, recipient)
+
+
+def _suppressed(recipient: Recipient, phone: str) -> bool:
+    """R4 across an erasure (I10): the phone is suppressed, and the customer holding it now has not
+    opted in since (a START later than the suppression, and no STOP after it)."""
+    since = recipient.suppressions.get(phone)
+    if since is None:
+        return False
+    customer = recipient.customer
+    if customer is None or customer.phone(phone) is None or customer.sms_opted_out:
+        return True
+    return customer.sms_opt_at is None or customer.sms_opt_at <= since
 
 
 def _current_phone(request: SendRequest, recipient: Recipient) -> str | None:

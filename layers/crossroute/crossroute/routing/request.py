@@ -11,6 +11,7 @@ from typing import Any
 
 from crossroute import ids
 from crossroute.channels import Channel, Template
+from crossroute.identity.model import Key
 
 CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms")
 TEMPLATE_CATEGORIES = ("authentication", "marketing", "utility")
@@ -33,6 +34,14 @@ class Address:
     customer_id: str | None = None
     phone: str | None = None  # E.164 after validation
     bsuid: str | None = None
+
+    @property
+    def named_key(self) -> Key | None:
+        """The phone it names, else the BSUID: what a request for no known customer is indexed under, so
+        that erasing whoever holds that key later deletes it too (I10)."""
+        if self.phone:
+            return Key("phone", self.phone)
+        return Key("bsuid", self.bsuid) if self.bsuid else None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,15 @@ from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, P
 from crossroute.identity.rules import IdentityEvent
 from crossroute.ids import content_digest
 from crossroute.inbound import STATUS_RANK
-from crossroute.ports import Conflict, Erased, MessageRecord, StatusApplied, StatusRecord, Unstorable
+from crossroute.ports import (
+    Conflict,
+    Erased,
+    Erasure,
+    MessageRecord,
+    StatusApplied,
+    StatusRecord,
+    Unstorable,
+)
 from crossroute.privacy import keyed_digest
 from crossroute.store.tables import (
     BsuidMap,
@@ -30,15 +38,18 @@ from crossroute.store.tables import (
     MessageItem,
     PhoneMap,
     ReadAlong,
+    SuppressionItem,
     TableItem,
     UnrecognisedItem,
     customer_pk,
     erased_pk,
     key_pk,
     message_pk,
+    orphan_pk,
+    suppression_pk,
 )
 
-PROFILE, KEY, MSG, ERASED = "PROFILE", "KEY", "MSG", "ERASED"
+PROFILE, KEY, MSG, ERASED, SUPPRESSED = "PROFILE", "KEY", "MSG", "ERASED", "SUPPRESSED"
 # A provider retries a webhook for up to 7 days (Meta), and an event may wait 14 days on the inbound
 # queue or its DLQ before a redrive: an erased customer's events are recognised for this long.
 ERASED_FOR = timedelta(days=15)
@@ -268,21 +279,33 @@ class DynamoIdentityStore:
         more = len(entries) > limit
         return [_timeline_entry(i) for i in page], (page[-1].gsi1sk if more and page else None)
 
-    def erase(self, tenant: str, customer: Customer) -> int:
+    def erase(self, tenant: str, customer: Customer, *, now: datetime | None = None) -> Erasure:
         """I10: delete the customer, every id merged into it, their keys, timelines and identity events,
-        and leave a tombstone (a keyed hash, for ``ERASED_FOR``) of each provider event that named it, so
-        a replayed webhook does not bring it back."""
+        and whatever was sent to their phones and BSUIDs while no customer held them (the orphan index,
+        ``tables.orphan_pk``). Leave a tombstone (a keyed hash, for ``ERASED_FOR``) of each provider event
+        that named it, so a replayed webhook does not bring it back; and, when it had opted out of SMS,
+        a suppression (``tables.suppression_pk``, at ``now``) of each of its phones nobody else holds,
+        so that no SMS goes there again until a START (R4). Everything is read before anything is
+        deleted."""
+        at = now or datetime.now(UTC)
         ids = {customer.id, *customer.merged_from}
         doomed = _partitions_and_timelines(tenant, ids)
-        unique = {(i.pk, i.sk): i for i in [*doomed, *self._keys_still_held(tenant, customer, ids)]}
-        tombstones = self._tombstones(tenant, _provider_event_ids(doomed))
-        _delete_leaving_tombstones(unique.values(), tombstones)
-        return len(unique)
-
-    def _keys_still_held(self, tenant: str, customer: Customer, ids: set[str]) -> list[KeyItem]:
-        """Only keys it still holds: a stale number that passed to someone else (I6) is theirs now."""
-        listed = self._get((key_pk(tenant, key), KEY) for key in customer.keys)
-        return [k for k in listed if isinstance(k, KeyItem) and k.customer_id in ids]
+        profiles = {i.customer_id: to_customer(i) for i in doomed if isinstance(i, CustomerItem)}
+        survivor, merged = profiles.pop(customer.id, customer), list(profiles.values())
+        listed = {k for c in (survivor, *merged) for k in c.keys}
+        owners = [i for i in self._get((key_pk(tenant, k), KEY) for k in listed) if isinstance(i, KeyItem)]
+        # Only keys it still holds: a stale number that passed to someone else (I6) is theirs now.
+        held = [k for k in owners if k.customer_id in ids]
+        orphans = _orphans(tenant, listed)
+        unique = {(i.pk, i.sk): i for i in [*doomed, *held, *orphans]}
+        tombstones = self._tombstones(tenant, _provider_event_ids([*doomed, *orphans]))
+        taken = {k.pk for k in owners if k.customer_id not in ids}
+        suppressions = [
+            SuppressionItem(suppression_pk(tenant, phone), SUPPRESSED, at=at)
+            for phone in _to_suppress(survivor, merged, taken)
+        ]
+        _delete_leaving_tombstones(unique.values(), tombstones, suppressions)
+        return Erasure(items=len(unique), suppressed=len(suppressions))
 
     def _tombstones(self, tenant: str, event_ids: Iterable[str | None]) -> set[str]:
         """The tombstone of each provider event; none without a masking key (then none are recognised)."""
@@ -329,6 +352,32 @@ def _partitions_and_timelines(tenant: str, ids: Iterable[str]) -> list[TableItem
     return doomed
 
 
+def _orphans(tenant: str, keys: Iterable[Key]) -> list[TableItem]:
+    """What was sent to these phones and BSUIDs while no customer held them: send requests and outbound
+    messages on their orphan index (I10)."""
+    found: list[TableItem] = []
+    for key in keys:
+        if key.kind in ("phone", "bsuid"):
+            found.extend(TableItem.timeline.query(orphan_pk(tenant, key)))
+    return found
+
+
+def _to_suppress(survivor: Customer, merged: Sequence[Customer], taken: set[str]) -> list[str]:
+    """The phones to keep as SMS suppressions (R4) when erasing ``survivor`` and the customers ``merged``
+    into it: every phone, current or stale, of any of them, unless its key item is one of ``taken`` (a
+    number that passed to someone else, I6: whether it gets SMS is its new holder's to say); none
+    unless their latest word was STOP (the survivor's, or a merged one's later than the survivor's)."""
+    since = survivor.sms_opt_at
+    later_stop = any(
+        m.sms_opted_out and (since is None or (m.sms_opt_at is not None and m.sms_opt_at > since))
+        for m in merged
+    )
+    if not (survivor.sms_opted_out or later_stop):
+        return []
+    phones = {p.e164 for c in (survivor, *merged) for p in c.phones}
+    return sorted(p for p in phones if key_pk(survivor.tenant, Key("phone", p)) not in taken)
+
+
 def _provider_event_ids(items: Iterable[TableItem]) -> set[str | None]:
     """The provider events these items came from (messages and identity events)."""
     events: set[str | None] = {i.message_id for i in items if isinstance(i, MessageItem)}
@@ -336,12 +385,16 @@ def _provider_event_ids(items: Iterable[TableItem]) -> set[str | None]:
     return events
 
 
-def _delete_leaving_tombstones(items: Iterable[TableItem], tombstones: Iterable[str]) -> None:
+def _delete_leaving_tombstones(
+    items: Iterable[TableItem], tombstones: Iterable[str], suppressions: Iterable[SuppressionItem]
+) -> None:
     with TableItem.batch_write() as batch:
         for item in items:
             batch.delete(item)
         for pk in tombstones:
             batch.save(ErasedItem(pk, ERASED, expires_at=ERASED_FOR))
+        for suppression in suppressions:  # a later erasure of the same phone moves its time on
+            batch.save(suppression)
 
 
 def _live_owners_read(items: list[TableItem], owners: dict[Key, str]) -> dict[str, Customer]:

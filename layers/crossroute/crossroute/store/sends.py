@@ -3,7 +3,10 @@ and the state of each channel's send, so a key sends at most one message per cha
 retries, redeliveries and restarts.
 
 - send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST``; on the customer's timeline
-  (gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#decision#<request id>``) when the customer is known.
+  (gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#decision#<request id>``) when the customer is known,
+  else on the orphan index of the phone or BSUID it names (``tables.orphan_pk``, I10), from which the
+  first handling that knows its customer moves it (``customer_timeline``: that customer's, kept).
+  An outbound message sent to no known customer is on the orphan index of its address too.
   ``dead_lettered_at``: when the request was first put on the send DLQ; set once, so the
   ``MessageUndeliverable`` that reports it (R12) is published once.
 """
@@ -20,19 +23,23 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from crossroute.channels import Channel
+from crossroute.channels import Channel, Outbound
 from crossroute.identity.model import Key
 from crossroute.ports import MessageRecord, RecipientRead, SendRecord
 from crossroute.routing.pacing import Pair
+from crossroute.routing.request import Address
 from crossroute.routing.settlement import Claim, Settlement
-from crossroute.store.identity_store import DynamoIdentityStore, message_actions, message_shell
+from crossroute.store.identity_store import SUPPRESSED, DynamoIdentityStore, message_actions, message_shell
 from crossroute.store.tables import (
     MessageItem,
     PaceItem,
     ReadAlong,
+    SuppressionItem,
     TableItem,
     customer_pk,
     message_pk,
+    orphan_pk,
+    suppression_pk,
 )
 
 REQUEST = "REQUEST"
@@ -63,6 +70,8 @@ class SendRequestItem(TableItem, discriminator="send_request"):
     whatsapp = SendState(null=True)
     sms = SendState(null=True)
     dead_lettered_at = UTCDateTimeAttribute(null=True)  # R12: first put on the send DLQ (reported once)
+    # The timeline partition of the first customer the request resolved to: where gsi1pk stays (I10).
+    customer_timeline = UnicodeAttribute(null=True)
 
 
 def request_pk(tenant: str, key: str) -> str:
@@ -83,16 +92,23 @@ class DynamoSendStore:
     def recipient_and_pace(
         self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
     ) -> RecipientRead:
-        """The customer by id, or the holders of ``keys``, and the pair's pace item: one batch read."""
-        along = ReadAlong([(pace_pk(pair), PACE)]) if pair else None
+        """The customer by id, or the holders of ``keys``, the pair's pace item, and the SMS suppression
+        of each phone in ``keys`` (I10, R4): one batch read."""
+        phones = {suppression_pk(tenant, k.value): k.value for k in keys if k.kind == "phone"}
+        wanted = [*([(pace_pk(pair), PACE)] if pair else []), *((pk, SUPPRESSED) for pk in phones)]
+        along = ReadAlong(wanted) if wanted else None
         if customer_id:
             found = RecipientRead(customer=self._identity.customer(tenant, customer_id, along=along))
         else:
             found = RecipientRead(holders=self._identity.holders(tenant, keys, along=along))
-        if along is None:
-            return found
-        pace = next((i for i in along.found.values() if isinstance(i, PaceItem)), None)
-        return RecipientRead(found.customer, found.holders, float(pace.tat) if pace is not None else None)
+        return _with_pace_and_suppressions(found, along, phones)
+
+    def suppression(self, tenant: str, phone: str) -> datetime | None:
+        """When an erasure suppressed SMS to ``phone`` (I10, R4): one consistent read."""
+        try:
+            return SuppressionItem.get(suppression_pk(tenant, phone), SUPPRESSED, consistent_read=True).at
+        except SuppressionItem.DoesNotExist:
+            return None
 
     def begin(
         self,
@@ -105,10 +121,12 @@ class DynamoSendStore:
         customer_id: str | None,
         claim: Claim | None,
         now: datetime,
+        to: Address | None = None,
     ) -> SendRecord:
         """Record the request and its decision (the first ones win) and take ``claim``: one round trip.
 
-        Whether the claim was granted is ``SendRecord.claimed``.
+        Whether the claim was granted is ``SendRecord.claimed``. On the timeline of the first customer
+        it resolves to, else (none known) on the orphan index of the address ``to`` names (I10).
         """
         item = SendRequestItem(request_pk(tenant, key), REQUEST)
         actions = [
@@ -116,13 +134,16 @@ class DynamoSendStore:
             SendRequestItem.decision.set(SendRequestItem.decision | json.dumps(decision)),
         ]
         if customer_id:
+            timeline = customer_pk(tenant, customer_id)
             actions += [
                 SendRequestItem.customer_id.set(SendRequestItem.customer_id | customer_id),
-                SendRequestItem.gsi1pk.set(SendRequestItem.gsi1pk | customer_pk(tenant, customer_id)),
-                SendRequestItem.gsi1sk.set(
-                    SendRequestItem.gsi1sk | f"{now.isoformat()}#decision#{request_id}"
-                ),
+                # Off the orphan index (or the named id's timeline) onto the first known customer's.
+                SendRequestItem.gsi1pk.set(SendRequestItem.customer_timeline | timeline),
+                SendRequestItem.customer_timeline.set(SendRequestItem.customer_timeline | timeline),
+                _timeline_sort_key(request_id, now),
             ]
+        else:
+            actions += _indexed_under(tenant, to, request_id, now)
         if claim is None:
             item.update(actions)
             return _record(item, claimed=None)
@@ -138,11 +159,25 @@ class DynamoSendStore:
         return _record(item, claimed=claim.channel)
 
     def accept(
-        self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: str,
+        request: dict[str, Any],
+        now: datetime,
+        to: Address | None = None,
     ) -> str:
-        """``POST /messages``: remember the request under its key; its first request id is the answer."""
+        """``POST /messages``: remember the request under its key; its first request id is the answer.
+        Indexed under the customer id ``to`` names, else its phone or BSUID (I10), until dispatch knows
+        the customer (``begin``)."""
         item = SendRequestItem(request_pk(tenant, key), REQUEST)
-        item.update(_request_actions(tenant, key, request_id, request, now))
+        item.update(
+            [
+                *_request_actions(tenant, key, request_id, request, now),
+                *_indexed_under(tenant, to, request_id, now),
+            ]
+        )
         return item.request_id
 
     def claim(self, claim: Claim, now: datetime) -> bool:
@@ -209,7 +244,8 @@ class DynamoSendStore:
         )
         with TransactWrite(connection=TableItem._get_connection().connection) as tx:
             tx.update(item, [attribute.set(settlement.state())], condition=ours)
-            tx.update(message_shell(message), message_actions(message))
+            orphaned = [] if message.customer_id else _orphan_message(message, outbound)
+            tx.update(message_shell(message), [*message_actions(message), *orphaned])
             if settlement.pair and settlement.pace:  # count it against the pair rate
                 pace = settlement.pace
                 moved: Action
@@ -268,6 +304,57 @@ def _request_actions(
         SendRequestItem.request.set(SendRequestItem.request | json.dumps(request, sort_keys=True)),
         SendRequestItem.created_at.set(SendRequestItem.created_at | now),
         SendRequestItem.expires_at.set(now + KEEP),
+    ]
+
+
+def _with_pace_and_suppressions(
+    found: RecipientRead, along: ReadAlong | None, phones: dict[str, str]
+) -> RecipientRead:
+    """``found`` with what was read along: the pair's tat, and each phone's suppression (``phones``: by
+    the pk of its suppression item)."""
+    items = along.found.values() if along else []
+    pace = next((i for i in items if isinstance(i, PaceItem)), None)
+    suppressed = {phones[i.pk]: i.at for i in items if isinstance(i, SuppressionItem) and i.pk in phones}
+    return RecipientRead(
+        found.customer,
+        found.holders,
+        float(pace.tat) if pace is not None else None,
+        {phone: suppressed.get(phone) for phone in phones.values()},
+    )
+
+
+def _timeline_sort_key(request_id: str, now: datetime) -> Action:
+    return SendRequestItem.gsi1sk.set(SendRequestItem.gsi1sk | f"{now.isoformat()}#decision#{request_id}")
+
+
+def _indexed_under(tenant: str, to: Address | None, request_id: str, now: datetime) -> list[Action]:
+    """Where a request whose customer is not known (yet) is indexed, unless it is indexed already: the
+    timeline of the customer id it names, else the orphan index of its phone or BSUID (I10)."""
+    if to is None:
+        return []
+    named = to.named_key
+    if to.customer_id:
+        partition = customer_pk(tenant, to.customer_id)
+    elif named is not None:
+        partition = orphan_pk(tenant, named)
+    else:
+        return []
+    return [
+        SendRequestItem.gsi1pk.set(SendRequestItem.gsi1pk | partition),
+        _timeline_sort_key(request_id, now),
+    ]
+
+
+def _orphan_message(message: MessageRecord, outbound: Outbound) -> list[Action]:
+    """A message sent to no known customer, on the orphan index of its address (I10)."""
+    address = Key("phone", outbound.to) if outbound.to else Key("bsuid", outbound.recipient or "")
+    if not address.value:
+        return []
+    return [
+        MessageItem.gsi1pk.set(orphan_pk(message.tenant, address)),
+        MessageItem.gsi1sk.set(
+            f"{message.sent_at.isoformat()}#message#{message.provider}#{message.message_id}"
+        ),
     ]
 
 

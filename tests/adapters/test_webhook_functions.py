@@ -312,9 +312,10 @@ def test_when_the_queue_cannot_store_the_event_the_provider_gets_a_5xx(
 def test_no_phone_number_bsuid_username_or_body_reaches_the_logs(
     whatsapp: ModuleType, twilio_fn: ModuleType, queued: Any
 ) -> None:
-    # Capture on the service's own logger, formatted as deployed (Powertools' JSON, extra keys
-    # included), at INFO whatever other tests did to logging.
-    service = logging.getLogger(whatsapp.logger.name)
+    # Capture on the root logger (a package module's logger is named after the service as it was when
+    # the module was first imported, by whichever test), formatted as deployed (Powertools' JSON, extra
+    # keys included), at INFO whatever other tests did to logging.
+    service = logging.getLogger()
     formatter = whatsapp.logger.registered_formatter
     lines: list[str] = []
     handler = logging.Handler(level=logging.INFO)

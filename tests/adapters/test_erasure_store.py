@@ -1,6 +1,6 @@
 """Erasure (I10) in the table (moto): the SMS suppressions it keeps, and the bodies sent before the
 customer was known (the orphan index) that it deletes. The same rules over the fakes:
-``tests/unit/test_erasure.py``."""
+``tests/unit/test_erasure_rules.py``."""
 
 from __future__ import annotations
 

@@ -58,6 +58,7 @@ class _Request:
     customer_id: str | None
     sends: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead_lettered_at: datetime | None = None  # R12: set once
+    external_id: str | None = None  # with the first customer (I11)
 
 
 @dataclass
@@ -96,12 +97,14 @@ class MemorySendStore:
         claim: Claim | None,
         now: datetime,
         to: Address | None = None,
+        external_id: str | None = None,
     ) -> SendRecord:
         stored = self._remember(tenant, key, request_id, request)
         if stored.decision is None:
             stored.decision = copy.deepcopy(decision)
         if stored.customer_id is None and customer_id:
             stored.customer_id = customer_id
+            stored.external_id = external_id
         claimed = claim is not None and self.claim(claim, now)
         return self._record(stored, claim.channel if claim and claimed else None)
 
@@ -188,4 +191,5 @@ class MemorySendStore:
             customer_id=stored.customer_id,
             sends=copy.deepcopy(stored.sends),
             claimed=claimed,
+            external_id=stored.external_id,
         )

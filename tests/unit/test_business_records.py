@@ -4,6 +4,7 @@ keys no one else holds, reports a conflict instead of merging, may turn an opt-o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
@@ -13,13 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossroute.contacts import BadQuery, Contacts
+from crossroute.dispatch import Dispatch, TenantSetup
 from crossroute.identity.business_records import InvalidRecord, parse_record, upsert
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.rules import Sighting, Working, _merge, resolve
 from crossroute.ingest import Ingest
 from crossroute.ports import Conflict
-from tests.fakes import MemoryIdentityStore, RecordingPublisher
-from tests.support import schema_problems, sms_in, whatsapp_in
+from crossroute.routing.policy import TenantChannels
+from tests.fakes import MemoryIdentityStore, MemorySendStore, RecordingPublisher, ScriptedSender
+from tests.support import TWILIO_SMS_NUMBER, schema_problems, sms_in, whatsapp_in
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PHONE = "+15550123456"
@@ -249,3 +252,28 @@ def test_events_about_a_customer_with_an_external_id_name_it() -> None:
     others = [e for e in bus.events if e.detail.get("customer_id") != imported.customer_id]
     assert others and all("external_id" not in e.detail for e in others)
     assert all(schema_problems(e.detail_type, e.detail) == [] for e in bus.events)
+
+
+def test_dispatch_events_name_the_recipients_external_id() -> None:
+    store, bus = MemoryIdentityStore(), RecordingPublisher()
+    contacts(store).upsert(
+        "demo",
+        [{"external_id": "crm-1", "phone": PHONE}, {"external_id": "crm-2", "phone": "+15550123457"}],
+        region="US",
+    )
+    store.customers = {  # crm-2 said STOP: nothing can reach it
+        k: replace(c, sms_opted_out=True) if c.external_id == "crm-2" else c
+        for k, c in store.customers.items()
+    }
+    setup = TenantSetup(TenantChannels(None, TWILIO_SMS_NUMBER), {"sms": ScriptedSender("twilio")})
+    dispatch = Dispatch(MemorySendStore(customers=store), lambda tenant: setup, bus, clock=lambda: NOW)
+    dispatch.send({"tenant": "demo", "idempotency_key": "k1", "to": {"phone": PHONE}, "text": "Shipped"})
+    dispatch.send({"tenant": "demo", "idempotency_key": "k2", "to": {"phone": "+15550123457"}, "text": "Hi"})
+    dispatch.send({"tenant": "demo", "idempotency_key": "k3", "to": {"phone": "+15550123458"}, "text": "Hi"})
+    routed, stranger = bus.of("MessageRouted")
+    (undeliverable,) = bus.of("MessageUndeliverable")
+    assert routed["external_id"] == "crm-1" and undeliverable["external_id"] == "crm-2"
+    assert "external_id" not in stranger  # a phone nobody recorded
+    assert all(schema_problems(e.detail_type, e.detail) == [] for e in bus.events)
+    dispatch.send({"tenant": "demo", "idempotency_key": "k1", "to": {"phone": PHONE}, "text": "Shipped"})
+    assert bus.of("MessageRouted")[-1] == routed  # published again from the record: the same

@@ -63,6 +63,13 @@ def test_a_test_module_imports_no_other_test_module(path: Path) -> None:
     assert forbidden_imports(path) == []
 
 
+def test_no_two_test_modules_share_a_name() -> None:
+    """The test directories are not packages: pytest imports each module by its file name, so two
+    ``test_x.py`` in two directories stop the run at collection ("import file mismatch")."""
+    names = [path.name for path in TEST_MODULES]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
 def test_conftest_and_support_import_no_test_module() -> None:
     shared = [*TESTS.rglob("conftest.py"), TESTS / "support.py", *(TESTS / "fakes").rglob("*.py")]
     assert [problem for path in shared for problem in forbidden_imports(path)] == []

@@ -172,6 +172,7 @@ class Dispatch:
             request=request.raw,
             decision=decision.as_record(),
             customer_id=recipient.customer.id if recipient.customer else None,
+            external_id=recipient.customer.external_id if recipient.customer else None,
             claim=Claim(request.tenant, request.idempotency_key, chosen.channel, attempt) if chosen else None,
             now=now,
             to=request.to,
@@ -484,6 +485,8 @@ class Dispatch:
             "decision": record.decision,
             "failures": failures,
         }
+        if record.external_id:  # I11
+            detail["external_id"] = record.external_id
         return BusEvent("MessageRouted", detail)
 
 
@@ -547,6 +550,8 @@ def _undeliverable(
         "decision": decision,
         "failures": failures,
     }
+    if record is not None and record.external_id:  # I11
+        detail["external_id"] = record.external_id
     return BusEvent("MessageUndeliverable", detail)
 
 

@@ -108,6 +108,7 @@ class SendRecord:
     customer_id: str | None
     sends: dict[str, dict[str, Any]] = field(default_factory=dict)
     claimed: Channel | None = None  # the channel this call claimed, if any
+    external_id: str | None = None  # the customer's external id when the request was recorded (I11)
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,11 @@ class SendStore(Protocol):
         claim: Claim | None,
         now: datetime,
         to: Address | None = None,
+        external_id: str | None = None,
     ) -> SendRecord:
         """Record the request and its decision (the first ones win) and take ``claim`` if it is free.
-        ``to``: the request's address, under which a request for no known customer is indexed (I10)."""
+        ``to``: the request's address, under which a request for no known customer is indexed (I10);
+        ``external_id``: the customer's (I11), kept with the first customer, for the events."""
 
     def claim(self, claim: Claim, now: datetime) -> bool:
         """Claim a further channel: False when it was claimed already."""

@@ -66,6 +66,7 @@ class SendRequestItem(TableItem, discriminator="send_request"):
     request = UnicodeAttribute()  # JSON, as first accepted
     decision = UnicodeAttribute(null=True)  # JSON list (R9), the first decision made
     customer_id = UnicodeAttribute(null=True)
+    external_id = UnicodeAttribute(null=True)  # the customer's, when the request was first recorded (I11)
     created_at = UTCDateTimeAttribute()
     whatsapp = SendState(null=True)
     sms = SendState(null=True)
@@ -122,6 +123,7 @@ class DynamoSendStore:
         claim: Claim | None,
         now: datetime,
         to: Address | None = None,
+        external_id: str | None = None,
     ) -> SendRecord:
         """Record the request and its decision (the first ones win) and take ``claim``: one round trip.
 
@@ -142,6 +144,8 @@ class DynamoSendStore:
                 SendRequestItem.customer_timeline.set(SendRequestItem.customer_timeline | timeline),
                 _timeline_sort_key(request_id, now),
             ]
+            if external_id:  # kept with the first customer, as ``customer_id`` is
+                actions.append(SendRequestItem.external_id.set(SendRequestItem.external_id | external_id))
         else:
             actions += _indexed_under(tenant, to, request_id, now)
         if claim is None:
@@ -381,4 +385,5 @@ def _record(item: SendRequestItem, *, claimed: Channel | None) -> SendRecord:
         customer_id=item.customer_id,
         sends=sends,
         claimed=claimed,
+        external_id=item.external_id,
     )

@@ -86,4 +86,5 @@ def sections() -> dict[str, Section]:
         "routing-cpu": dispatch.routing_cpu,
         "webhook-fanout": fanout.fanout,
         "records-round-trips": contact_records.round_trips,
+        "contacts-import": contact_records.import_throughput,
     }

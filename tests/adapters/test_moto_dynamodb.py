@@ -119,3 +119,33 @@ def test_the_local_stack_and_the_test_account_use_it() -> None:
     moto_dynamodb.speed_up()  # idempotent
     assert DynamoDBBackend.transact_write_items is moto_dynamodb.transact_write_items
     assert DynamoDBBackend._moto_transact_write_items is not moto_dynamodb.transact_write_items  # type: ignore[attr-defined]
+
+
+def test_items_are_refused_at_the_size_moto_refuses_them() -> None:
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    moto_dynamodb.speed_up()
+    theirs = moto_dynamodb_original_class()
+    ours = moto_dynamodb.sized_attributes_class()
+    for filler in (1000, 200_000, 404_000, 405_100):
+        verdicts = []
+        for cls in (theirs, ours):
+            attrs = cls({"pk": DynamoType({"S": "a"})})
+            try:
+                attrs["a"] = DynamoType({"S": "x" * (filler // 2)})
+                attrs["a"] = DynamoType({"S": "y" * (filler // 2)})  # replaced: the old value still counts
+                attrs["b"] = DynamoType({"S": "z" * (filler // 2)})
+                del attrs["b"]
+                attrs["c"] = DynamoType({"N": "1"})
+                verdicts.append(("ok", sorted(attrs)))
+            except ItemSizeTooLarge:
+                verdicts.append(("too large", sorted(attrs)))
+        assert verdicts[0] == verdicts[1], filler
+    assert verdicts[0][0] == "too large"
+
+
+def moto_dynamodb_original_class() -> type:
+    from moto.dynamodb.models import dynamo_type
+
+    return getattr(dynamo_type, "_moto_limited_size_dict", dynamo_type.LimitedSizeDict)

@@ -277,3 +277,68 @@ def test_dispatch_events_name_the_recipients_external_id() -> None:
     assert all(schema_problems(e.detail_type, e.detail) == [] for e in bus.events)
     dispatch.send({"tenant": "demo", "idempotency_key": "k1", "to": {"phone": PHONE}, "text": "Shipped"})
     assert bus.of("MessageRouted")[-1] == routed  # published again from the record: the same
+
+
+class Counting(MemoryIdentityStore):
+    """Counts commits and the items each carries (DynamoDB takes at most 100 in one transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits: list[int] = []
+
+    def commit(self, tenant, customers, base_versions, key_owners, events, message=None, **kw):  # type: ignore[no-untyped-def]
+        self.commits.append(len(customers) + len(key_owners) + len(events))
+        return super().commit(tenant, customers, base_versions, key_owners, events, message, **kw)
+
+
+def test_a_batch_is_committed_in_as_few_transactions_as_the_item_limit_allows() -> None:
+    store = Counting()
+    records = [{"external_id": f"crm-{n}", "phone": f"+1555010{n:04d}"} for n in range(100)]
+    answers = contacts(store).upsert("demo", records, region="US")
+    assert {a.outcome for a in answers} == {"created"} and len(store.live_customers("demo")) == 100
+    assert all(items <= 100 for items in store.commits) and len(store.commits) == 100 * 6 // 96 + 1
+    assert [a.customer_id for a in answers] == [  # each answer names its own record's customer
+        store.holders("demo", [Key("external", f"crm-{n}")])[Key("external", f"crm-{n}")].id
+        for n in range(100)
+    ]
+
+
+def test_a_record_naming_what_an_earlier_one_of_its_batch_changes_sees_that_change() -> None:
+    store = Counting()
+    answers = contacts(store).upsert(
+        "demo",
+        [
+            {"external_id": "crm-1", "phone": PHONE},
+            {"external_id": "crm-2", "phone": "+15550123457"},
+            {"external_id": "crm-1", "name": "Ana"},  # crm-1 again: after the first is committed
+            {"external_id": "crm-3", "phone": PHONE},  # crm-1's phone: a conflict, seen
+        ],
+        region="US",
+    )
+    assert [a.outcome for a in answers] == ["created", "created", "updated", "conflict"]
+    assert answers[3].conflicts == (("phone", answers[0].customer_id),)
+    assert len(store.commits) == 2  # the first two together, then the third
+
+
+class OneRaced(Counting):
+    """Another writer takes one record's phone before the group's transaction: it is cancelled whole."""
+
+    def commit(self, tenant, customers, base_versions, key_owners, events, message=None, **kw):  # type: ignore[no-untyped-def]
+        if len(customers) > 1 and not self.commits:
+            rival = Customer("rival", tenant, NOW, NOW)
+            MemoryIdentityStore.commit(
+                self, tenant, {"rival": rival}, {}, {Key("phone", PHONE): (None, "rival")}, []
+            )
+        return super().commit(tenant, customers, base_versions, key_owners, events, message, **kw)
+
+
+def test_a_raced_group_is_redone_record_by_record_and_only_the_raced_one_changes_its_answer() -> None:
+    store = OneRaced()
+    answers = contacts(store).upsert(
+        "demo",
+        [{"external_id": "crm-1", "phone": PHONE}, {"external_id": "crm-2", "phone": "+15550123457"}],
+        region="US",
+    )
+    assert (answers[0].outcome, answers[0].customer_id) == ("updated", "rival")
+    assert answers[1].outcome == "created"
+    assert len(store.live_customers("demo")) == 2

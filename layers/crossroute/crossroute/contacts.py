@@ -25,11 +25,13 @@ from crossroute.identity.business_records import (
     upsert,
 )
 from crossroute.identity.model import Customer, Key
+from crossroute.identity.rules import Resolution
 from crossroute.ports import Conflict, ContactBook, Erasure, EventPublisher
 from crossroute.routing.policy import WINDOW
 
 TIMELINE_PAGE = 50  # entries per page unless ``limit`` says otherwise (1-200)
 BATCH_RECORDS = 100  # records per batch request (``POST /contacts/batch``)
+TRANSACTION_ITEMS = 100  # DynamoDB's limit on the items of one transaction
 RACES = 5  # times one record is tried again when another writer changed its customer or keys meanwhile
 STATUS = {"created": 201, "updated": 200, "unchanged": 200, "conflict": 409, "invalid": 400}
 
@@ -86,6 +88,68 @@ class _Known:
     stale: set[Key] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Pending:
+    index: int
+    record: BusinessRecord
+    done: Upsert
+    seen: dict[Key, Customer]
+
+
+@dataclass
+class _Group:
+    """Records decided and not yet committed: no two touch one customer or key (one transaction may
+    not name an item twice), at most ``TRANSACTION_ITEMS`` items."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    keys: set[Key] = field(default_factory=set)
+    customers: set[str] = field(default_factory=set)
+    items: int = 0
+
+    def clashes(self, change: Resolution) -> bool:
+        return bool(self.customers & change.customers.keys() or self.keys & _touched_keys(change))
+
+    def fits(self, change: Resolution) -> bool:
+        return self.items + _items(change) <= TRANSACTION_ITEMS
+
+    def add(self, pending: _Pending) -> None:
+        change = pending.done.resolution
+        assert change is not None
+        self.pending.append(pending)
+        self.keys |= _touched_keys(change, pending.record)
+        self.customers |= change.customers.keys()
+        self.items += _items(change)
+
+    def merged(
+        self,
+    ) -> tuple[dict[str, Customer], dict[str, int], dict[Key, tuple[str | None, str]], list[Any]]:
+        customers: dict[str, Customer] = {}
+        versions: dict[str, int] = {}
+        owners: dict[Key, tuple[str | None, str]] = {}
+        events: list[Any] = []
+        for pending in self.pending:
+            change = pending.done.resolution
+            assert change is not None
+            customers.update(change.customers)
+            versions.update(change.base_versions)
+            owners.update(change.key_owners)
+            events.extend(change.events)
+        return customers, versions, owners, events
+
+    def clear(self) -> None:
+        self.pending, self.keys, self.customers, self.items = [], set(), set(), 0
+
+
+def _touched_keys(change: Resolution, record: BusinessRecord | None = None) -> set[Key]:
+    """Every key a change may alter who holds (and the keys its record names)."""
+    keys = {k for c in change.customers.values() for k in c.keys} | change.key_owners.keys()
+    return keys | set(record.keys) if record else keys
+
+
+def _items(change: Resolution) -> int:
+    return len(change.customers) + len(change.key_owners) + len(change.events)
+
+
 class Contacts:
     def __init__(
         self,
@@ -132,9 +196,12 @@ class Contacts:
     def upsert(
         self, tenant: str, docs: Sequence[Any], *, region: str, dry_run: bool = False
     ) -> list[RecordAnswer]:
-        """I11 for each record, in order: one read of every key they name, then one transaction per
-        record that changes something. ``dry_run``: every answer as it would be, nothing written.
-        Raises ``BadQuery`` for more than ``BATCH_RECORDS`` records."""
+        """I11 for each record, in order: one read of every key they name; the records that change
+        something are committed together, as few transactions as DynamoDB's 100 items allow, each record
+        seeing what the ones before it did (a record naming what an earlier one touches waits for that
+        one's commit). A transaction another writer raced is redone record by record. ``dry_run``:
+        every answer as it would be, nothing written. Raises ``BadQuery`` for more than
+        ``BATCH_RECORDS`` records."""
         if len(docs) > BATCH_RECORDS:
             raise BadQuery(f"records: at most {BATCH_RECORDS} a request")
         at = self._clock()
@@ -146,31 +213,80 @@ class Contacts:
                 parsed.append(exc)
         keys = list(dict.fromkeys(k for r in parsed if isinstance(r, BusinessRecord) for k in r.keys))
         known = _Known(self._book.holders(tenant, keys) if keys else {})
-        return [
-            RecordAnswer("invalid", errors=tuple(r.problems))
-            if isinstance(r, InvalidRecord)
-            else self._upsert_one(tenant, r, known, dry_run)
-            for r in parsed
-        ]
+        answers: list[RecordAnswer | None] = [None] * len(parsed)
+        group = _Group()
+        for index, record in enumerate(parsed):
+            if isinstance(record, InvalidRecord):
+                answers[index] = RecordAnswer("invalid", errors=tuple(record.problems))
+            elif dry_run:
+                done, seen = self._decide(tenant, record, known)
+                answers[index] = _answer(done, seen, dry_run=True)
+            else:
+                self._add(tenant, index, record, known, group, answers)
+        self._flush(tenant, known, group, answers)
+        return [a for a in answers if a is not None]
 
-    def _upsert_one(self, tenant: str, record: BusinessRecord, known: _Known, dry_run: bool) -> RecordAnswer:
+    def _add(
+        self,
+        tenant: str,
+        index: int,
+        record: BusinessRecord,
+        known: _Known,
+        group: _Group,
+        answers: list[RecordAnswer | None],
+    ) -> None:
+        """Decide ``record`` and add what it changes to ``group`` (committed first when they overlap or
+        the transaction would be too big)."""
+        if group.keys & set(record.keys):
+            self._flush(tenant, known, group, answers)
+        done, seen = self._decide(tenant, record, known)
+        change = done.resolution
+        if change is not None and (group.clashes(change) or not group.fits(change)):
+            self._flush(tenant, known, group, answers)
+            done, seen = self._decide(tenant, record, known)  # what the flush changed, it finds
+        if done.resolution is None:
+            answers[index] = _answer(done, seen, dry_run=False)
+        else:
+            group.add(_Pending(index, record, done, seen))
+
+    def _decide(
+        self, tenant: str, record: BusinessRecord, known: _Known
+    ) -> tuple[Upsert, dict[Key, Customer]]:
+        if known.stale & set(record.keys):
+            self._reread(tenant, record.keys, known)
+        seen = {k: known.holders[k] for k in record.keys if k in known.holders}
+        return upsert(tenant, record, seen, self._new_id), seen
+
+    def _flush(self, tenant: str, known: _Known, group: _Group, answers: list[RecordAnswer | None]) -> None:
+        """Commit the group's records in one transaction; raced, each one again on its own."""
+        if not group.pending:
+            return
+        known.stale.update(group.keys)  # whatever happens next, these were changed or may have been
+        try:
+            self._book.commit(tenant, *group.merged())
+        except Conflict:
+            for pending in group.pending:
+                answers[pending.index] = self._upsert_one(tenant, pending.record, known)
+        else:
+            for pending in group.pending:
+                answers[pending.index] = _answer(pending.done, pending.seen, dry_run=False)
+        group.clear()
+
+    def _upsert_one(self, tenant: str, record: BusinessRecord, known: _Known) -> RecordAnswer:
+        """``record`` alone, decided again on fresh holders until no other writer races it."""
         for _ in range(RACES):
-            if known.stale & set(record.keys):
-                self._reread(tenant, record.keys, known)
-            seen = {k: known.holders[k] for k in record.keys if k in known.holders}
-            done = upsert(tenant, record, seen, self._new_id)
-            if done.resolution is None or dry_run:
-                return _answer(done, seen, dry_run=dry_run)
+            done, seen = self._decide(tenant, record, known)
+            if done.resolution is None:
+                return _answer(done, seen, dry_run=False)
             change = done.resolution
             try:
                 self._book.commit(
                     tenant, change.customers, change.base_versions, change.key_owners, change.events
                 )
             except Conflict:  # another writer got there first: read its keys again and decide again
-                self._reread(tenant, record.keys, known)
+                known.stale.update(record.keys)
                 continue
-            known.stale.update(k for c in change.customers.values() for k in c.keys)
-            known.stale.update(record.keys)
+            known.stale.update(_touched_keys(change, record))
             return _answer(done, seen, dry_run=False)
         raise Busy("the record's customer kept changing: try again")
 

@@ -346,6 +346,7 @@ RECORDED_PEOPLE = [
     whatsapp("wamid.1", 1, "US.444", phone="+16505550004"),  # crm-4's phone and a BSUID: linked (I4)
     sms_in("SM1", "+16505550001", 2),
     whatsapp("wamid.2", 3, "US.111", phone="+16505550009"),  # crm-2 by its BSUID, with a new phone
+    whatsapp("wamid.3", 4, "US.111", phone="+16505550001"),  # crm-1's phone: crm-1 and crm-2 merge (I4)
 ]
 
 
@@ -374,3 +375,11 @@ def test_both_stores_take_business_records_alike(table: str) -> None:
     assert erased["external_id"] == "crm-4"  # CustomerErased names the business's own id (I11)
     assert answers(fake, asked) == answers(real, asked)
     assert outcome(partial(real.find, TENANT, {"external_id": "crm-4"}, region="US")) == "NoSuchContact"
+    # The merge kept crm-1 on the survivor; crm-2 stays with the merged-away id and finds the survivor.
+    survivor = real.find(TENANT, {"external_id": "crm-1"}, region="US")
+    assert real.find(TENANT, {"external_id": "crm-2"}, region="US")["id"] == survivor["id"]
+    assert survivor["external_id"] == "crm-1" and len(survivor["merged_from"]) == 1
+    real.erase(TENANT, survivor["id"])
+    fake.erase(TENANT, survivor["id"])
+    assert answers(fake, asked) == answers(real, asked)
+    assert not [i for i in TableItem.scan() if "#K#external#" in i.pk and i.pk.endswith(("crm-1", "crm-2"))]

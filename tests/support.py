@@ -1183,3 +1183,44 @@ def run_cli(
         check=False,
     )
     return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal control sequences
+
+
+def run_cli_on_a_terminal(stack: StackClient, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """``crossroute ARGS`` with its stderr on a pseudo-terminal (stdout piped): (exit code, stdout, what
+    the terminal showed)."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    primary, secondary = pty.openpty()
+    env = {**cli_environment(stack), "TERM": "xterm-256color", "COLUMNS": "120"}
+    env.pop("NO_COLOR")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossroute_cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 0.1)
+        chunk = b""
+        if ready:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            shown += chunk
+        if (ready and not chunk) or (not ready and proc.poll() is not None):
+            break
+    os.close(primary)
+    stdout = proc.communicate(timeout=10)[0].decode()
+    return proc.returncode, stdout, shown.decode(errors="replace")

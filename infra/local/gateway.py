@@ -11,6 +11,12 @@ everything else (``application/x-www-form-urlencoded`` in particular) base64 wit
 
 Local-only routes (``/_local/...``, the sandbox providers) are mounted with :meth:`LocalGateway.mount`.
 
+The local routes need no IAM auth. What a request to a template route carried is kept for the last
+``RECENT`` requests (:meth:`LocalGateway.recent`, served as ``GET /_local/requests``): its route and
+path (never its query, which may hold a phone number) and, when it was signed with SigV4, the
+``Authorization`` header's credential scope and signed headers (never the signature): how a test
+sees that a caller signs the routes that are IAM-authorised when deployed.
+
 Stopping (:meth:`LocalGateway.refuse_invocations`, then :meth:`LocalGateway.stop`): requests for the
 template's routes are answered 503 ``{"message":"Service Unavailable"}`` and every response closes its
 connection, while the local routes still answer (the invocations in flight may call the sandbox
@@ -23,6 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import re
@@ -31,6 +38,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -302,6 +310,17 @@ NOT_FOUND = {"message": "Not Found"}
 INTERNAL_ERROR = {"message": "Internal Server Error"}
 UNAVAILABLE = {"message": "Service Unavailable"}
 POLL_INTERVAL = 0.1  # seconds: how long stop() may wait for the accept loop to notice
+RECENT = 200  # template-route requests remembered for GET /_local/requests
+SIGV4 = "AWS4-HMAC-SHA256"
+
+
+def sigv4_scope(authorization: str | None) -> dict[str, str] | None:
+    """A SigV4 ``Authorization`` header's ``Credential`` (access key id / date / region / service /
+    ``aws4_request``) and ``SignedHeaders``; None when the request is not signed that way."""
+    if not authorization or not authorization.startswith(SIGV4 + " "):
+        return None
+    parts = dict(p.strip().split("=", 1) for p in authorization[len(SIGV4) + 1 :].split(",") if "=" in p)
+    return {"credential": parts.get("Credential", ""), "signed_headers": parts.get("SignedHeaders", "")}
 
 
 class LocalGateway:
@@ -326,6 +345,8 @@ class LocalGateway:
         self.stopping = False
         self._active: dict[int, str] = {}  # invocations in flight: request thread -> what it runs
         self._active_cond = threading.Condition()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self._numbers = itertools.count(1)
 
     @property
     def port(self) -> int:
@@ -351,6 +372,12 @@ class LocalGateway:
         """The invocations running now, e.g. ``ContactsAndMessagesApiFunction (GET /contacts)``."""
         with self._active_cond:
             return sorted(self._active.values())
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The last ``RECENT`` requests to the template's routes, oldest first: ``n`` (counting every
+        request since the start), ``method``, ``path``, ``route_key``, ``sigv4`` (:func:`sigv4_scope`,
+        or None)."""
+        return list(self._recent)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s until no invocation is in flight; False on timeout."""
@@ -382,6 +409,13 @@ class LocalGateway:
         route, params = matched
         if self.stopping:
             return LocalResponse.json(503, UNAVAILABLE)
+        seen = {
+            "n": next(self._numbers),
+            "method": req.command,
+            "path": raw_path,
+            "route_key": route.route_key,
+        }
+        self._recent.append({**seen, "sigv4": sigv4_scope(req.headers.get("Authorization"))})
         event = build_http_event(
             method=req.command,
             raw_path=raw_path,

@@ -36,7 +36,12 @@ A signal during startup interrupts it.
 
 ``GET /_local/outputs`` returns ``{"base_url", "aws_endpoint", "region", "stack_name", "parameters",
 "resources": {LogicalId: {"type", "ref", "emulated", <GetAtt attributes>...}}, "outputs": {Name: value},
-"routes": [...], "event_sources": [...], "environment": {...}}``.
+"routes": [...], "event_sources": [...], "environment": {...}}``. The same outputs and parameters are
+registered as the CloudFormation stack ``stack_name`` in the emulator (``cloudformation.py``; on a
+thread, about a second after ``/_local/health`` answers 200), so ``DescribeStacks`` finds the local
+stack as it finds a deployed one. ``GET /_local/requests`` returns
+``{"requests": [...]}``: the last requests to the template's routes and whether each was SigV4-signed
+(``gateway.py``).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from typing import Any, NoReturn
 from moto.server import ThreadedMotoServer
 
 from ..template import load_template
-from . import moto_dynamodb
+from . import cloudformation, moto_dynamodb
 from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
 from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
 from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, Router
@@ -179,6 +184,7 @@ class LocalStack:
             self.config.outputs_file.write_text(json.dumps(self._outputs, indent=2), encoding="utf-8")
         self.ready.set()
         self._log_summary(time.monotonic() - started)
+        threading.Thread(target=self._register_stack, name="cloudformation-register", daemon=True).start()
         return self
 
     def _start(self) -> None:
@@ -425,10 +431,28 @@ class LocalStack:
             if not self.ready.is_set():
                 return LocalResponse.json(503, {"status": "starting"})
             return LocalResponse.json(200, self._outputs)
+        if request.path == "/_local/requests" and request.method == "GET" and self.gateway is not None:
+            return LocalResponse.json(200, {"requests": self.gateway.recent()})
         return LocalResponse.json(404, {"message": "Not Found"})
 
     def outputs(self) -> dict[str, Any]:
         return dict(self._outputs)
+
+    def _register_stack(self) -> None:
+        """The outputs and parameters as the CloudFormation stack ``stack_name`` in the emulator. Run on
+        a thread once the stack is ready (moto's template parser takes about a second to import), so
+        ``DescribeStacks`` finds it shortly after ``/_local/health`` answers 200."""
+        assert self.clients is not None
+        doc = self._outputs
+        try:
+            cloudformation.register(
+                self.clients("cloudformation"), doc["stack_name"], doc["outputs"], doc["parameters"]
+            )
+        except Exception as exc:  # the stack works without it; only `--stack` users miss it
+            if not self._stopping:
+                log.warning("could not register the CloudFormation stack %s: %s", doc["stack_name"], exc)
+            return
+        log.debug("registered as the CloudFormation stack %s in the emulator", doc["stack_name"])
 
     def _build_outputs(self) -> dict[str, Any]:
         assert self.provisioner is not None

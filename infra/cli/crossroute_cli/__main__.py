@@ -1,0 +1,5 @@
+"""``python -m crossroute_cli``."""
+
+from .app import main
+
+main()

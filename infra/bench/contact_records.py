@@ -81,8 +81,8 @@ def round_trips(context: Context) -> Table:
             )
     table.notes.append(
         "one BatchGetItem (100 keys a call) reads every key of a batch; a record that changes something is"
-        " written with others in one TransactWriteItems (at most 100 items: 6 for a new record); an unchanged one"
-        " writes nothing"
+        " written with others in one TransactWriteItems (at most 100 items: 6 for a new record); an"
+        " unchanged one writes nothing"
     )
     return table
 

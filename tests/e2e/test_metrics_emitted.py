@@ -1,0 +1,135 @@
+"""The metrics of contract §11 as the functions print them on the local stack (CloudWatch embedded metric
+format, as any log line): driven by real webhooks and sends, each metric appears with exactly the
+dimensions its alarm or dashboard widget reads (``service``, plus the one ``crossroute.metrics.CATALOGUE``
+names), in namespace ``crossroute``. ``RegistryInvalid`` is seen in tests/e2e/test_registry_file.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from crossroute.metrics import CATALOGUE, NAMESPACE
+from infra.local import StackClient
+from tests.support import (
+    ANA_BSUID,
+    ANA_PHONE,
+    contact,
+    eventually,
+    meta_signature,
+    new_bsuid,
+    new_phone,
+    personal,
+    post_meta,
+)
+
+pytestmark = pytest.mark.e2e
+_DECODER = json.JSONDecoder()
+
+
+class Emitted:
+    """The EMF documents the stack printed from now on, summed per (metric, its dimension values)."""
+
+    def __init__(self, stack: StackClient) -> None:
+        assert stack.process is not None
+        self.process = stack.process
+        self.start = len(self.process.output())
+
+    def sums(self) -> Counter[tuple[str, str | None]]:
+        found: Counter[tuple[str, str | None]] = Counter()
+        for line in self.process.output()[self.start :].splitlines():
+            # A line may hold more than one document when two functions print at once: the first is read.
+            doc = _DECODER.raw_decode(line)[0] if line.startswith('{"_aws"') else None
+            for directive in (doc or {}).get("_aws", {}).get("CloudWatchMetrics", []):
+                assert directive["Namespace"] == NAMESPACE
+                (names,) = directive["Dimensions"]
+                for metric in directive["Metrics"]:
+                    name = metric["Name"]
+                    extra = CATALOGUE[name]  # a metric outside the catalogue fails here
+                    assert names == ["service", *([extra] if extra else [])], (name, names)
+                    assert doc["service"] == "crossroute"  # the dimension the alarms and dashboard use
+                    value = doc[name]
+                    found[(name, doc.get(extra) if extra else None)] += (
+                        sum(value) if isinstance(value, list) else value
+                    )
+        return found
+
+    def wait_for(self, *wanted: tuple[str, str | None]) -> Counter[tuple[str, str | None]]:
+        def seen() -> Counter[tuple[str, str | None]] | None:
+            sums = self.sums()
+            return sums if all(sums[w] for w in wanted) else None
+
+        result: Counter[tuple[str, str | None]] = eventually(seen, timeout=30)
+        return result
+
+
+@pytest.fixture(autouse=True)
+def clean_sandbox(local_stack: StackClient) -> None:
+    local_stack.request("DELETE", "/_sandbox/outbox")
+    local_stack.request("DELETE", "/_sandbox/recipients")
+
+
+def writes_on_whatsapp(
+    stack: StackClient, phone: str | None = None, seconds_ago: int = 60
+) -> tuple[str, str, str]:
+    """A new WhatsApp user (``phone`` or a new one, a new BSUID) writes: (customer id, +phone, BSUID)."""
+    phone, bsuid = phone or new_phone(), new_bsuid("BR")
+    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time() - seconds_ago))
+    assert post_meta(stack, json.dumps(doc).encode()).status == 200
+    view = eventually(lambda: contact(stack, bsuid=bsuid))
+    return view["id"], "+" + phone, bsuid
+
+
+def send(stack: StackClient, **fields: Any) -> None:
+    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
+    assert answer.status == 202, answer.text
+
+
+def test_webhooks_and_ingest_count_what_they_accept_refuse_create_and_merge(local_stack: StackClient) -> None:
+    emitted = Emitted(local_stack)
+    _, phone, _ = writes_on_whatsapp(local_stack)
+    raw = personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: new_phone(), ANA_BSUID: new_bsuid()})
+    bad = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(raw, "not-the-secret")}
+    assert local_stack.post("/webhooks/whatsapp", body=raw, headers=bad).status == 401
+    writes_on_whatsapp(local_stack, phone[1:], seconds_ago=1)  # the number passed to another user (I6)
+    sums = emitted.wait_for(
+        ("WebhookAccepted", None),
+        ("EventsIngested", "message"),
+        ("CustomersCreated", None),
+        ("IdentityConflicts", None),
+    )
+    assert sums[("WebhookAccepted", None)] >= 2 and sums[("CustomersCreated", None)] >= 2
+    assert [k for k in sums if k[0] == "WebhookRejected"], sums  # by reason (a bad signature)
+
+
+def test_sends_count_requests_routes_fallbacks_and_the_undeliverable(local_stack: StackClient) -> None:
+    emitted = Emitted(local_stack)
+    customer_id, phone, _ = writes_on_whatsapp(local_stack)
+    local_stack.post(
+        "/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "failed", "error_code": 131026}}}
+    )
+    send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")  # WhatsApp, then R7
+    send(local_stack, to={"bsuid": new_bsuid("US")}, text="Hello")  # nobody: undeliverable
+    sums = emitted.wait_for(
+        ("SendsRequested", None),
+        ("SendsRouted", "whatsapp"),
+        ("SendsRouted", "sms"),
+        ("SmsFallbacks", None),
+        ("EventsIngested", "status"),
+    )
+    assert sums[("SendsRequested", None)] >= 2 and sums[("SmsFallbacks", None)] == 1
+    assert [k for k in sums if k[0] == "SendsUndeliverable"], sums
+
+
+def test_a_throttled_send_counts_as_retried(local_stack: StackClient) -> None:
+    emitted = Emitted(local_stack)
+    customer_id, phone, _ = writes_on_whatsapp(local_stack)
+    local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"sync_error_code": 130429}}})
+    send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
+    sums = emitted.wait_for(("SendsRetried", None))
+    local_stack.request("DELETE", "/_sandbox/recipients")
+    assert [k for k in sums if k[0] == "ProviderErrors"] or sums[("SendsRetried", None)] >= 1

@@ -244,22 +244,26 @@ def _link_phone(
     return work.put(customer.with_phone(phone))
 
 
+# An opt-out a record may turn on: (its field, the customer's attribute of its time, who alone ends it).
+_OPT_OUTS = (
+    ("sms_opted_out", "sms_opt_at", "an SMS opt-out ends only with the user's own START"),
+    ("marketing_opted_out", "marketing_opt_at", "a marketing opt-out ends only with the user's own resume"),
+)
+
+
 def _profile(work: Working, customer: Customer, record: BusinessRecord, refused: list[Problem]) -> Customer:
     """The name, and the opt-outs a record may turn on (never off)."""
     changed = customer
     if record.name is not None and record.name != customer.name:
         profile_at = max(record.at, customer.profile_at or record.at)
         changed = replace(changed, name=record.name, profile_at=profile_at)
-    if record.sms_opted_out is not None and record.sms_opted_out != customer.sms_opted_out:
-        if record.sms_opted_out:
-            changed = replace(changed, sms_opted_out=True, sms_opt_at=record.at)
+    for name, at, ended_by in _OPT_OUTS:
+        wanted = getattr(record, name)
+        if wanted is None or wanted == getattr(customer, name):
+            continue
+        if wanted:
+            turned_on: dict[str, Any] = {name: True, at: record.at}
+            changed = replace(changed, **turned_on)
         else:
-            problem = "an SMS opt-out ends only with the user's own START"
-            refused.append(Problem("sms_opted_out", "opt_in.needs_user", problem))
-    if record.marketing_opted_out is not None and record.marketing_opted_out != customer.marketing_opted_out:
-        if record.marketing_opted_out:
-            changed = replace(changed, marketing_opted_out=True, marketing_opt_at=record.at)
-        else:
-            problem = "a marketing opt-out ends only with the user's own resume"
-            refused.append(Problem("marketing_opted_out", "opt_in.needs_user", problem))
+            refused.append(Problem(name, "opt_in.needs_user", ended_by))
     return work.put(changed) if changed != customer else customer

@@ -224,3 +224,24 @@ def test_a_burst_to_one_user_is_paced_to_the_pair_rate_and_all_of_it_goes_out(
     assert (times[-1] - times[0]).total_seconds() >= PAIR_INTERVAL - 1
     assert sorted(s["text"] for s in sent) == sorted(f"Update {n}" for n in range(PAIR_BURST + 1))
     assert outbox(local_stack, channel="sms") == []
+
+
+def test_the_routing_decision_is_readable_on_the_customers_timeline(local_stack: StackClient) -> None:
+    customer_id, phone, _ = customer_writes(local_stack, minutes_ago=60 * 25)  # the window has closed
+    request_id = send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
+
+    def decision() -> dict[str, Any] | None:
+        items = local_stack.get(f"/contacts/{customer_id}/timeline").json()["items"]
+        found = [
+            i for i in items if i["kind"] == "decision" and i["sends"].get("sms", {}).get("state") == "sent"
+        ]
+        return found[0] if found else None
+
+    entry = eventually(decision)
+    assert entry["request_id"] == request_id and entry["chosen"] == "sms"
+    assert [(c["channel"], c["qualified"]) for c in entry["channels"]] == [("whatsapp", False), ("sms", True)]
+    assert (
+        entry["channels"][0]["reason"].startswith("whatsapp.")
+        and entry["sends"]["sms"]["provider"] == "twilio"
+    )
+    assert "order has shipped" not in json.dumps(entry) and phone not in json.dumps(entry)  # no body, address

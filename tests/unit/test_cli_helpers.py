@@ -281,7 +281,7 @@ def test_a_timeline_reads_as_messages_identity_changes_and_decisions() -> None:
     from crossroute_cli.render import timeline_table
 
     items = [
-        {"kind": "decision", "at": "2026-11-01T10:00:05+00:00", "decision": [WA_NO, SMS_YES]},
+        {"kind": "decision", "at": "2026-11-01T10:00:05+00:00", "channels": [WA_NO, SMS_YES]},
         {"kind": "other", "at": "2026-11-01T10:00:04+00:00"},
         {
             "kind": "message",

@@ -89,7 +89,7 @@ def _timeline_row(item: dict[str, Any]) -> tuple[str, str, str, str]:
             str(item.get("source") or ""),
             _detail(item.get("detail")),
         )
-    decision = item.get("decision")
+    decision = item.get("channels") if kind == "decision" else item.get("decision")
     if isinstance(decision, list):
         return at, "routing decision", "", "\n".join(decision_lines(decision))
     if kind == "other":  # the timeline's other entries are send requests (their decision is not shown yet)

@@ -607,7 +607,8 @@ def _with_text(event: dict[str, Any], text: str | None) -> dict[str, Any]:
 
 
 def _timeline_entry(item: TableItem) -> dict[str, Any]:
-    """One timeline row: a message in or out, or an identity event (I9)."""
+    """One timeline row: a message in or out, an identity event (I9), or what another store's item says
+    of itself (``timeline_entry``: a send request's routing decision, R9)."""
     if isinstance(item, MessageItem):
         return {
             "kind": "message",
@@ -635,6 +636,9 @@ def _timeline_entry(item: TableItem) -> dict[str, Any]:
             "detail": json.loads(item.detail),
             "customer_id": item.customer_id,
         }
+    entry = getattr(item, "timeline_entry", None)  # another store's item (a send request: R9)
+    if callable(entry):
+        return cast(dict[str, Any], entry())
     return {
         "kind": item.type if isinstance(item.type, str) else "other",
         "at": (item.gsi1sk or "").split("#")[0],

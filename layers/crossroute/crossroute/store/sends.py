@@ -74,6 +74,31 @@ class SendRequestItem(TableItem, discriminator="send_request"):
     # The timeline partition of the first customer the request resolved to: where gsi1pk stays (I10).
     customer_timeline = UnicodeAttribute(null=True)
 
+    def timeline_entry(self) -> dict[str, Any]:
+        """R9 on the customer's timeline (contract §6): each channel considered, whether it qualified and
+        why, the channel chosen, and what each channel's send became. No text and no address."""
+        channels = json.loads(self.decision) if self.decision else []
+        sends = {}
+        for channel in ("whatsapp", "sms"):
+            state = getattr(self, channel)
+            if state is not None:
+                sends[channel] = {
+                    "state": state.state,
+                    "provider": state.provider,
+                    "provider_message_id": state.provider_message_id,
+                    "reason": state.reason,
+                }
+        return {
+            "kind": "decision",
+            "at": (self.gsi1sk or "").split("#")[0] or self.created_at.isoformat(),
+            "request_id": self.request_id,
+            "idempotency_key": self.idempotency_key,
+            "channels": channels,
+            "chosen": next((c["channel"] for c in channels if c.get("qualified")), None),
+            "sends": sends,
+            "customer_id": self.customer_id,
+        }
+
 
 def request_pk(tenant: str, key: str) -> str:
     return f"T#{tenant}#R#{key}"

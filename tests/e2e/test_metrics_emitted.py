@@ -1,7 +1,8 @@
 """The metrics of contract §11 as the functions print them on the local stack (CloudWatch embedded metric
-format, as any log line): driven by real webhooks and sends, each metric appears with exactly the
-dimensions its alarm or dashboard widget reads (``service``, plus the one ``crossroute.metrics.CATALOGUE``
-names), in namespace ``crossroute``. ``RegistryInvalid`` is seen in tests/e2e/test_registry_file.py."""
+format, as any log line): driven by real webhooks and sends, every metric of the catalogue appears with
+exactly the dimensions its alarm or dashboard widget reads (``service``, plus the one
+``crossroute.metrics.CATALOGUE`` names), in namespace ``crossroute``. ``RegistryInvalid`` is seen in
+tests/e2e/test_registry_file.py, with the sum its alarm would read."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.support import (
     new_phone,
     personal,
     post_meta,
+    post_twilio,
 )
 
 pytestmark = pytest.mark.e2e
@@ -133,3 +135,34 @@ def test_a_throttled_send_counts_as_retried(local_stack: StackClient) -> None:
     sums = emitted.wait_for(("SendsRetried", None))
     local_stack.request("DELETE", "/_sandbox/recipients")
     assert [k for k in sums if k[0] == "ProviderErrors"] or sums[("SendsRetried", None)] >= 1
+
+
+JONAS_BSUID = "DE.88201937465502911"  # meta_text_bsuid_only.json, meta_contacts_request_answer.json
+
+
+def test_a_merge_a_malformed_bsuid_and_a_provider_refusal_are_counted(local_stack: StackClient) -> None:
+    emitted = Emitted(local_stack)
+    phone, bsuid = new_phone(), new_bsuid("DE")
+    assert (
+        post_twilio(
+            local_stack, personal("twilio_sms_inbound.form", **{"%2B16505551234": "%2B" + phone})
+        ).status
+        == 200
+    )
+    eventually(lambda: contact(local_stack, phone="+" + phone))
+    assert post_meta(local_stack, personal("meta_text_bsuid_only.json", **{JONAS_BSUID: bsuid})).status == 200
+    eventually(lambda: contact(local_stack, bsuid=bsuid))
+    answer = personal(
+        "meta_contacts_request_answer.json",
+        **{JONAS_BSUID: bsuid, "4915123456789": phone, "+49 151 23456789": "+" + phone},
+    )
+    assert post_meta(local_stack, answer).status == 200  # the contact-request answer: one person (I4)
+    malformed = personal("meta_text_bsuid_only.json", **{JONAS_BSUID: "not a bsuid"})
+    assert post_meta(local_stack, malformed).status == 200  # stored as unrecognised, the id refused (I2)
+    refused = "+" + new_phone()
+    local_stack.post("/_sandbox/recipients", json_body={"sms": {refused: {"error_code": 21610}}})
+    send(local_stack, to={"phone": refused}, text="Hello")  # Twilio refuses: the recipient said STOP there
+    sums = emitted.wait_for(
+        ("CustomersMerged", None), ("IdentifiersRejected", None), ("ProviderErrors", "twilio")
+    )
+    assert sums[("CustomersMerged", None)] == 1

@@ -153,3 +153,31 @@ def test_repeated_parameters_are_verified_as_twilio_signs_them() -> None:
     forged = RequestValidator("local-twilio-token").compute_signature(URL, last_only)
     with pytest.raises(BadSignature):
         _accept(raw, signature=forged)
+
+
+def _status_without_our_number() -> bytes:
+    form = fixture_bytes("twilio_status_undelivered.form").decode()
+    return "&".join(p for p in form.strip().split("&") if not p.startswith("From=")).encode()
+
+
+def test_a_status_callback_naming_only_the_account_resolves_to_its_one_tenant() -> None:
+    event, queue = _accept(_status_without_our_number(), twilio.STATUS, url=STATUS_URL)
+    assert event is not None and json.loads(event.body)["tenant"] == "demo" and queue.events == [event]
+
+
+def test_an_account_shared_by_two_tenants_names_neither_and_an_inbound_message_needs_our_number() -> None:
+    twin = {
+        "twilio": {
+            "account_sid": TWILIO_ACCOUNT,
+            "auth_token": "local-twilio-token",
+            "sms_numbers": ["+15550109998"],
+        }
+    }
+    shared = TenantRegistry.from_json(registry_document(demo=LOCAL_TENANT, twin=twin))
+    assert {t.id for t in shared.tenants} == {"demo", "twin"}
+    with pytest.raises(UnknownChannel):
+        _accept(_status_without_our_number(), twilio.STATUS, url=STATUS_URL, registry=shared)
+    inbound = fixture_bytes("twilio_sms_inbound.form").decode()
+    without_to = "&".join(p for p in inbound.strip().split("&") if not p.startswith("To=")).encode()
+    with pytest.raises((UnknownChannel, MalformedRequest)):
+        _accept(without_to)

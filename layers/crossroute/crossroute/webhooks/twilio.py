@@ -129,6 +129,9 @@ def accept(
 
 
 def _tenant_of(registry: TenantRegistry, token: str, params: Form, callback: Callback) -> Tenant:
+    """The tenant owning the messaging service or our number the callback names. A status callback
+    that names neither (Twilio may leave ``From`` out of one) is the account's: when exactly one tenant
+    has that account and signs with that token."""
     account = params["AccountSid"]
     addresses = [params.get("MessagingServiceSid", ""), params.get(callback.our_side, "")]
     for address in filter(None, addresses):
@@ -136,4 +139,12 @@ def _tenant_of(registry: TenantRegistry, token: str, params: Form, callback: Cal
         # The signing token must be this tenant's: one tenant's token cannot post for another.
         if tenant and tenant.twilio and token in tenant.twilio.auth_tokens:
             return tenant
+    if callback is STATUS and not any(addresses):
+        owners = [
+            t
+            for t in registry.tenants
+            if t.twilio and t.twilio.account_sid == account and token in t.twilio.auth_tokens
+        ]
+        if len(owners) == 1:
+            return owners[0]
     raise UnknownChannel("Twilio account/number is not registered")

@@ -82,6 +82,7 @@ PHONE_NUMBER_ID = "100000000000001"
 TWILIO_ACCOUNT = "AC00000000000000000000000000000000"
 TWILIO_TOKEN = "local-twilio-token"
 TWILIO_SMS_NUMBER = "+15550100002"
+TWILIO_SMS_NUMBER_2 = "+15550100004"  # a second SMS number of the tenant in generated histories (R10)
 TWILIO_WHATSAPP_SENDER = "whatsapp:+15550100003"
 
 LOCAL_TENANT = {
@@ -555,7 +556,8 @@ def histories(draw: st.DrawFn, *, max_steps: int = 10, max_people: int = 3) -> H
             texted.add(who.phone)
             text = draw(st.sampled_from(("hi", "STOP", "START")))
             sender = Person(phone=who.phone)
-            events.append(inbound_message("twilio", "sms", f"SMIN{n}", TWILIO_SMS_NUMBER, sender, at, text))
+            number = draw(st.sampled_from((TWILIO_SMS_NUMBER, TWILIO_SMS_NUMBER_2)))  # R10: sticky sender
+            events.append(inbound_message("twilio", "sms", f"SMIN{n}", number, sender, at, text))
         elif action == "contact" and who.bsuid and who.phone:
             events.append(_wa(who, at, f"wamid.IN{n}", phone=None, own_phone=who.phone))
         elif action == "change" and who.bsuid:
@@ -687,6 +689,7 @@ def _attributes(customer: Customer) -> dict[str, Any]:
         "marketing_opted_out": customer.marketing_opted_out,
         # whole seconds: DynamoDB keeps the window as epoch seconds
         "windows": {b: int(at.timestamp()) for b, at in customer.whatsapp_last_inbound.items()},
+        "sms_last_to": (customer.sms_last_to, customer.sms_last_to_at),  # R10
     }
 
 

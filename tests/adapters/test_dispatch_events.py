@@ -231,10 +231,16 @@ def test_schemas_reject_a_detail_missing_a_required_field(published: dict[str, P
 def test_schemas_reject_malformed_decisions_and_failures(published: dict[str, Published]) -> None:
     routed = next(d for t, d in published["sms_after_a_whatsapp_fallback_failure"] if t == "MessageRouted")
     assert routed["failures"] == [{"channel": "whatsapp", "outcome": "fallback", "code": 131026}]
+    optional = ("from", "from_reason")  # R10: on a qualifying channel, absent from an older record
     for item in ("decision", "failures"):
-        for name in routed[item][0]:
+        for name in [n for n in routed[item][0] if n not in optional]:
             broken = [{k: v for k, v in routed[item][0].items() if k != name}]
             assert problems("MessageRouted", {**routed, item: broken}), f"{item} item without {name} passed"
+    # R10: the sender used, as the decision gave it for the channel that sent.
+    sms = next(d for d in routed["decision"] if d["channel"] == "sms")
+    assert routed["from"] == sms["from"] == "+15550100002" and sms["from_reason"] == "from.default"
+    for bad in ({"from": ""}, {"from_reason": "Not a code"}):
+        assert problems("MessageRouted", {**routed, "decision": [{**sms, **bad}]}), f"decision with {bad}"
     unknown = {"channel": "whatsapp", "outcome": "unknown", "code": None}
     assert problems("MessageRouted", {**routed, "failures": [unknown]}), "routed after an unknown outcome"
     undeliverable, again = (d for _, d in published["unknown_outcome"])

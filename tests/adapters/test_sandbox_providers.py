@@ -218,6 +218,7 @@ def test_graph_text_to_a_phone_then_sent_delivered_read(harness: Harness) -> Non
         "channel": "whatsapp",
         "to": PHONE,
         "recipient": None,
+        "from": PHONE_NUMBER_ID,  # the sending number (R10)
         "type": "text",
         "text": "Your order has shipped",
         "template": None,
@@ -434,6 +435,7 @@ def test_twilio_sdk_send_then_signed_status_callbacks(harness: Harness) -> None:
         "channel": "sms",
         "to": PHONE,
         "recipient": None,
+        "from": TWILIO_SMS_NUMBER,  # the sender address (R10)
         "type": "text",
         "text": "Your code is 1234",
         "template": None,

@@ -21,6 +21,7 @@ from crossroute.inbound_queue import QueuedEvent
 from infra.local import StackClient
 from tests.support import (
     ANSI,
+    PHONE_NUMBER_ID,
     REPO,
     cli_environment,
     contact,
@@ -187,6 +188,8 @@ def test_send_prints_the_request_id_and_waits_for_the_outcome(local_stack: Stack
         "qualified": True,
         "reason": "whatsapp.window_open",
         "meaning": "free-form text inside the 24 h customer service window (R1)",
+        "from": PHONE_NUMBER_ID,  # R10: the number the customer wrote to
+        "from_reason": "from.last_inbound",
     }
     assert result["sends"]["whatsapp"]["state"] == "sent"
 

@@ -119,6 +119,7 @@ def test_whatsapp_send_reaches_read(sandbox: StackClient) -> None:
         "channel": "whatsapp",
         "to": phone,
         "recipient": None,
+        "from": PHONE_NUMBER_ID,  # the sending number (R10)
         "type": "text",
         "text": "Your order has shipped",
         "template": None,
@@ -179,12 +180,14 @@ def test_sms_send_status_callbacks_are_accepted_and_stored(sandbox: StackClient)
         entry["provider"],
         entry["channel"],
         entry["to"],
+        entry["from"],
         entry["text"],
         entry["provider_message_id"],
     ) == (
         "twilio",
         "sms",
         phone,
+        TWILIO_SMS_NUMBER,
         "Your code is 1234",
         sid,
     )

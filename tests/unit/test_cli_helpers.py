@@ -123,6 +123,9 @@ def test_decisions_read_with_the_meaning_of_each_reason() -> None:
     assert lines[0].endswith("no customer holds this BSUID: it cannot be sent to")
     assert "a current phone that has not opted out (R4)" in lines[1]
     assert "WhatsApp failed with error 131026 (R7)" in lines[2]
+    (sent_from,) = decision_lines([{**SMS_YES, "from": "+15550100004", "from_reason": "from.last_inbound"}])
+    assert sent_from.endswith("(from +15550100004)")  # R10
+    assert "(from" not in lines[1]
 
 
 # ---------------------------------------------------------------------- simulate

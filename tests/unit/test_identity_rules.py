@@ -196,3 +196,33 @@ def test_a_whatsapp_message_to_an_unknown_business_number_opens_no_window() -> N
     assert observe_message(ana, message("100000000000001")).whatsapp_last_inbound == {
         "100000000000001": at(5)
     }
+
+
+def test_r10_an_sms_records_the_tenant_number_last_texted_whatever_the_order() -> None:
+    ana = Customer(id="c1", tenant="demo", created_at=T0, updated_at=T0)
+
+    def sms(business: str, minute: int, channel: str = "sms") -> InboundMessage:
+        return InboundMessage(
+            "demo",
+            "twilio",
+            channel,
+            f"SM{minute}",
+            business,
+            Person(phone=ANA_PHONE),
+            at(minute),
+            "text",
+            "hi",
+        )
+
+    texts = [sms("+15550100002", 1), sms("+15550100004", 5), sms("+15550100002", 3)]
+    for order in itertools.permutations(texts):
+        seen = ana
+        for message in order:
+            seen = observe_message(seen, message)
+        assert (seen.sms_last_to, seen.sms_last_to_at) == ("+15550100004", at(5))
+    # Two at the same time: the greater number, in either order; WhatsApp messages are not SMS.
+    tie = [sms("+15550100002", 7), sms("+15550100004", 7)]
+    assert observe_message(observe_message(ana, tie[0]), tie[1]).sms_last_to == "+15550100004"
+    assert observe_message(observe_message(ana, tie[1]), tie[0]).sms_last_to == "+15550100004"
+    assert observe_message(ana, sms("100000000000001", 9, "whatsapp")).sms_last_to is None
+    assert observe_message(ana, sms("", 9)).sms_last_to is None

@@ -244,7 +244,13 @@ def test_r7_the_next_qualifying_channel_is_the_fallback() -> None:
 def test_r9_the_decision_record_names_every_channel() -> None:
     record = route(request(), customer(sms_opted_out=True)).as_record()
     assert record == [
-        {"channel": "whatsapp", "qualified": True, "reason": "whatsapp.window_open"},
+        {
+            "channel": "whatsapp",
+            "qualified": True,
+            "reason": "whatsapp.window_open",
+            "from": BUSINESS,  # R10: the number it goes out from, and why
+            "from_reason": "from.last_inbound",
+        },
         {"channel": "sms", "qualified": False, "reason": "sms.opted_out"},
     ]
 

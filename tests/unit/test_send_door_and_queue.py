@@ -94,6 +94,29 @@ def test_an_eventbridge_send_message_is_handled_like_a_request() -> None:
     assert routed["channel"] == "sms"  # a phone and no WhatsApp window: SMS
 
 
+def test_r10_a_from_the_tenant_does_not_have_is_refused_at_every_door() -> None:
+    store, queue = MemorySendStore(), RecordingSendQueue()
+    with pytest.raises(InvalidRequest) as invalid:
+        door(store, queue).accept({**REQUEST, "from": "+15550109999"}, default_tenant=lambda: "demo")
+    assert invalid.value.problems[0].startswith("from: not one of the tenant's")
+    assert store.requests == {} and queue.messages == []
+    # Its display number and its SMS number are the tenant's: accepted.
+    for named in ("+1 555 010 0001", TWILIO_SMS_NUMBER):
+        assert door(MemorySendStore(), queue).accept(
+            {**REQUEST, "from": named}, default_tenant=lambda: "demo"
+        )
+    consume, _, bus = consumer()
+    consume.consume(
+        delivery({"detail-type": "SendMessage", "detail": {**TEMPLATED, "from": "100000000000009"}})
+    )
+    (refused,) = bus.of("MessageUndeliverable")
+    assert refused["reason"] == "request.invalid" and refused["problems"][0].startswith("from: not one")
+    assert bus.of("MessageRouted") == []
+    consume.consume(delivery({**TEMPLATED, "idempotency_key": "k2", "from": PHONE_NUMBER_ID}))
+    (routed,) = bus.of("MessageRouted")
+    assert routed["from"] == PHONE_NUMBER_ID and routed["decision"][0]["from_reason"] == "from.request"
+
+
 class FailingOnce(MemorySendStore):
     """A store whose first settlement fails after the provider answered (the table was unavailable)."""
 

@@ -120,3 +120,32 @@ def test_without_any_usable_registry_a_send_is_not_declared_undeliverable() -> N
     setups, _ = _world(Secret(demo={"twilio": {}}))
     with pytest.raises(RegistryUnavailable):  # the send queue retries the record
         setups("demo")
+
+
+def test_every_number_of_the_tenant_reaches_the_policy_each_with_its_rate() -> None:
+    """R10: the first numbers are the defaults; a coexistence number is paced at its own, lower rate."""
+    from crossroute.routing.pacing import COEXISTENCE_RATE, DEFAULT_RATE
+    from crossroute.routing.policy import BusinessNumber
+
+    numbers = [
+        {"phone_number_id": "100000000000001", "display_phone_number": "15550100001"},
+        {"phone_number_id": "100000000000002", "display_phone_number": "15550100005", "coexistence": True},
+    ]
+    tenant = {
+        **LOCAL_TENANT,
+        "meta": {**LOCAL_TENANT["meta"], "phone_numbers": numbers},
+        "twilio": {**LOCAL_TENANT["twilio"], "sms_numbers": ["+15550100002", "+15550100004"]},
+    }
+    setup = _world(Secret(demo=tenant))[0]("demo")
+    assert setup is not None
+    channels = setup.channels
+    assert (channels.whatsapp_business, channels.sms_sender) == ("100000000000001", "+15550100002")
+    assert channels.whatsapp_numbers == (
+        BusinessNumber("100000000000001", "15550100001"),
+        BusinessNumber("100000000000002", "15550100005"),
+    )
+    assert channels.sms_numbers == ("+15550100002", "+15550100004") and channels.messaging_services == ()
+    assert (setup.rate_of("100000000000001"), setup.rate_of("100000000000002")) == (
+        DEFAULT_RATE,
+        COEXISTENCE_RATE,
+    )

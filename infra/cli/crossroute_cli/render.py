@@ -34,8 +34,11 @@ def decision_lines(decision: Iterable[Any]) -> list[str]:
         reason = str(entry.get("reason") or "")
         verdict = "yes" if entry.get("qualified") else "no"
         meaning = reason_meaning(reason)
+        sender = f" (from {entry['from']})" if entry.get("from") else ""  # R10: a qualifying channel's number
         lines.append(
-            f"{entry.get('channel', '?'):<9} {verdict:<4} {reason}" + (f": {meaning}" if meaning else "")
+            f"{entry.get('channel', '?'):<9} {verdict:<4} {reason}"
+            + (f": {meaning}" if meaning else "")
+            + sender
         )
     return lines
 

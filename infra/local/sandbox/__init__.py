@@ -39,7 +39,9 @@ Routes
 
 ``GET /_sandbox/outbox`` (optional filters ``?provider=&channel=&to=&recipient=&provider_message_id=``)
     Every send the fakes received from an authenticated client, oldest first: ``{"provider",
-    "channel", "to", "recipient", "type", "text", "template", "provider_message_id", "at"}``; a send
+    "channel", "to", "recipient", "from", "type", "text", "template", "provider_message_id", "at"}``
+    (``from``: the sending phone_number_id for Meta; Twilio's ``From`` as given, else its
+    ``MessagingServiceSid``); a send
     the fake refused (validation or a configured error) has ``"error_code"`` too and no message id.
     WhatsApp ``to`` is E.164 (``+`` and digits), kept verbatim when it is not a phone (a BSUID in ``to``
     shows up there). Requests refused for authentication or an unknown sender are not recorded.

@@ -164,7 +164,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 def _send(sb: Sandbox, tenant: Tenant, number: MetaNumber, doc: dict[str, Any]) -> LocalResponse:
     to, recipient = _address(doc.get("to")), _address(doc.get("recipient"))
-    record = _outbox_record(doc, to, recipient)
+    record = {**_outbox_record(doc, to, recipient), "sender": number.phone_number_id}
     behaviour = sb.recipients.lookup("whatsapp", to, recipient)
     try:
         _validate(doc, to, recipient)

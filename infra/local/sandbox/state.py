@@ -211,6 +211,7 @@ class Outbox:
         "channel",
         "to",
         "recipient",
+        "from",
         "type",
         "text",
         "template",
@@ -234,12 +235,14 @@ class Outbox:
         template: str | None,
         provider_message_id: str | None,
         error_code: int | None = None,
+        sender: str | None = None,
     ) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "provider": provider,
             "channel": channel,
             "to": to,
             "recipient": recipient,
+            "from": sender,  # the business address it was sent from (R10)
             "type": type,
             "text": text,
             "template": template,

@@ -258,6 +258,7 @@ def _outbox_record(send: _Send) -> dict[str, Any]:
         "channel": "whatsapp" if send.is_whatsapp else "sms",
         "to": send.phone or (send.to if send.to and not send.bsuid else None),
         "recipient": send.bsuid,
+        "sender": send.raw_from or send.service or None,  # the sender address, else the Messaging Service
         "type": kind,
         "text": send.body or None,
         "template": send.content_sid or None,

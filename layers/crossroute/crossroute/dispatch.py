@@ -41,12 +41,15 @@ from crossroute.routing.pacing import (
 )
 from crossroute.routing.policy import (
     FALLBACK_PREFIX,
+    UNKNOWN_SENDER,
     ChannelDecision,
     Decision,
     Recipient,
     TenantChannels,
     decide,
     sms_phone,
+    unknown_sender,
+    whatsapp_sender,
 )
 from crossroute.routing.request import (
     IDEMPOTENCY_KEY,
@@ -103,6 +106,10 @@ class TenantSetup:
     senders: Mapping[Channel, Sender]
     default_region: str = "US"
     whatsapp_rate: float = DEFAULT_RATE  # messages/s of its WhatsApp number (20 when coexistence)
+    whatsapp_rates: Mapping[str, float] = field(default_factory=dict)  # per number, when it has several
+
+    def rate_of(self, business: str) -> float:
+        return self.whatsapp_rates.get(business, self.whatsapp_rate)
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,8 @@ class Dispatch:
         try:
             # National phone formats are read in the tenant's region, when the tenant is known.
             request = parse_send_request(doc, default_region=setup.default_region if setup else "US")
+            if setup is not None and unknown_sender(request, setup.channels):
+                raise InvalidRequest([UNKNOWN_SENDER])  # R10
         except InvalidRequest as exc:
             key = doc.get("idempotency_key") if isinstance(doc, dict) else None
             detail = {
@@ -281,7 +290,13 @@ class Dispatch:
                 Settlement.delivered(claim, now, sent, current.reason, outbound, record.customer_id, pair)
             )
             routed = self._routed(
-                record, current.channel, current.reason, sent.provider, sent.message_id, failures
+                record,
+                current.channel,
+                current.reason,
+                sent.provider,
+                sent.message_id,
+                failures,
+                outbound.business,
             )
             self._announce([routed])
             return Dispatched(record.request_id, {current.channel: sent.message_id})
@@ -314,7 +329,7 @@ class Dispatch:
         The time to send at, and the pair's pace to move when the message goes out."""
         if self._pacer and channel == "whatsapp":
             try:
-                self._pacer.acquire(business, h.setup.whatsapp_rate)
+                self._pacer.acquire(business, h.setup.rate_of(business))
             except PaceExceeded as exc:  # over the number's rate
                 self._later(claim, self._clock(), str(exc), exc.wait)
         now = self._clock()
@@ -404,6 +419,7 @@ class Dispatch:
                         state.get("provider"),
                         state["provider_message_id"],
                         _failures(record, record.sends, before=channel),
+                        state.get("sender") or sender_of(record.decision, channel),
                     )
                 )
         if states and len(failures) == len(states):  # every channel tried ended without a message
@@ -451,10 +467,14 @@ class Dispatch:
 
     @staticmethod
     def _pair(request: SendRequest, setup: TenantSetup) -> Pair | None:
-        """Whom a WhatsApp message of this request counts against in the pair rate, if it may send one."""
-        business = setup.channels.whatsapp_business
-        if not business or "whatsapp" not in (request.channels or setup.channels.preference):
+        """Whom a WhatsApp message of this request counts against in the pair rate, if it may send one. Read
+        with the recipient, before its profile says which number it last wrote to: the number the
+        request's ``from`` names, else the first (R10), whichever number then sends."""
+        if not setup.channels.whatsapp_business or "whatsapp" not in (
+            request.channels or setup.channels.preference
+        ):
             return None
+        business, _ = whatsapp_sender(request, None, setup.channels)
         to = request.to
         return Pair.of(request.tenant, business, customer_id=to.customer_id, address=to.bsuid or to.phone)
 
@@ -471,8 +491,10 @@ class Dispatch:
         provider: str | None,
         message_id: str,
         failures: list[dict[str, Any]],
+        sender: str | None,
     ) -> BusEvent:
-        """``MessageRouted``: built from the record alone, so publishing it again gives the same event."""
+        """``MessageRouted``: built from the record alone (and ``sender``, the business number it went out
+        from, R10: the decision's for that channel), so publishing it again gives the same event."""
         detail = {
             "tenant": record.tenant,
             "request_id": record.request_id,
@@ -482,6 +504,7 @@ class Dispatch:
             "reason": reason,
             "provider": provider,
             "provider_message_id": message_id,
+            "from": sender,
             "decision": record.decision,
             "failures": failures,
         }
@@ -507,6 +530,13 @@ def recipient_of(to: Address, read: RecipientRead) -> Recipient:
         phone_stale=by_phone is not None and _stale(by_phone, to.phone),
         suppressions=read.suppressions,
     )
+
+
+def sender_of(decision: list[dict[str, Any]], channel: str) -> str | None:
+    """R10: the business number a decision record says ``channel`` goes out from."""
+    entry = next((e for e in decision if e.get("channel") == channel and e.get("qualified")), None)
+    sender = entry.get("from") if entry else None
+    return sender if isinstance(sender, str) else None
 
 
 def _tenant_and_key(doc: Any) -> tuple[str, str]:

@@ -14,8 +14,9 @@ from typing import Any
 
 from crossroute.log import child_logger
 from crossroute.ports import SendQueue, SendRequests
-from crossroute.routing.request import parse_send_request
-from crossroute.tenants import TenantRegistry
+from crossroute.routing.policy import UNKNOWN_SENDER, BusinessNumber, TenantChannels, unknown_sender
+from crossroute.routing.request import InvalidRequest, SendRequest, parse_send_request
+from crossroute.tenants import Tenant, TenantRegistry
 
 logger = child_logger(__name__)
 
@@ -50,6 +51,8 @@ class SendDoor:
         if tenant is None:
             raise UnknownTenant("unknown tenant")
         request = parse_send_request(doc, default_region=tenant.default_region)
+        if _unknown_sender(request, tenant):
+            raise InvalidRequest([UNKNOWN_SENDER])
         request_id = self._requests.accept(
             tenant=request.tenant,
             key=request.idempotency_key,
@@ -61,3 +64,20 @@ class SendDoor:
         self._queue.enqueue(json.dumps(request.raw))
         logger.info("send request queued", extra={"tenant": request.tenant, "request_id": request_id})
         return request_id
+
+
+def _unknown_sender(request: SendRequest, tenant: Tenant) -> bool:
+    """R10: the request's ``from`` is none of the tenant's Meta numbers and Twilio SMS senders."""
+    meta = tuple(
+        BusinessNumber(n.phone_number_id, n.display_phone_number)
+        for n in (tenant.meta.phone_numbers if tenant.meta else ())
+    )
+    twilio = tenant.twilio
+    channels = TenantChannels(
+        None,
+        None,
+        whatsapp_numbers=meta,
+        sms_numbers=twilio.sms_numbers if twilio else (),
+        messaging_services=twilio.messaging_service_sids if twilio else (),
+    )
+    return unknown_sender(request, channels)

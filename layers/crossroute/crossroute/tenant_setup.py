@@ -15,7 +15,7 @@ from crossroute.channels import Channel, Sender
 from crossroute.config import RegistrySource, optional_env
 from crossroute.dispatch import TenantSetup
 from crossroute.routing.pacing import COEXISTENCE_RATE, DEFAULT_RATE
-from crossroute.routing.policy import TenantChannels
+from crossroute.routing.policy import BusinessNumber, TenantChannels
 from crossroute.tenants import Tenant
 
 
@@ -64,34 +64,46 @@ class TenantSetups:
 def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
     """Clients are built here but connect lazily (``twilio.rest`` loads on the first SMS)."""
     senders: dict[Channel, Sender] = {}
-    business, rate = _whatsapp(tenant, endpoints, senders)
+    rates = _whatsapp(tenant, endpoints, senders)
     sms_sender = _sms(tenant, endpoints, senders)
     base = endpoints.public_base_url.rstrip("/")
+    twilio = tenant.twilio
     channels = TenantChannels(
-        whatsapp_business=business,
+        whatsapp_business=next(iter(rates), None),
         sms_sender=sms_sender,
         preference=cast(tuple[Channel, ...], tenant.channel_preference),
         status_callback=f"{base}/webhooks/twilio/status" if base else None,
+        whatsapp_numbers=_meta_numbers(tenant) if rates else (),
+        sms_numbers=twilio.sms_numbers if twilio and sms_sender else (),
+        messaging_services=twilio.messaging_service_sids if twilio and sms_sender else (),
     )
-    return TenantSetup(channels, senders, tenant.default_region, whatsapp_rate=rate)
+    first_rate = next(iter(rates.values()), DEFAULT_RATE)
+    return TenantSetup(
+        channels, senders, tenant.default_region, whatsapp_rate=first_rate, whatsapp_rates=rates
+    )
 
 
-def _whatsapp(
-    tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]
-) -> tuple[str | None, float]:
-    """The business number WhatsApp messages go out from, and its rate (a coexistence number's is lower)."""
+def _meta_numbers(tenant: Tenant) -> tuple[BusinessNumber, ...]:
+    numbers = tenant.meta.phone_numbers if tenant.meta else ()
+    return tuple(BusinessNumber(n.phone_number_id, n.display_phone_number) for n in numbers)
+
+
+def _whatsapp(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]) -> dict[str, float]:
+    """The business numbers WhatsApp messages may go out from (the first is the default, R10), each with
+    its rate (a coexistence number's is lower); empty when the tenant has no WhatsApp."""
     meta = tenant.meta
     if not (meta and meta.phone_numbers and meta.access_token):
-        return None, DEFAULT_RATE
+        return {}
     from crossroute.channels.meta import GRAPH_BASE_URL, GRAPH_VERSION, MetaCloudClient
 
-    number = meta.phone_numbers[0]
     senders["whatsapp"] = MetaCloudClient(
         meta.access_token,
         graph_version=endpoints.graph_version or GRAPH_VERSION,
         base_url=endpoints.graph_base_url or GRAPH_BASE_URL,
     )
-    return number.phone_number_id, COEXISTENCE_RATE if number.coexistence else DEFAULT_RATE
+    return {
+        n.phone_number_id: COEXISTENCE_RATE if n.coexistence else DEFAULT_RATE for n in meta.phone_numbers
+    }
 
 
 def _sms(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]) -> str | None:

@@ -60,6 +60,9 @@ class Customer:
     marketing_opt_at: datetime | None = None
     # Business number -> provider time of the customer's last WhatsApp message to it (the 24 h window).
     whatsapp_last_inbound: dict[str, datetime] = field(default_factory=dict)
+    # The tenant SMS number the customer last texted, and that message's provider time (R10, sticky).
+    sms_last_to: str | None = None
+    sms_last_to_at: datetime | None = None
     merged_from: tuple[str, ...] = ()
     merged_into: str | None = None
     version: int = 0

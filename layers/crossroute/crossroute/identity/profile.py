@@ -34,6 +34,7 @@ def observe_message(customer: Customer, message: InboundMessage) -> Customer:
     updated = _observe_profile(customer, message)
     updated = _observe_parent(updated, message)
     updated = _open_window(updated, message)
+    updated = _observe_sms_number(updated, message)
     return _observe_sms_keyword(updated, message)
 
 
@@ -66,6 +67,17 @@ def _open_window(customer: Customer, message: InboundMessage) -> Customer:
         return customer
     windows = {**customer.whatsapp_last_inbound, message.business: message.sent_at}
     return replace(customer, whatsapp_last_inbound=windows)
+
+
+def _observe_sms_number(customer: Customer, message: InboundMessage) -> Customer:
+    """R10: the tenant SMS number the customer last texted (its sticky sender); the latest message wins,
+    and of two at the same time the greater number, so the order they arrive in does not matter."""
+    if message.channel != "sms" or not message.business:
+        return customer
+    last, at = customer.sms_last_to, customer.sms_last_to_at
+    if at is not None and (message.sent_at, message.business) <= (at, last or ""):
+        return customer
+    return replace(customer, sms_last_to=message.business, sms_last_to_at=message.sent_at)
 
 
 def _observe_sms_keyword(customer: Customer, message: InboundMessage) -> Customer:

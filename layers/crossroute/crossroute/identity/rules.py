@@ -513,6 +513,8 @@ def _merge_attributes(survivor: Customer, loser: Customer) -> Customer:
         merged = replace(
             merged, marketing_opted_out=loser.marketing_opted_out, marketing_opt_at=loser.marketing_opt_at
         )
+    if _later_sms_number(loser, survivor):  # R10: the number last texted, as profile.py orders them
+        merged = replace(merged, sms_last_to=loser.sms_last_to, sms_last_to_at=loser.sms_last_to_at)
     windows = dict(survivor.whatsapp_last_inbound)
     for business, at in loser.whatsapp_last_inbound.items():
         windows[business] = max(at, windows.get(business, at))
@@ -525,6 +527,14 @@ def _merge_attributes(survivor: Customer, loser: Customer) -> Customer:
         parent_bsuid=parent,
         created_at=min(survivor.created_at, loser.created_at),
     )
+
+
+def _later_sms_number(a: Customer, b: Customer) -> bool:
+    if a.sms_last_to_at is None:
+        return False
+    if b.sms_last_to_at is None:
+        return True
+    return (a.sms_last_to_at, a.sms_last_to or "") > (b.sms_last_to_at, b.sms_last_to or "")
 
 
 def _later(a: datetime | None, b: datetime | None) -> bool:

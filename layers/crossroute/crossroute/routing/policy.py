@@ -1,13 +1,14 @@
-"""The routing policy (contract §7, R1-R9) as one pure function: who, what, now -> a decision.
+"""The routing policy (contract §7, R1-R10) as one pure function: who, what, now -> a decision.
 
 Every channel considered gets a stable reason code (the catalogue is ``REASONS``); the first channel
-that qualifies, in preference order, is chosen; the others that qualify are the fallbacks (R7).
+that qualifies, in preference order, is chosen; the others that qualify are the fallbacks (R7). A
+qualifying channel also says which business number sends it, and why (R10, ``SENDER_REASONS``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from crossroute.channels import Channel, Outbound
@@ -35,17 +36,49 @@ REASONS: dict[str, tuple[bool, str]] = {
     "sms.unknown_customer": (False, "the customer id is unknown"),
     "whatsapp.unknown_customer": (False, "the customer id is unknown"),
 }
+# R10: why a channel goes out from the business number it does (the decision record's ``from_reason``).
+SENDER_REASONS: dict[str, str] = {
+    "from.request": "the request's `from` names one of the tenant's numbers on this channel",
+    "from.last_inbound": "the number the customer last wrote to on this channel",
+    "from.default": "the tenant's first sender: the first Meta number; the Messaging Service, else the "
+    "first SMS number",
+}
+UNKNOWN_SENDER = (
+    "from: not one of the tenant's Meta numbers (phone_number_id or display number) or SMS senders"
+)
 FALLBACK_PREFIX = "fallback.whatsapp_failed."  # + provider error code, e.g. fallback.whatsapp_failed.131026
+
+
+@dataclass(frozen=True)
+class BusinessNumber:
+    """One of a tenant's Meta numbers: what a request's ``from`` may name it by."""
+
+    phone_number_id: str
+    display: str = ""  # the display phone number, as the registry spells it
 
 
 @dataclass(frozen=True)
 class TenantChannels:
     """What a tenant can send from, and in which order it prefers channels."""
 
-    whatsapp_business: str | None  # Meta phone_number_id
-    sms_sender: str | None  # Twilio number or messaging service SID
+    whatsapp_business: str | None  # the default Meta phone_number_id (the first number)
+    sms_sender: str | None  # the default Twilio sender: the messaging service SID, else the first number
     preference: tuple[Channel, ...] = ("whatsapp", "sms")
     status_callback: str | None = None  # Twilio status callback URL
+    # Every number the tenant can send from (R10); ``whatsapp_business`` / ``sms_sender`` when empty.
+    whatsapp_numbers: tuple[BusinessNumber, ...] = ()
+    sms_numbers: tuple[str, ...] = ()  # Twilio SMS numbers (E.164): a customer's sticky sender
+    messaging_services: tuple[str, ...] = ()  # Twilio messaging service SIDs
+
+    def meta_numbers(self) -> tuple[BusinessNumber, ...]:
+        if self.whatsapp_numbers or self.whatsapp_business is None:
+            return self.whatsapp_numbers
+        return (BusinessNumber(self.whatsapp_business),)
+
+    def sms_senders(self) -> tuple[str, ...]:
+        """Every address SMS can go out from: numbers and messaging services."""
+        senders = (*self.sms_numbers, *self.messaging_services)
+        return senders or ((self.sms_sender,) if self.sms_sender else ())
 
 
 @dataclass(frozen=True)
@@ -64,11 +97,24 @@ class Recipient:
 class ChannelDecision:
     channel: Channel
     reason: str
-    outbound: Outbound | None = None  # what to send, when the channel qualifies
+    outbound: Outbound | None = None  # what to send, when the channel qualifies (``business``: from)
+    sender_reason: str | None = None  # why it goes out from ``outbound.business`` (R10)
 
     @property
     def qualified(self) -> bool:
         return self.outbound is not None
+
+    def as_record(self) -> dict[str, object]:
+        """R9: the channel, whether it qualified and why; a qualifying one's sender too (R10)."""
+        record: dict[str, object] = {
+            "channel": self.channel,
+            "qualified": self.qualified,
+            "reason": self.reason,
+        }
+        if self.outbound is not None:
+            record["from"] = self.outbound.business
+            record["from_reason"] = self.sender_reason
+        return record
 
 
 @dataclass(frozen=True)
@@ -85,8 +131,8 @@ class Decision:
         return next((c for c in rest if c.qualified), None)
 
     def as_record(self) -> list[dict[str, object]]:
-        """R9: each channel considered, whether it qualified, and why."""
-        return [{"channel": c.channel, "qualified": c.qualified, "reason": c.reason} for c in self.considered]
+        """R9: each channel considered, whether it qualified, and why (and, qualifying, from where: R10)."""
+        return [c.as_record() for c in self.considered]
 
 
 def decide(request: SendRequest, recipient: Recipient, tenant: TenantChannels, now: datetime) -> Decision:
@@ -99,8 +145,7 @@ def decide(request: SendRequest, recipient: Recipient, tenant: TenantChannels, n
 def _whatsapp(
     request: SendRequest, recipient: Recipient, tenant: TenantChannels, now: datetime
 ) -> ChannelDecision:
-    business = tenant.whatsapp_business
-    if business is None:
+    if tenant.whatsapp_business is None:
         return ChannelDecision("whatsapp", "whatsapp.not_configured")
     if recipient.customer_id_unknown:
         return ChannelDecision("whatsapp", "whatsapp.unknown_customer")
@@ -110,8 +155,10 @@ def _whatsapp(
     refusal = _whatsapp_refusal(request, recipient, phone, bsuid)
     if refusal:
         return ChannelDecision("whatsapp", refusal)
-    window_open = customer is not None and _window_open(customer, business, now)
-    return _whatsapp_message(request, business, phone, bsuid, window_open=window_open)
+    business, why = whatsapp_sender(request, customer, tenant)
+    window_open = customer is not None and _window_open(customer, business, now)  # R1 for that number
+    decided = _whatsapp_message(request, business, phone, bsuid, window_open=window_open)
+    return replace(decided, sender_reason=why) if decided.qualified else decided
 
 
 def _whatsapp_refusal(
@@ -167,13 +214,81 @@ def _sms(
         return no("sms.opted_out")  # R4
     if _suppressed(recipient, phone):
         return no("sms.opted_out")  # R4: a STOP kept past its customer's erasure (I10)
-    return ChannelDecision(
-        "sms",
-        "sms.current_phone",
-        Outbound(
-            "sms", tenant.sms_sender, to=phone, text=request.text, status_callback=tenant.status_callback
-        ),
+    sender, why = sms_sender(request, customer, tenant)
+    outbound = Outbound("sms", sender, to=phone, text=request.text, status_callback=tenant.status_callback)
+    return ChannelDecision("sms", "sms.current_phone", outbound, why)
+
+
+def whatsapp_sender(
+    request: SendRequest, customer: Customer | None, tenant: TenantChannels
+) -> tuple[str, str]:
+    """R10: the Meta number (phone_number_id) WhatsApp goes out from, and why: the request's ``from``
+    when it names one of the tenant's Meta numbers, else the one the customer last wrote to, else the
+    first. The tenant must have one (``whatsapp_business``)."""
+    numbers = tenant.meta_numbers()
+    named = _meta_number(numbers, request.sender) if request.sender else None
+    if named is not None:
+        return named, "from.request"
+    ids = {n.phone_number_id for n in numbers}
+    windows = customer.whatsapp_last_inbound if customer else {}
+    known = [(at, number) for number, at in windows.items() if number in ids]
+    if known:
+        return max(known)[1], "from.last_inbound"
+    assert tenant.whatsapp_business is not None
+    return tenant.whatsapp_business, "from.default"
+
+
+def sms_sender(request: SendRequest, customer: Customer | None, tenant: TenantChannels) -> tuple[str, str]:
+    """R10: the Twilio sender SMS goes out from, and why: sticky, the tenant number the customer last
+    texted; else the request's ``from`` when it is one of the tenant's SMS senders; else the default
+    (the messaging service, else the first number). The tenant must have one (``sms_sender``)."""
+    senders = tenant.sms_senders()
+    last = customer.sms_last_to if customer else None
+    if last is not None and last in senders:
+        return last, "from.last_inbound"
+    named = _sms_sender(senders, request.sender) if request.sender else None
+    if named is not None:
+        return named, "from.request"
+    assert tenant.sms_sender is not None
+    return tenant.sms_sender, "from.default"
+
+
+def unknown_sender(request: SendRequest, tenant: TenantChannels) -> bool:
+    """R10: the request's ``from`` names none of the tenant's Meta numbers and SMS senders."""
+    asked = request.sender
+    if asked is None:
+        return False
+    return (
+        _meta_number(tenant.meta_numbers(), asked) is None
+        and _sms_sender(tenant.sms_senders(), asked) is None
     )
+
+
+def _meta_number(numbers: tuple[BusinessNumber, ...], asked: str) -> str | None:
+    """The phone_number_id ``asked`` names: the id itself, or the display number (digits compared)."""
+    digits = _digits(asked)
+    for number in numbers:
+        if asked == number.phone_number_id or (digits and digits == _digits(number.display)):
+            return number.phone_number_id
+    return None
+
+
+def _sms_sender(senders: tuple[str, ...], asked: str) -> str | None:
+    """The sender ``asked`` names: a messaging service SID as is, a number with its digits compared."""
+    digits = _digits(asked)
+    for sender in senders:
+        if asked == sender or (digits and not sender.startswith("MG") and digits == _digits(sender)):
+            return sender
+    return None
+
+
+def _digits(value: str) -> str:
+    """The digits of a phone number as written (``+1 555-010-0001`` -> ``15550100001``); empty when it is
+    not one (an id with letters)."""
+    stripped = value.strip()
+    if not stripped or any(c.isalpha() for c in stripped):
+        return ""
+    return "".join(c for c in stripped if c.isdigit())
 
 
 def sms_phone(request: SendRequest, recipient: Recipient) -> str | None:

@@ -53,6 +53,7 @@ class SendRequest:
     template: Template | None = None
     channels: tuple[Channel, ...] | None = None  # None: the tenant's preference
     reply_to: str | None = None
+    sender: str | None = None  # ``from``: a business number or messaging service to send from (R10)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -69,9 +70,10 @@ def parse_send_request(
     text, template = _content(doc, problems)
     channels = _channels(doc.get("channels"), problems)
     reply_to = _reply_to(doc.get("reply_to"), problems)
+    sender = _sender(doc.get("from"), problems)
     if problems:
         raise InvalidRequest(problems)
-    return SendRequest(tenant, key, to, text, template, channels, reply_to, raw=doc)
+    return SendRequest(tenant, key, to, text, template, channels, reply_to, sender, raw=doc)
 
 
 def _tenant(value: Any, problems: list[str]) -> str:
@@ -104,6 +106,14 @@ def _reply_to(value: Any, problems: list[str]) -> str | None:
         problems.append("reply_to: a provider message id")
         return None
     return value
+
+
+def _sender(value: Any, problems: list[str]) -> str | None:
+    """``from`` (R10): whether the tenant has that number is checked by dispatch, which knows the tenant."""
+    if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 64):
+        problems.append("from: one of the tenant's numbers (phone_number_id, display number) or senders")
+        return None
+    return value.strip() if value is not None else None
 
 
 def _address(value: Any, region: str, problems: list[str]) -> Address:

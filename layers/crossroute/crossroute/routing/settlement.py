@@ -88,6 +88,8 @@ class Settlement:
             "outcome": self.outcome,
             "code": str(self.code) if self.code is not None else None,
             "reason": self.reason,
+            # sent: the business number it went out from (R10)
+            "sender": self.outbound.business if sent and self.outbound else None,
         }
         return {k: v for k, v in value.items() if v is not None}
 

@@ -57,6 +57,7 @@ class SendState(MapAttribute[str, Any]):
     outcome = UnicodeAttribute(null=True)  # a failure's outcome: fallback | permanent | unknown
     code = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)  # the routing reason it was sent for (R9, or an R7 fallback)
+    sender = UnicodeAttribute(null=True)  # sent: the business number it went out from (R10)
 
 
 class SendRequestItem(TableItem, discriminator="send_request"):
@@ -76,7 +77,10 @@ class SendRequestItem(TableItem, discriminator="send_request"):
 
     def timeline_entry(self) -> dict[str, Any]:
         """R9 on the customer's timeline (contract §6): each channel considered, whether it qualified and
-        why, the channel chosen, and what each channel's send became. No text and no address."""
+        why, the channel chosen, what each channel's send became, and ``from``: the business number it
+        went out from (R10: as the send recorded it, else the decision's sender of the channel that sent,
+        else of the one chosen). No
+        text and no customer address."""
         channels = json.loads(self.decision) if self.decision else []
         sends = {}
         for channel in ("whatsapp", "sms"):
@@ -88,16 +92,27 @@ class SendRequestItem(TableItem, discriminator="send_request"):
                     "provider_message_id": state.provider_message_id,
                     "reason": state.reason,
                 }
+        chosen = next((c["channel"] for c in channels if c.get("qualified")), None)
+        used = next((c for c, s in sends.items() if s["state"] == "sent"), chosen)
         return {
             "kind": "decision",
             "at": (self.gsi1sk or "").split("#")[0] or self.created_at.isoformat(),
             "request_id": self.request_id,
             "idempotency_key": self.idempotency_key,
             "channels": channels,
-            "chosen": next((c["channel"] for c in channels if c.get("qualified")), None),
+            "chosen": chosen,
+            "from": self._sender(used, channels),
             "sends": sends,
             "customer_id": self.customer_id,
         }
+
+    def _sender(self, channel: str | None, decision: list[dict[str, Any]]) -> str | None:
+        """R10: the number ``channel`` went out from, as its send recorded it, else as decided."""
+        state = getattr(self, channel) if channel in ("whatsapp", "sms") else None
+        if state is not None and state.sender:
+            return str(state.sender)
+        decided = (d.get("from") for d in decision if d.get("channel") == channel and d.get("qualified"))
+        return next(decided, None)
 
 
 def request_pk(tenant: str, key: str) -> str:

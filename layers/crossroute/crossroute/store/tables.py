@@ -148,6 +148,9 @@ class CustomerItem(TableItem, discriminator="customer"):
     marketing_opt_at = UTCDateTimeAttribute(null=True)
     # business number -> epoch seconds of the customer's last WhatsApp message to it
     whatsapp_last_inbound = MapAttribute[str, Any](default=dict)
+    # the tenant SMS number the customer last texted, and when (R10)
+    sms_last_to = UnicodeAttribute(null=True)
+    sms_last_to_at = UTCDateTimeAttribute(null=True)
     merged_from = ListAttribute[str](default=list)
     merged_into = UnicodeAttribute(null=True)
     external_id = UnicodeAttribute(null=True)  # the business's own id (I11); its key item says who holds it

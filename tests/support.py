@@ -687,6 +687,7 @@ def _attributes(customer: Customer) -> dict[str, Any]:
         "parent": customer.parent_bsuid,
         "sms_opted_out": customer.sms_opted_out,
         "marketing_opted_out": customer.marketing_opted_out,
+        "opt_in": (customer.whatsapp_opt_in, customer.whatsapp_opt_in_at, customer.whatsapp_opt_in_source),
         # whole seconds: DynamoDB keeps the window as epoch seconds
         "windows": {b: int(at.timestamp()) for b, at in customer.whatsapp_last_inbound.items()},
         "sms_last_to": (customer.sms_last_to, customer.sms_last_to_at),  # R10

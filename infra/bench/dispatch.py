@@ -17,6 +17,7 @@ from crossroute.dispatch import Dispatch, TenantSetup
 from crossroute.identity.model import Key
 from crossroute.ingest import Ingest
 from crossroute.parsing.queued import parse
+from crossroute.ports import StatusRecord
 from crossroute.routing.policy import Recipient, TenantChannels, decide
 from crossroute.routing.request import parse_send_request
 from crossroute.store.identity_store import DynamoIdentityStore
@@ -51,6 +52,28 @@ def _measure(request: dict[str, Any], *, warm: bool) -> tuple[list[Any], Any]:
     return list(counter.calls), result
 
 
+def _measure_check(status: str) -> tuple[list[Any], Any]:
+    """R14: a request with ``fallback_after`` sent on WhatsApp, its message at ``status``; the round trips
+    of its timed check, once due."""
+    with moto_table():
+        identity = DynamoIdentityStore()
+        Ingest(identity, RecordingPublisher(), sleep=lambda _: None).handle(parse(meta_text(ANA, 1)).events)
+        ana = identity.holders("demo", [ANA_KEY])[ANA_KEY]
+        setup = TenantSetup(CHANNELS, {"whatsapp": ScriptedSender("meta"), "sms": ScriptedSender("twilio")})
+        clock = [datetime.fromtimestamp(T0, UTC) + timedelta(hours=1)]
+        dispatch = Dispatch(
+            DynamoSendStore(), lambda tenant: setup, RecordingPublisher(), clock=lambda: clock[0]
+        )
+        doc = {"tenant": "demo", "idempotency_key": "bench-1", "text": "Shipped", "fallback_after": 60}
+        sent = dispatch.send({**doc, "to": {"customer_id": ana.id}})
+        assert sent.check is not None
+        identity.apply_status(StatusRecord("demo", "meta", sent.check.message_id, status, clock[0]))
+        clock[0] += timedelta(seconds=60)
+        with DynamoCalls() as counter:
+            result = dispatch.timed_fallback(sent.check)
+    return list(counter.calls), result
+
+
 def round_trips(context: Context) -> Table:
     table = Table(
         "DynamoDB round trips per send request (Dispatch + DynamoDB stores, moto in-process)",
@@ -66,6 +89,15 @@ def round_trips(context: Context) -> Table:
         calls, result = _measure(request, warm=warm)
         sent = bool(result.sent)
         if sent == (goal is None):
+            raise AssertionError(f"{label}: not the case it claims to be ({result})")
+        met = None if goal is None else len(calls) <= goal
+        table.rows.append(Row([label, str(len(calls)), _breakdown(calls)], f"<= {goal}" if goal else "", met))
+    for label, status, goal in [
+        ("R14 check, WhatsApp delivered in time", "delivered", 1),
+        ("R14 check, still sent: the SMS", "sent", None),
+    ]:
+        calls, result = _measure_check(status)
+        if bool(result.sent) == (status == "delivered"):
             raise AssertionError(f"{label}: not the case it claims to be ({result})")
         met = None if goal is None else len(calls) <= goal
         table.rows.append(Row([label, str(len(calls)), _breakdown(calls)], f"<= {goal}" if goal else "", met))

@@ -331,14 +331,14 @@ def test_both_stores_answer_alike_for_any_history(table: str, data: st.DataObjec
 RECORDS = [
     [
         {"external_id": "crm-1", "phone": "+16505550001", "name": "Ann", "sms_opted_out": True},
-        {"external_id": "crm-2", "bsuid": "US.111"},
+        {"external_id": "crm-2", "bsuid": "US.111", "whatsapp_opt_in": True},  # R15
         {"external_id": "crm-3", "phone": "+16505550001"},  # the phone is crm-1's: a conflict
         {"external_id": "crm-4", "phone": "(650) 555-0004", "marketing_opted_out": True},
         {"phone": "not a phone", "colour": "red"},
     ],
     [
         {"external_id": "crm-1", "sms_opted_out": False, "name": "Ann B"},  # the opt-out stays
-        {"external_id": "crm-2", "phone": "+16505550001"},
+        {"external_id": "crm-2", "phone": "+16505550001", "whatsapp_opt_in": False},  # refused (R15)
         {"external_id": "crm-4", "phone": "+16505550004"},  # nothing new
     ],
 ]
@@ -379,6 +379,7 @@ def test_both_stores_take_business_records_alike(table: str) -> None:
     survivor = real.find(TENANT, {"external_id": "crm-1"}, region="US")
     assert real.find(TENANT, {"external_id": "crm-2"}, region="US")["id"] == survivor["id"]
     assert survivor["external_id"] == "crm-1" and len(survivor["merged_from"]) == 1
+    assert survivor["whatsapp_opt_in"]["value"] and survivor["whatsapp_opt_in"]["source"] == "business.record"
     real.erase(TENANT, survivor["id"])
     fake.erase(TENANT, survivor["id"])
     assert answers(fake, asked) == answers(real, asked)

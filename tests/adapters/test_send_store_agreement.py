@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from crossroute.channels import Outbound, Sent
 from crossroute.identity.model import Key
+from crossroute.ports import StatusRecord
 from crossroute.routing.pacing import Pair, PairPace
 from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.identity_store import DynamoIdentityStore
@@ -263,3 +264,37 @@ def test_an_erased_stop_is_read_alike_in_both() -> None:
     assert by_phone.suppressions == {phone: erased_at, other: None}
     assert by_id.suppressions == {phone: erased_at}
     assert (suppressed, not_suppressed) == (erased_at, None)
+
+
+@pytest.mark.usefixtures("table")
+def test_a_request_and_its_whatsapp_status_are_read_alike_in_both() -> None:
+    """R14: ``record_and_status`` gives the record and the status ``apply_status`` stored (the fake keeps
+    it in ``statuses``); None for a message with no status and for a key never recorded."""
+    answers = []
+    for store in (DynamoSendStore(), MemorySendStore()):
+        tenant = f"agree{next(tenants)}"
+        claim = Claim(tenant, "order-1", "whatsapp", "a1")
+        store.begin(
+            tenant=tenant,
+            key="order-1",
+            request_id="r1",
+            request={"fallback_after": 60},
+            decision=[],
+            customer_id=None,
+            claim=claim,
+            now=T0,
+        )
+        outbound = Outbound("whatsapp", "100000000000001", to="+15550123456", text="hi")
+        assert store.settle(
+            Settlement.delivered(claim, T0, Sent("meta", "wamid.1"), "default", outbound, None)
+        )
+        before = store.record_and_status(tenant, "order-1", "meta", "wamid.1")
+        if isinstance(store, DynamoSendStore):
+            DynamoIdentityStore().apply_status(StatusRecord(tenant, "meta", "wamid.1", "sent", T0))
+        else:
+            store.statuses[(tenant, "meta", "wamid.1")] = "sent"
+        record, status = store.record_and_status(tenant, "order-1", "meta", "wamid.1")
+        assert record is not None
+        nothing = store.record_and_status(tenant, "order-2", "meta", "wamid.2")
+        answers.append((before[1], status, record.request, record.sends["whatsapp"]["state"], nothing))
+    assert answers[0] == answers[1] == (None, "sent", {"fallback_after": 60}, "sent", (None, None))

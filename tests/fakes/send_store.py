@@ -67,6 +67,8 @@ class MemorySendStore:
     requests: dict[tuple[str, str], _Request] = field(default_factory=dict)
     sent_by: dict[tuple[str, str, str], str] = field(default_factory=dict)  # provider message -> key
     tats: dict[Pair, float] = field(default_factory=dict)
+    # R14: a provider message's latest status, as the identity store's message item keeps it
+    statuses: dict[tuple[str, str, str], str] = field(default_factory=dict)
     suppression_reads: int = 0  # ``suppression`` calls: reads on top of the recipient's (a round trip each)
 
     def recipient_and_pace(
@@ -152,6 +154,11 @@ class MemorySendStore:
 
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         return self.sent_by.get((tenant, provider, message_id))
+
+    def record_and_status(
+        self, tenant: str, key: str, provider: str, message_id: str
+    ) -> tuple[SendRecord | None, str | None]:
+        return self.get(tenant, key), self.statuses.get((tenant, provider, message_id))
 
     def dead_lettered(
         self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime

@@ -238,10 +238,12 @@ def test_the_csv_export_flattens_a_contact_into_import_columns() -> None:
         "bsuids": [{"id": "US.2", "status": "current"}],
         "name": "Ana",
         "sms_opted_out": True,
+        "whatsapp_opt_in": {"value": True, "at": "2026-01-01T00:00:00+00:00", "source": "business.record"},
         "whatsapp": {"window_open_until": "2026-01-02T00:00:00+00:00"},
         "merged_from": ["c0"],
     }
     row = flat(contact)
+    assert row["whatsapp_opt_in"] == "true"  # R15: the value, so the CSV imports as it is
     assert list(row) == list(CSV_COLUMNS)
     assert (row["phone"], row["bsuid"], row["sms_opted_out"], row["marketing_opted_out"]) == (
         "+15550000002",

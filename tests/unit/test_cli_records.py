@@ -90,6 +90,7 @@ def test_a_contact_as_export_writes_it_imports_its_current_phone_and_bsuid() -> 
         "name": "Ana",
         "sms_opted_out": False,
         "marketing_opted_out": True,
+        "whatsapp_opt_in": {"value": True, "at": "2026-01-01T00:00:00+00:00", "source": "user.keyword"},
         "whatsapp": {"window_open_until": None, "windows": {}},
         "merged_from": [],
         "created_at": "2026-01-01T00:00:00+00:00",
@@ -102,7 +103,18 @@ def test_a_contact_as_export_writes_it_imports_its_current_phone_and_bsuid() -> 
         "name": "Ana",
         "sms_opted_out": False,
         "marketing_opted_out": True,
+        "whatsapp_opt_in": True,  # R15: the view's object, as its value
     }
+
+
+def test_a_whatsapp_opt_in_column_is_a_flag() -> None:
+    assert check({"phone": "+16505551234", "whatsapp_opt_in": "yes"}, 2).record == {
+        "phone": "+16505551234",
+        "whatsapp_opt_in": True,
+    }
+    assert reasons(check({"phone": "+16505551234", "whatsapp_opt_in": "maybe"}, 2)) == [
+        "whatsapp_opt_in.invalid"
+    ]
 
 
 def test_csv_rows_carry_the_line_they_start_on() -> None:

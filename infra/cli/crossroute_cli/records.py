@@ -9,8 +9,9 @@ row (``column.unknown``: a misspelt column is never silently dropped).
 Each row becomes a :class:`Row`: its line number (where the record starts, the header being line 1 of a
 CSV), the record to send (the fields that have a value, trimmed), or why it is rejected. Rejection
 reasons found here: ``phone.invalid``, ``bsuid.invalid``, ``sms_opted_out.invalid``,
-``marketing_opted_out.invalid``, ``external_id.invalid``, ``name.invalid``, ``column.unknown``,
-``record.no_key`` (no ``external_id``, ``phone`` or ``bsuid``), ``json.invalid``, ``row.malformed``.
+``marketing_opted_out.invalid``, ``whatsapp_opt_in.invalid``, ``external_id.invalid``, ``name.invalid``,
+``column.unknown``, ``record.no_key`` (no ``external_id``, ``phone`` or ``bsuid``), ``json.invalid``,
+``row.malformed``.
 Details never quote a phone number or BSUID.
 """
 
@@ -36,9 +37,9 @@ __all__ = [
     "read_rows",
 ]
 
-FIELDS = ("external_id", "phone", "bsuid", "name", "sms_opted_out", "marketing_opted_out")
+FIELDS = ("external_id", "phone", "bsuid", "name", "sms_opted_out", "marketing_opted_out", "whatsapp_opt_in")
 IDENTIFYING = ("external_id", "phone", "bsuid")
-BOOLEANS = ("sms_opted_out", "marketing_opted_out")
+BOOLEANS = ("sms_opted_out", "marketing_opted_out", "whatsapp_opt_in")
 # What `contacts export` writes beside FIELDS (the contact JSON, and the CSV export's flat columns).
 IGNORED = frozenset(
     {
@@ -148,7 +149,11 @@ def _phone_ok(text: str, region: str | None) -> bool:
 
 
 def _from_contact(fields: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A contact as export writes it: its first current phone and BSUID as ``phone`` and ``bsuid``."""
+    """A contact as export writes it: its first current phone and BSUID as ``phone`` and ``bsuid``, and
+    its ``whatsapp_opt_in`` object's value (R15)."""
+    opt_in = fields.get("whatsapp_opt_in")
+    if isinstance(opt_in, dict):
+        fields = {**fields, "whatsapp_opt_in": opt_in.get("value")}
     phones, bsuids = fields.get("phones"), fields.get("bsuids")
     if not isinstance(phones, list) and not isinstance(bsuids, list):
         return fields

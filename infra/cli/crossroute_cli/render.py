@@ -59,6 +59,7 @@ def contact_table(console: Console, contact: dict[str, Any]) -> None:
         ("parent BSUID", contact.get("parent_bsuid")),
         ("SMS opted out", _yes_no(contact.get("sms_opted_out"))),
         ("marketing opted out", _yes_no(contact.get("marketing_opted_out"))),
+        ("WhatsApp opt-in", _yes_no((contact.get("whatsapp_opt_in") or {}).get("value"))),
         ("WhatsApp window", f"open until {window}" if window else "closed"),
         ("merged from", ", ".join(str(m) for m in contact.get("merged_from") or []) or None),
         ("created", contact.get("created_at")),

@@ -369,6 +369,11 @@ def contact_view(customer: Customer) -> dict[str, Any]:
         "name": customer.name,
         "sms_opted_out": customer.sms_opted_out,
         "marketing_opted_out": customer.marketing_opted_out,
+        "whatsapp_opt_in": {  # R15
+            "value": customer.whatsapp_opt_in,
+            "at": customer.whatsapp_opt_in_at.isoformat() if customer.whatsapp_opt_in_at else None,
+            "source": customer.whatsapp_opt_in_source,
+        },
         "whatsapp": {"window_open_until": max(windows.values(), default=None), "windows": windows},
         "external_id": customer.external_id,
         "merged_from": list(customer.merged_from),

@@ -41,6 +41,7 @@ from crossroute.routing.pacing import (
 )
 from crossroute.routing.policy import (
     FALLBACK_PREFIX,
+    TIMED_FALLBACK,
     UNKNOWN_SENDER,
     ChannelDecision,
     Decision,
@@ -62,6 +63,8 @@ from crossroute.routing.settlement import Claim, Settlement
 
 logger = child_logger(__name__)
 PAIR_RATE_HIT = 131056  # Meta: too many messages to one user in a short time
+MAX_DELAY = 900  # seconds: SQS's longest DelaySeconds; a longer R14 wait is a chain of delayed checks
+SEEN = ("delivered", "read")  # R14: a WhatsApp message in one of these statuses needs no SMS
 
 
 class RetryLater(Exception):
@@ -128,6 +131,41 @@ class _Handling:
         return Claim(self.request.tenant, self.request.idempotency_key, channel, self.attempt)
 
 
+@dataclass(frozen=True)
+class TimedCheck:
+    """R14: look at the WhatsApp message ``message_id`` of the request under ``key`` at ``due`` (epoch
+    seconds), and send the request's SMS if it was not delivered by then. A send queue message."""
+
+    tenant: str
+    key: str
+    provider: str
+    message_id: str
+    due: float
+
+    def as_doc(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "idempotency_key": self.key,
+            "provider": self.provider,
+            "message_id": self.message_id,
+            "due": self.due,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TimedCheck:
+        return cls(
+            str(doc["tenant"]),
+            str(doc["idempotency_key"]),
+            str(doc["provider"]),
+            str(doc["message_id"]),
+            float(doc["due"]),
+        )
+
+    def delay(self, now: datetime) -> int:
+        """Seconds to put it on the queue for: until it is due, at most SQS's 15 min (then again)."""
+        return min(MAX_DELAY, max(0, math.ceil(self.due - now.timestamp())))
+
+
 @dataclass
 class Dispatched:
     """What handling a request (or an R7 fallback) did: for logs and tests."""
@@ -135,6 +173,7 @@ class Dispatched:
     request_id: str | None
     sent: dict[str, str] = field(default_factory=dict)  # channel -> provider message id
     undeliverable: bool = False
+    check: TimedCheck | None = None  # R14: to put on the send queue, for ``check.delay(now)`` seconds
 
 
 class Dispatch:
@@ -156,6 +195,9 @@ class Dispatch:
         self._clock = clock
         self._new_id = new_id
         self._pacer = pacer
+
+    def now(self) -> datetime:
+        return self._clock()
 
     # ------------------------------------------------------------------ a send request
 
@@ -299,7 +341,8 @@ class Dispatch:
                 outbound.business,
             )
             self._announce([routed])
-            return Dispatched(record.request_id, {current.channel: sent.message_id})
+            check = _timed_check(record, current.channel, sent.provider, sent.message_id, now)
+            return Dispatched(record.request_id, {current.channel: sent.message_id}, check=check)
         self._announce(
             [_undeliverable(h.request, record, record.customer_id, record.decision, "send_failed", failures)]
         )
@@ -315,7 +358,8 @@ class Dispatch:
             if event.detail_type == "MessageRouted":
                 self._metrics.count("SendsRouted", dimension=str(detail["channel"]))
                 after_whatsapp = any(f.get("channel") == "whatsapp" for f in detail.get("failures") or [])
-                late = str(detail.get("reason")).startswith(FALLBACK_PREFIX)  # R7, a later failed status
+                reason = str(detail.get("reason"))
+                late = reason.startswith(FALLBACK_PREFIX) or reason == TIMED_FALLBACK  # R7, R14
                 if detail["channel"] == "sms" and (after_whatsapp or late):
                     self._metrics.count("SmsFallbacks")
             elif event.detail_type == "MessageUndeliverable":
@@ -429,6 +473,11 @@ class Dispatch:
             )
         if events:
             self._publisher.publish(events)
+        whatsapp = record.sends.get("whatsapp") or {}
+        if only is None and whatsapp.get("state") == "sent":  # R14: schedule its check again (harmless)
+            result.check = _timed_check(
+                record, "whatsapp", whatsapp.get("provider"), whatsapp["provider_message_id"], whatsapp["at"]
+            )
         return result
 
     # ------------------------------------------------------------------ R7: a WhatsApp failure later
@@ -441,18 +490,46 @@ class Dispatch:
         correlation.bind(record.request_id if record else None)
         if record is None or not is_fallback(code):
             return Dispatched(record.request_id if record else None)
-        setup = self._tenants(tenant)
+        return self._sms_instead(record, f"{FALLBACK_PREFIX}{code}")
+
+    def timed_fallback(self, check: TimedCheck) -> Dispatched:
+        """R14: the WhatsApp message of a request with ``fallback_after`` was sent ``fallback_after``
+        seconds ago (or a link of the chain is due: then it is handed back, to be queued again). Unless
+        its latest status is delivered or read, one SMS (``fallback.not_delivered_in_time``), when SMS
+        still qualifies; the claim on the request's ``sms`` channel keeps it to one with R7 (R8). When
+        SMS no longer qualifies, nothing is published (WhatsApp went out): it is logged."""
+        if check.delay(self._clock()) > 0:
+            return Dispatched(None, check=check)
+        record, status = self._sends.record_and_status(
+            check.tenant, check.key, check.provider, check.message_id
+        )
+        correlation.bind(record.request_id if record else None)
+        if record is None or status in SEEN:
+            return Dispatched(record.request_id if record else None)
+        if "sms" in record.sends:  # sent (or being sent) already: by R7, or by this check handled before
+            return self._already(record, only="sms")
+        result = self._sms_instead(record, TIMED_FALLBACK, announce=False)
+        if not result.sent and not result.undeliverable:
+            logger.info("timed fallback: SMS no longer qualifies, not sent", extra={"status": status})
+        return result
+
+    def _sms_instead(self, record: SendRecord, reason: str, *, announce: bool = True) -> Dispatched:
+        """The SMS of a request whose WhatsApp message went out (R7, R14), decided again now (the customer
+        may have said STOP since). When SMS does not qualify: ``MessageUndeliverable`` when
+        ``announce`` (R7), else nothing."""
+        setup = self._tenants(record.tenant)
         if setup is None:
             return Dispatched(record.request_id)
         request = parse_send_request(record.request, default_region=setup.default_region)
         now = self._clock()
-        read = self._read_recipient(tenant, request.to, None)
+        read = self._read_recipient(record.tenant, request.to, None)
         _, decision = self._decided(
             request, recipient_of(request.to, read), setup.channels, now, sms_in_any_case=True
         )
         sms = next((c for c in decision.considered if c.channel == "sms"), None)
-        reason = f"{FALLBACK_PREFIX}{code}"
         if sms is None or sms.outbound is None:
+            if not announce:
+                return Dispatched(record.request_id)
             reasons = [*decision.as_record(), {"channel": "whatsapp", "qualified": False, "reason": reason}]
             self._announce([_undeliverable(request, record, record.customer_id, reasons, reason, [])])
             return Dispatched(record.request_id, undeliverable=True)
@@ -537,6 +614,20 @@ def sender_of(decision: list[dict[str, Any]], channel: str) -> str | None:
     entry = next((e for e in decision if e.get("channel") == channel and e.get("qualified")), None)
     sender = entry.get("from") if entry else None
     return sender if isinstance(sender, str) else None
+
+
+def _timed_check(
+    record: SendRecord, channel: str, provider: str | None, message_id: str, sent_at: Any
+) -> TimedCheck | None:
+    """R14: the check a WhatsApp message sent at ``sent_at`` needs: when its request has
+    ``fallback_after`` and SMS qualified when it was decided (and was not claimed: R7 took it)."""
+    after = record.request.get("fallback_after")
+    sms = any(e.get("channel") == "sms" and e.get("qualified") for e in record.decision)
+    if channel != "whatsapp" or not isinstance(after, int) or not sms or "sms" in record.sends:
+        return None
+    at = sent_at if isinstance(sent_at, datetime) else datetime.fromisoformat(str(sent_at))
+    due = at.timestamp() + after
+    return TimedCheck(record.tenant, record.idempotency_key, provider or "meta", message_id, due)
 
 
 def _tenant_and_key(doc: Any) -> tuple[str, str]:

@@ -58,6 +58,8 @@ class InboundMessage:
     # Phones in contact cards shared by hand are content only and stay in ``raw``.
     shared_own_phone: str | None = None
     opt_out_keyword: str | None = None  # Twilio's OptOutType (STOP, START, HELP) when it sent one
+    # R15: the tenant's WhatsApp opt-in keywords as the intake queued them (the registry's, at arrival).
+    opt_in_keywords: tuple[str, ...] = ()
     errors: tuple[ProviderError, ...] = ()
     historical: bool = False
     raw: Raw = field(default_factory=dict, compare=False)

@@ -10,6 +10,8 @@ One SQS message body is a JSON object::
 
 ``region`` is the tenant's default region, for reading national phone formats. ``correlation_id`` (when
 the webhook had one: API Gateway's request id) follows the event into ingest's logs and events.
+``opt_in_keywords`` (when the tenant lists some: the registry's ``whatsapp_opt_in_keywords``) are the texts
+that record a customer's WhatsApp opt-in (R15): ingest has no registry of its own.
 
 ``MessageGroupId`` is the tenant plus a keyed hash of the sender (``group_id``), so one person's events
 stay in order; ``MessageDeduplicationId`` hashes the content, so a provider's immediate redelivery is
@@ -53,10 +55,18 @@ class QueuedEvent:
 
     @classmethod
     def build(
-        cls, *, tenant: str, sender: str, kind: str, content: dict[str, Any], region: str = "US"
+        cls,
+        *,
+        tenant: str,
+        sender: str,
+        kind: str,
+        content: dict[str, Any],
+        region: str = "US",
+        opt_in_keywords: Sequence[str] = (),
     ) -> QueuedEvent:
         """Wrap ``content`` (``payload`` or ``form``) for ``tenant``; ids derive from content, not time."""
         correlation_id = correlation.current()
+        keywords = {"opt_in_keywords": list(opt_in_keywords)} if opt_in_keywords else {}
         body = json.dumps(
             {
                 "schema": SCHEMA,
@@ -65,6 +75,7 @@ class QueuedEvent:
                 "received_at": _now(),
                 "kind": kind,
                 **({"correlation_id": correlation_id} if correlation_id else {}),
+                **keywords,
                 **content,
             },
             separators=(",", ":"),

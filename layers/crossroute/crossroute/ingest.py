@@ -19,7 +19,14 @@ from crossroute import correlation, ids, limits
 from crossroute.bus import BusEvent
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.profile import observe_message, observe_preference
-from crossroute.identity.rules import NumberChange, Resolution, Sighting, change_number, resolve
+from crossroute.identity.rules import (
+    IdentityEvent,
+    NumberChange,
+    Resolution,
+    Sighting,
+    change_number,
+    resolve,
+)
 from crossroute.inbound import (
     ContactLink,
     IdentityChange,
@@ -171,7 +178,8 @@ class Ingest:
             logger.warning("message without a usable sender id", extra={"provider": message.provider})
             return []
         holders, resolution = self._resolved(message.tenant, sighting)
-        customers, versions = _with_target_change(resolution, holders, lambda c: observe_message(c, message))
+        observe = lambda c: observe_message(c, message)  # noqa: E731
+        customers, versions = _with_target_change(resolution, holders, observe, sighting.event_id)
         published = [
             _received(message, resolution.customer_id),
             *_identity_events(message.tenant, resolution),
@@ -265,7 +273,7 @@ class Ingest:
         self, tenant: str, sighting: Sighting, observe: Callable[[Customer], Customer], report: Ingested
     ) -> list[BusEvent]:
         holders, resolution = self._resolved(tenant, sighting)
-        customers, versions = _with_target_change(resolution, holders, observe)
+        customers, versions = _with_target_change(resolution, holders, observe, sighting.event_id)
         if not customers and not resolution.key_owners:
             return []
         self._store.commit(
@@ -441,7 +449,10 @@ def _sighting(person: Person, at: Any, source: str, event_id: str) -> Sighting |
 
 
 def _with_target_change(
-    resolution: Resolution, holders: dict[Key, Customer], observe: Callable[[Customer], Customer]
+    resolution: Resolution,
+    holders: dict[Key, Customer],
+    observe: Callable[[Customer], Customer],
+    event_id: str,
 ) -> tuple[dict[str, Customer], dict[str, int]]:
     """The resolution's customers plus what the event changes on its target, with versions to check."""
     customers = dict(resolution.customers)
@@ -450,11 +461,21 @@ def _with_target_change(
         c for c in holders.values() if c.id == resolution.customer_id
     )
     changed = observe(target)
+    if changed.whatsapp_opt_in_at != target.whatsapp_opt_in_at:  # R15: the change on the timeline (I9)
+        resolution.events.append(_opt_in_event(changed, event_id))
     if changed != target or resolution.customer_id in customers:
         customers[resolution.customer_id] = changed
         if resolution.customer_id not in resolution.created:
             versions.setdefault(resolution.customer_id, target.version)
     return customers, versions
+
+
+def _opt_in_event(customer: Customer, event_id: str) -> IdentityEvent:
+    """R15: a WhatsApp opt-in recorded or withdrawn by the user's keyword or marketing preference."""
+    assert customer.whatsapp_opt_in_at is not None and customer.whatsapp_opt_in_source is not None
+    detail = {"value": customer.whatsapp_opt_in}
+    at, source = customer.whatsapp_opt_in_at, customer.whatsapp_opt_in_source
+    return IdentityEvent(customer.id, "whatsapp_opt_in", at, source, event_id, detail)
 
 
 def _received(message: InboundMessage, customer_id: str) -> BusEvent:

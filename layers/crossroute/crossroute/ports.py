@@ -249,6 +249,12 @@ class SendStore(Protocol):
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         """The idempotency key of the request that sent this provider message, if crossroute sent it."""
 
+    def record_and_status(
+        self, tenant: str, key: str, provider: str, message_id: str
+    ) -> tuple[SendRecord | None, str | None]:
+        """R14: the request under ``key`` and the latest status of the provider message it sent (None when
+        no status was stored): one round trip."""
+
     def dead_lettered(
         self, *, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
     ) -> SendRecord | None:

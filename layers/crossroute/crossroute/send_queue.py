@@ -5,6 +5,9 @@ A message body is one of:
 - a send request (contract §7; docs/routing.md), put there by ``POST /messages`` or by a producer;
 - an EventBridge event the bus's rules route here: ``SendMessage`` (its ``detail`` is a send request),
   or ``MessageStatusChanged`` for a failed WhatsApp message (R7: the SMS fallback);
+- an R14 check ``{"crossroute:timed_fallback": {tenant, idempotency_key, provider, message_id, due}}``:
+  put there, delayed, when a request with ``fallback_after`` went out on WhatsApp (R14);
+  a wait over SQS's 15 min is a chain: each link not yet due puts a new delayed copy and is done;
 - a follow-up ``{"crossroute:settle": <settlement>, "then": <body>}``: a send's outcome the table did not
   take when the provider answered, to record first; then ``then`` is handled again.
 
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crossroute import correlation
-from crossroute.dispatch import Dispatch, Dispatched, RetryLater, Unsettled, retry_delay
+from crossroute.dispatch import Dispatch, Dispatched, RetryLater, TimedCheck, Unsettled, retry_delay
 from crossroute.log import child_logger
 from crossroute.ports import DeadLetters, Delivery, SendQueue
 from crossroute.routing.request import InvalidRequest
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 logger = child_logger(__name__)
 
 FOLLOW_UP = "crossroute:settle"  # a follow-up: a settlement to record, then the body to handle again
+TIMED_CHECK = "crossroute:timed_fallback"  # R14: look whether a WhatsApp message was delivered in time
 MAX_DELAY = 900  # seconds: SQS's longest DelaySeconds and the backoff's ceiling
 
 
@@ -131,8 +135,13 @@ class SendConsumer:
             detail = body["detail"]
             code = next((e.get("code") for e in detail.get("errors") or []), None)
             result = self._dispatch.fallback(detail["tenant"], detail["provider"], detail["message_id"], code)
+        elif isinstance(body, dict) and TIMED_CHECK in body:  # R14
+            result = self._dispatch.timed_fallback(TimedCheck.from_doc(body[TIMED_CHECK]))
         else:
             result = self._dispatch.send(body["detail"] if kind == "SendMessage" else body)
+        if result.check is not None:  # R14: if this fails, the delivery is retried and puts it again
+            delay = result.check.delay(self._dispatch.now())
+            self._queue.enqueue(json.dumps({TIMED_CHECK: result.check.as_doc()}), delay=delay)
         logger.info(
             "dispatched",
             extra={
@@ -168,13 +177,15 @@ class SendConsumer:
 def request_in(body: str) -> dict[str, Any] | None:
     """The send request a send queue message carries: itself, an EventBridge ``SendMessage``'s
     ``detail``, or a follow-up's ``then`` (either of those). None for anything else: a body that is not
-    JSON, an R7 ``MessageStatusChanged`` (a status, not a request)."""
+    JSON, an R7 ``MessageStatusChanged`` (a status, not a request), an R14 check."""
     try:
         doc = json.loads(body)
     except ValueError:
         return None
     if isinstance(doc, dict) and FOLLOW_UP in doc:
         doc = doc.get("then")
+    if isinstance(doc, dict) and TIMED_CHECK in doc:  # R14: a check, not a request
+        return None
     if isinstance(doc, dict) and "detail-type" in doc:
         doc = doc.get("detail") if doc["detail-type"] == "SendMessage" else None
     return doc if isinstance(doc, dict) else None

@@ -76,6 +76,7 @@ def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
         whatsapp_numbers=_meta_numbers(tenant) if rates else (),
         sms_numbers=twilio.sms_numbers if twilio and sms_sender else (),
         messaging_services=twilio.messaging_service_sids if twilio and sms_sender else (),
+        whatsapp_opt_in_required=tenant.whatsapp_opt_in_required,
     )
     first_rate = next(iter(rates.values()), DEFAULT_RATE)
     return TenantSetup(

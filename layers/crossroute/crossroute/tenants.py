@@ -117,6 +117,9 @@ class Tenant:
     meta: MetaChannel | None = None
     twilio: TwilioChannel | None = None
     channel_preference: tuple[str, ...] = ("whatsapp", "sms")  # when a send request names no order
+    # R15: template categories that need the customer's WhatsApp opt-in; whole-message opt-in keywords.
+    whatsapp_opt_in_required: tuple[str, ...] = ()
+    whatsapp_opt_in_keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,9 +258,10 @@ def _tenant(tenant_id: str, doc: dict[str, Any]) -> Tenant:
         credentials = _present(doc["twilio"], "account_sid", "auth_token", "previous_auth_token")
         addresses = _present(doc["twilio"], "sms_numbers", "whatsapp_senders", "messaging_service_sids")
         twilio = TwilioChannel(**credentials, **addresses)
-    return Tenant(
-        tenant_id, meta=meta, twilio=twilio, **_present(doc, "default_region", "channel_preference")
+    options = _present(
+        doc, "default_region", "channel_preference", "whatsapp_opt_in_required", "whatsapp_opt_in_keywords"
     )
+    return Tenant(tenant_id, meta=meta, twilio=twilio, **options)
 
 
 def _present(doc: dict[str, Any], *names: str) -> dict[str, Any]:

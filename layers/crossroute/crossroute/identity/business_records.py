@@ -4,7 +4,8 @@ A record is not Meta attestation. It creates or updates one customer: the one ho
 else its BSUID, else its phone. It links a phone and a BSUID it names only when no other customer holds
 them, and reports a conflict instead of merging (a conflict changes nothing). An opt-out in a record is
 applied; turning one off needs the user's own START or marketing resume, so a record cannot do it: that
-field is refused and the rest of the record applied.
+field is refused and the rest of the record applied. Likewise a record may record the WhatsApp opt-in
+(R15) but not withdraw it: that is the user's own marketing stop (``opt_in.withdraw_needs_user``).
 
 ``parse_record`` checks a record's JSON (every problem, with a code); ``upsert`` is the rule, pure: the
 store reads the holders of the record's keys and commits the ``Resolution`` (conditional writes, I3).
@@ -23,7 +24,7 @@ from crossroute.identity.model import BsuidRecord, Customer, Key, PhoneRecord
 from crossroute.identity.rules import Resolution, Working
 
 SOURCE = "business.record"  # a phone's source when a record linked it
-FIELDS = ("external_id", "phone", "bsuid", "name", "sms_opted_out", "marketing_opted_out")
+FIELDS = ("external_id", "phone", "bsuid", "name", "sms_opted_out", "marketing_opted_out", "whatsapp_opt_in")
 MAX_EXTERNAL_ID = 128
 MAX_NAME = 256
 _EXTERNAL_ID = re.compile(r"[^\x00-\x1f\x7f]+")  # printable: no control characters
@@ -64,6 +65,7 @@ class BusinessRecord:
     name: str | None = None
     sms_opted_out: bool | None = None
     marketing_opted_out: bool | None = None
+    whatsapp_opt_in: bool | None = None  # R15: a record may record the opt-in, never withdraw it
     source: str = SOURCE
 
     @property
@@ -162,6 +164,7 @@ _CHECKS: dict[str, Callable[[Any, str], dict[str, Any]]] = {
     "name": _name,
     "sms_opted_out": _flag("sms_opted_out"),
     "marketing_opted_out": _flag("marketing_opted_out"),
+    "whatsapp_opt_in": _flag("whatsapp_opt_in"),
 }
 
 
@@ -266,4 +269,20 @@ def _profile(work: Working, customer: Customer, record: BusinessRecord, refused:
             changed = replace(changed, **turned_on)
         else:
             refused.append(Problem(name, "opt_in.needs_user", ended_by))
+    changed = _opt_in(work, changed, record, refused)
     return work.put(changed) if changed != customer else customer
+
+
+def _opt_in(work: Working, customer: Customer, record: BusinessRecord, refused: list[Problem]) -> Customer:
+    """R15: ``true`` records the WhatsApp opt-in (an identity event on the timeline); ``false`` on an
+    opted-in customer is refused, and on one without an opt-in changes nothing."""
+    if record.whatsapp_opt_in is None or record.whatsapp_opt_in == customer.whatsapp_opt_in:
+        return customer
+    if not record.whatsapp_opt_in:
+        problem = "a WhatsApp opt-in ends only with the user's own marketing stop"
+        refused.append(Problem("whatsapp_opt_in", "opt_in.withdraw_needs_user", problem))
+        return customer
+    work.note(customer.id, "whatsapp_opt_in", record, value=True)
+    at = max(record.at, customer.whatsapp_opt_in_at or record.at)
+    source = record.source
+    return replace(customer, whatsapp_opt_in=True, whatsapp_opt_in_at=at, whatsapp_opt_in_source=source)

@@ -58,6 +58,11 @@ class Customer:
     sms_opt_at: datetime | None = None
     marketing_opted_out: bool = False
     marketing_opt_at: datetime | None = None
+    # R15: the recorded WhatsApp opt-in, when it last changed and who changed it ("business.record",
+    # "user.keyword", "meta.marketing_resume"; "meta.marketing_stop" when a marketing stop withdrew it).
+    whatsapp_opt_in: bool = False
+    whatsapp_opt_in_at: datetime | None = None
+    whatsapp_opt_in_source: str | None = None
     # Business number -> provider time of the customer's last WhatsApp message to it (the 24 h window).
     whatsapp_last_inbound: dict[str, datetime] = field(default_factory=dict)
     # The tenant SMS number the customer last texted, and that message's provider time (R10, sticky).

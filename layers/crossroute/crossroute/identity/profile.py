@@ -1,4 +1,4 @@
-"""What a message or preference says about a customer's attributes (I8, the window, opt-outs).
+"""What a message or preference says about a customer's attributes (I8, the window, opt-outs, R15 opt-in).
 
 Pure, and order-proof: each attribute keeps the provider time it was set at, and an older event
 never overwrites a newer one, so redelivered and reordered events end in the same profile.
@@ -15,6 +15,10 @@ from crossroute.inbound import InboundMessage, PreferenceChange
 # Twilio's default opt-out keywords: matched when they are the whole message, any case.
 SMS_STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 SMS_START = frozenset({"START", "YES", "UNSTOP"})
+# R15: the sources of a WhatsApp opt-in change this module records (``whatsapp_opt_in_source``).
+KEYWORD_SOURCE = "user.keyword"
+RESUME_SOURCE = "meta.marketing_resume"
+STOP_SOURCE = "meta.marketing_stop"  # a marketing stop withdraws the opt-in
 
 
 def sms_keyword(message: InboundMessage) -> str | None:
@@ -29,13 +33,25 @@ def sms_keyword(message: InboundMessage) -> str | None:
     return None
 
 
+def opt_in_keyword(message: InboundMessage) -> bool:
+    """R15: the whole text (any case, spaces around ignored) is one of the tenant's WhatsApp opt-in
+    keywords, which the intake put on the message. Coexistence history records no opt-in."""
+    if message.channel not in ("whatsapp", "sms") or message.historical or not message.text:
+        return False
+    word = message.text.strip().upper()
+    return any(word == keyword.strip().upper() for keyword in message.opt_in_keywords)
+
+
 def observe_message(customer: Customer, message: InboundMessage) -> Customer:
-    """The customer after ``message``: profile attributes, WhatsApp window, SMS opt-out."""
+    """The customer after ``message``: profile attributes, WhatsApp window, SMS opt-out, opt-in keyword."""
     updated = _observe_profile(customer, message)
     updated = _observe_parent(updated, message)
     updated = _open_window(updated, message)
     updated = _observe_sms_number(updated, message)
-    return _observe_sms_keyword(updated, message)
+    updated = _observe_sms_keyword(updated, message)
+    if opt_in_keyword(message):
+        updated = _set_opt_in(updated, True, message.sent_at, KEYWORD_SOURCE)
+    return updated
 
 
 def _observe_profile(customer: Customer, message: InboundMessage) -> Customer:
@@ -92,9 +108,19 @@ def observe_preference(customer: Customer, change: PreferenceChange) -> Customer
     """``user_preferences``: marketing messages stopped or resumed (R5)."""
     if change.category != "marketing_messages" or change.value not in ("stop", "resume"):
         return customer
+    stop = change.value == "stop"
+    # R15: a resume records the WhatsApp opt-in, a stop withdraws it (each by its own time).
+    updated = _set_opt_in(customer, not stop, change.at, STOP_SOURCE if stop else RESUME_SOURCE)
     if not _newer(change.at, customer.marketing_opt_at):
+        return updated
+    return replace(updated, marketing_opted_out=stop, marketing_opt_at=change.at)
+
+
+def _set_opt_in(customer: Customer, value: bool, at: datetime, source: str) -> Customer:
+    """R15: the WhatsApp opt-in as of ``at``, unless a later change is already recorded."""
+    if not _newer(at, customer.whatsapp_opt_in_at):
         return customer
-    return replace(customer, marketing_opted_out=change.value == "stop", marketing_opt_at=change.at)
+    return replace(customer, whatsapp_opt_in=value, whatsapp_opt_in_at=at, whatsapp_opt_in_source=source)
 
 
 def _newer(at: datetime, than: datetime | None) -> bool:

@@ -79,7 +79,8 @@ class IdentityEvent:
     """One link, merge, rotation or conflict, kept on the customer it happened to (I9)."""
 
     customer_id: str
-    kind: str  # created, linked, merged, merged_into, number_changed, phone_stale, phone_moved_in/out
+    kind: str  # created, linked, merged, merged_into, number_changed, phone_stale, phone_moved_in/out,
+    # whatsapp_opt_in (R15: recorded here by business records, by ingest for the user's own changes)
     at: datetime
     source: str
     event_id: str
@@ -512,6 +513,13 @@ def _merge_attributes(survivor: Customer, loser: Customer) -> Customer:
     if _later(loser.marketing_opt_at, survivor.marketing_opt_at):
         merged = replace(
             merged, marketing_opted_out=loser.marketing_opted_out, marketing_opt_at=loser.marketing_opt_at
+        )
+    if _later(loser.whatsapp_opt_in_at, survivor.whatsapp_opt_in_at):  # R15
+        merged = replace(
+            merged,
+            whatsapp_opt_in=loser.whatsapp_opt_in,
+            whatsapp_opt_in_at=loser.whatsapp_opt_in_at,
+            whatsapp_opt_in_source=loser.whatsapp_opt_in_source,
         )
     if _later_sms_number(loser, survivor):  # R10: the number last texted, as profile.py orders them
         merged = replace(merged, sms_last_to=loser.sms_last_to, sms_last_to_at=loser.sms_last_to_at)

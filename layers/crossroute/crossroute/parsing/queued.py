@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from crossroute import correlation, limits
-from crossroute.inbound import Provider, ProviderEvent, Raw
+from crossroute.inbound import InboundMessage, Provider, ProviderEvent, Raw
 from crossroute.inbound_queue import SCHEMA
 from crossroute.parsing import meta, twilio
 from crossroute.parsing.context import Context
+
+MAX_KEYWORD_CHARS = 32  # as the registry schema's whatsapp_opt_in_keywords allow
 
 
 @dataclass
@@ -54,7 +56,21 @@ def parse(queued_body: str | dict[str, Any], *, default_region: str = "US") -> P
     except Exception as exc:  # a parser bug must not poison the queue; tests assert this never happens
         provider: Provider = "meta" if kind.startswith("meta.") else "twilio"
         events = [ctx.unrecognised(provider, kind, f"parser failed: {type(exc).__name__}", body)]
+    keywords = _keywords(body.get("opt_in_keywords"))
+    if keywords:  # R15: each message carries its tenant's opt-in keywords to identity/profile.py
+        events = [_with_keywords(e, keywords) for e in events]
     return Parsed(events, ctx.rejected, _correlation_id(body.get("correlation_id")))
+
+
+def _with_keywords(event: ProviderEvent, keywords: tuple[str, ...]) -> ProviderEvent:
+    return replace(event, opt_in_keywords=keywords) if isinstance(event, InboundMessage) else event
+
+
+def _keywords(value: Any) -> tuple[str, ...]:
+    """The tenant's opt-in keywords as the intake wrote them; anything else is none."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(k for k in value if isinstance(k, str) and 0 < len(k) <= MAX_KEYWORD_CHARS)
 
 
 _KINDS: dict[str, Callable[[Context, Raw], list[ProviderEvent]]] = {

@@ -24,6 +24,7 @@ REASONS: dict[str, tuple[bool, str]] = {
     "whatsapp.window_closed_no_template": (False, "the window is closed and no template was given (R1)"),
     "whatsapp.auth_template_to_bsuid": (False, "authentication templates never go to a BSUID-only user (R3)"),
     "whatsapp.marketing_opted_out": (False, "the user stopped marketing messages (R5)"),
+    "whatsapp.no_opt_in": (False, "the tenant needs a WhatsApp opt-in for this template category (R15)"),
     "whatsapp.unknown_bsuid": (False, "no customer holds this BSUID: it cannot be sent to"),
     "whatsapp.no_address": (False, "no current phone and no BSUID is known"),
     "whatsapp.not_configured": (False, "the tenant has no WhatsApp business number"),
@@ -47,6 +48,7 @@ UNKNOWN_SENDER = (
     "from: not one of the tenant's Meta numbers (phone_number_id or display number) or SMS senders"
 )
 FALLBACK_PREFIX = "fallback.whatsapp_failed."  # + provider error code, e.g. fallback.whatsapp_failed.131026
+TIMED_FALLBACK = "fallback.not_delivered_in_time"  # R14: WhatsApp not delivered in time
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class TenantChannels:
     whatsapp_numbers: tuple[BusinessNumber, ...] = ()
     sms_numbers: tuple[str, ...] = ()  # Twilio SMS numbers (E.164): a customer's sticky sender
     messaging_services: tuple[str, ...] = ()  # Twilio messaging service SIDs
+    whatsapp_opt_in_required: tuple[str, ...] = ()  # R15: template categories that need an opt-in
 
     def meta_numbers(self) -> tuple[BusinessNumber, ...]:
         if self.whatsapp_numbers or self.whatsapp_business is None:
@@ -152,7 +155,7 @@ def _whatsapp(
     customer = recipient.customer
     phone = _current_phone(request, recipient)
     bsuid = customer.current_bsuid() if customer else None
-    refusal = _whatsapp_refusal(request, recipient, phone, bsuid)
+    refusal = _whatsapp_refusal(request, recipient, phone, bsuid) or _no_opt_in(request, recipient, tenant)
     if refusal:
         return ChannelDecision("whatsapp", refusal)
     business, why = whatsapp_sender(request, customer, tenant)
@@ -173,6 +176,15 @@ def _whatsapp_refusal(
     if template and template.category == "marketing" and customer and customer.marketing_opted_out:
         return "whatsapp.marketing_opted_out"
     return None
+
+
+def _no_opt_in(request: SendRequest, recipient: Recipient, tenant: TenantChannels) -> str | None:
+    """R15: a template of a category the tenant lists needs the customer's recorded WhatsApp opt-in."""
+    template = request.template
+    if template is None or template.category not in tenant.whatsapp_opt_in_required:
+        return None
+    customer = recipient.customer
+    return None if customer is not None and customer.whatsapp_opt_in else "whatsapp.no_opt_in"
 
 
 def _whatsapp_message(

@@ -17,6 +17,9 @@ CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms")
 TEMPLATE_CATEGORIES = ("authentication", "marketing", "utility")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
 MAX_TEXT = 4096
+# R14: ``fallback_after`` bounds, in seconds. 5 s: a short wait is a sender's choice (and lets the local
+# stack show the fallback without a test-only bound); 86,400 s: a day, past which an SMS is no fallback.
+FALLBACK_AFTER_MIN, FALLBACK_AFTER_MAX = 5, 86_400
 
 
 class InvalidRequest(ValueError):
@@ -55,6 +58,7 @@ class SendRequest:
     reply_to: str | None = None
     sender: str | None = None  # ``from``: a business number or messaging service to send from (R10)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    fallback_after: int | None = None  # R14: SMS when WhatsApp is not delivered within this many seconds
 
 
 def parse_send_request(
@@ -71,9 +75,12 @@ def parse_send_request(
     channels = _channels(doc.get("channels"), problems)
     reply_to = _reply_to(doc.get("reply_to"), problems)
     sender = _sender(doc.get("from"), problems)
+    fallback_after = _fallback_after(doc.get("fallback_after"), problems)
     if problems:
         raise InvalidRequest(problems)
-    return SendRequest(tenant, key, to, text, template, channels, reply_to, sender, raw=doc)
+    return SendRequest(
+        tenant, key, to, text, template, channels, reply_to, sender, raw=doc, fallback_after=fallback_after
+    )
 
 
 def _tenant(value: Any, problems: list[str]) -> str:
@@ -114,6 +121,17 @@ def _sender(value: Any, problems: list[str]) -> str | None:
         problems.append("from: one of the tenant's numbers (phone_number_id, display number) or senders")
         return None
     return value.strip() if value is not None else None
+
+
+def _fallback_after(value: Any, problems: list[str]) -> int | None:
+    """R14: whole seconds, ``FALLBACK_AFTER_MIN`` to ``FALLBACK_AFTER_MAX``."""
+    if value is None:
+        return None
+    seconds = value if isinstance(value, int) and not isinstance(value, bool) else -1
+    if not FALLBACK_AFTER_MIN <= seconds <= FALLBACK_AFTER_MAX:
+        problems.append(f"fallback_after: whole seconds, {FALLBACK_AFTER_MIN} to {FALLBACK_AFTER_MAX}")
+        return None
+    return seconds
 
 
 def _address(value: Any, region: str, problems: list[str]) -> Address:

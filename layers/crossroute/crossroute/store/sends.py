@@ -328,6 +328,20 @@ class DynamoSendStore:
             return None
         return item.request_key
 
+    def record_and_status(
+        self, tenant: str, key: str, provider: str, message_id: str
+    ) -> tuple[SendRecord | None, str | None]:
+        """R14: the request item and the message item (its ``status``, as ``apply_status`` keeps it) in one
+        consistent BatchGetItem."""
+        wanted = [(request_pk(tenant, key), REQUEST), (message_pk(tenant, provider, message_id), "MSG")]
+        record, status = None, None
+        for item in TableItem.batch_get(wanted, consistent_read=True):
+            if isinstance(item, SendRequestItem):
+                record = _record(item, claimed=None)
+            elif isinstance(item, MessageItem):
+                status = item.status
+        return record, status
+
     def get(self, tenant: str, key: str) -> SendRecord | None:
         try:
             item = SendRequestItem.get(request_pk(tenant, key), REQUEST, consistent_read=True)

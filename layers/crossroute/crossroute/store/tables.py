@@ -146,6 +146,9 @@ class CustomerItem(TableItem, discriminator="customer"):
     sms_opt_at = UTCDateTimeAttribute(null=True)
     marketing_opted_out = BooleanAttribute(default=False)
     marketing_opt_at = UTCDateTimeAttribute(null=True)
+    whatsapp_opt_in = BooleanAttribute(default=False)  # R15, with its time and source
+    whatsapp_opt_in_at = UTCDateTimeAttribute(null=True)
+    whatsapp_opt_in_source = UnicodeAttribute(null=True)
     # business number -> epoch seconds of the customer's last WhatsApp message to it
     whatsapp_last_inbound = MapAttribute[str, Any](default=dict)
     # the tenant SMS number the customer last texted, and when (R10)

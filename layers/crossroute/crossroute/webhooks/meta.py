@@ -265,7 +265,12 @@ def _sized(tenant: Tenant, business: str, sender: str, envelope: dict[str, Any])
 def _event(tenant: Tenant, business: str, sender: str, envelope: dict[str, Any]) -> QueuedEvent:
     content = {"payload": envelope, "business": business} if business else {"payload": envelope}
     return QueuedEvent.build(
-        tenant=tenant.id, sender=sender, kind=KIND, content=content, region=tenant.default_region
+        tenant=tenant.id,
+        sender=sender,
+        kind=KIND,
+        content=content,
+        region=tenant.default_region,
+        opt_in_keywords=tenant.whatsapp_opt_in_keywords,
     )
 
 

@@ -123,6 +123,7 @@ def accept(
         kind=callback.kind,
         content={"form": raw.decode()},
         region=tenant.default_region,
+        opt_in_keywords=tenant.whatsapp_opt_in_keywords,
     )
     queue.put([event])
     return event

@@ -1,0 +1,71 @@
+"""R14 on the local stack: a WhatsApp message still at ``sent`` after ``fallback_after`` seconds gets one
+SMS, through a delayed check on the real (emulated) send queue; one delivered in time gets none.
+Over the fakes: tests/unit/test_routing_timed_fallback.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from infra.local import StackClient
+from tests.support import ANA_BSUID, ANA_PHONE, contact, eventually, new_bsuid, new_phone, personal, post_meta
+
+pytestmark = pytest.mark.e2e
+WAIT = 5  # seconds: the smallest ``fallback_after`` (docs/routing.md, R14)
+
+
+@pytest.fixture(autouse=True)
+def clean_sandbox(local_stack: StackClient) -> None:
+    local_stack.request("DELETE", "/_sandbox/outbox")
+    local_stack.request("DELETE", "/_sandbox/recipients")
+
+
+def customer_writes(stack: StackClient) -> tuple[str, str]:
+    """A WhatsApp customer (phone + BSUID) who wrote a minute ago: (id, phone)."""
+    phone, bsuid = new_phone(), new_bsuid("BR")
+    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time() - 60))
+    assert post_meta(stack, json.dumps(doc).encode()).status == 200
+    view = eventually(lambda: contact(stack, bsuid=bsuid))
+    return view["id"], "+" + phone
+
+
+def send_with_fallback(stack: StackClient, customer_id: str) -> None:
+    body = {
+        "idempotency_key": f"timed-{time.time_ns()}",
+        "to": {"customer_id": customer_id},
+        "text": "Your order has shipped",
+        "fallback_after": WAIT,
+    }
+    answer = stack.post("/messages", json_body=body)
+    assert answer.status == 202, answer.text
+
+
+def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
+    return [i for i in items if all(i.get(k) == v for k, v in match.items())]
+
+
+def test_a_whatsapp_message_held_at_sent_gets_one_sms_after_the_wait(local_stack: StackClient) -> None:
+    customer_id, phone = customer_writes(local_stack)
+    local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "sent"}}})
+    started = time.monotonic()
+    send_with_fallback(local_stack, customer_id)
+    eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    (sms,) = eventually(lambda: outbox(local_stack, channel="sms"), timeout=WAIT + 20)
+    assert time.monotonic() - started >= WAIT  # not before the wait
+    assert (sms["to"], sms["text"]) == (phone, "Your order has shipped")
+    time.sleep(2.0)
+    assert len(outbox(local_stack, channel="sms")) == 1 and len(outbox(local_stack, channel="whatsapp")) == 1
+
+
+def test_a_whatsapp_message_delivered_in_time_gets_no_sms(local_stack: StackClient) -> None:
+    customer_id, phone = customer_writes(local_stack)
+    local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "delivered"}}})
+    send_with_fallback(local_stack, customer_id)
+    eventually(lambda: outbox(local_stack, channel="whatsapp"))
+    time.sleep(WAIT + 5.0)  # the check ran (it is due after WAIT s) and found the message delivered
+    assert outbox(local_stack, channel="sms") == []

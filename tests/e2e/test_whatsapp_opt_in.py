@@ -1,0 +1,122 @@
+"""R15 on the local stack: a tenant whose registry entry requires a WhatsApp opt-in for marketing
+templates. A marketing template to a customer without one is undeliverable (``whatsapp.no_opt_in``);
+after ``POST /contacts`` with ``whatsapp_opt_in: true``, or the customer's own ``JOIN``, it goes out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local import StackClient, StackProcess
+from tests.support import (
+    ANA_BSUID,
+    ANA_PHONE,
+    LOCAL_TENANT,
+    Probe,
+    contact,
+    eventually,
+    new_bsuid,
+    new_phone,
+    personal,
+    post_meta,
+    registry_document,
+)
+
+pytestmark = pytest.mark.e2e
+REQUIRES_OPT_IN: dict[str, object] = {
+    **LOCAL_TENANT,
+    "whatsapp_opt_in_required": ["marketing"],
+    "whatsapp_opt_in_keywords": ["JOIN"],
+}
+SALE = {"name": "winter_sale", "language": "en_US", "category": "marketing", "components": []}
+
+
+@pytest.fixture(scope="module")
+def consent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackClient]:
+    """Its own stack, with event sources on: send requests are dispatched."""
+    folder: Path = tmp_path_factory.mktemp("opt-in")
+    registry = folder / "registry.json"
+    registry.write_text(registry_document(demo=REQUIRES_OPT_IN))
+    env = {"CROSSROUTE_TENANTS_FILE": str(registry), "CROSSROUTE_SQS_RETRY_DELAY": "1"}
+    stack = StackProcess(env=env, log_path=folder / "stack.log")
+    client = stack.start(timeout=60)
+    try:
+        yield client
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def probe(consent_stack: StackClient) -> Iterator[Probe]:
+    watching = Probe(consent_stack)
+    try:
+        yield watching
+    finally:
+        watching.close()
+
+
+def writes_on_whatsapp(stack: StackClient, text: str) -> tuple[str, str, str]:
+    """A new customer writes ``text`` on WhatsApp: its customer id, BSUID and phone (wa_id digits)."""
+    phone, bsuid = new_phone(), new_bsuid("BR")
+    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
+    message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["text"]["body"] = text
+    assert post_meta(stack, json.dumps(doc).encode()).status == 200
+    view = eventually(lambda: contact(stack, bsuid=bsuid))
+    return str(view["id"]), bsuid, phone
+
+
+def send_sale(stack: StackClient, customer_id: str) -> str:
+    fields = {"to": {"customer_id": customer_id}, "template": SALE, "channels": ["whatsapp"]}
+    answer = stack.post("/messages", json_body={"idempotency_key": f"sale-{time.time_ns()}", **fields})
+    assert answer.status == 202, answer.text
+    request_id: str = answer.json()["request_id"]
+    return request_id
+
+
+def sales_to(stack: StackClient, phone: str) -> list[dict[str, Any]]:
+    """The marketing templates the sandbox took for ``phone`` (a phone goes in ``to``, R2)."""
+    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
+    return [i for i in items if i.get("template") == "winter_sale" and phone in str(i.get("to"))]
+
+
+def test_no_marketing_template_without_an_opt_in_until_a_record_gives_one(
+    consent_stack: StackClient, probe: Probe
+) -> None:
+    customer_id, bsuid, phone = writes_on_whatsapp(consent_stack, "hello")
+    view = contact(consent_stack, bsuid=bsuid)
+    assert view and view["whatsapp_opt_in"] == {"value": False, "at": None, "source": None}
+    request_id = send_sale(consent_stack, customer_id)
+    (refused,) = eventually(lambda: probe.events("MessageUndeliverable", request_id=request_id))
+    assert refused["decision"] == [
+        {"channel": "whatsapp", "qualified": False, "reason": "whatsapp.no_opt_in"}
+    ]
+    assert sales_to(consent_stack, phone) == []
+
+    answer = consent_stack.post("/contacts", json_body={"bsuid": bsuid, "whatsapp_opt_in": True})
+    assert answer.status == 200, answer.text
+    opt_in = answer.json()["contact"]["whatsapp_opt_in"]
+    assert opt_in["value"] is True and opt_in["source"] == "business.record"
+    send_sale(consent_stack, customer_id)
+    (sale,) = eventually(lambda: sales_to(consent_stack, phone))
+    assert sale["channel"] == "whatsapp"
+    withdraw = consent_stack.post("/contacts", json_body={"bsuid": bsuid, "whatsapp_opt_in": False})
+    assert [r["code"] for r in withdraw.json()["refused"]] == ["opt_in.withdraw_needs_user"]
+
+
+def test_the_tenant_keyword_records_the_opt_in_and_the_template_goes_out(consent_stack: StackClient) -> None:
+    customer_id, bsuid, phone = writes_on_whatsapp(consent_stack, "join")
+    view = eventually(
+        lambda: (c := contact(consent_stack, bsuid=bsuid)) and c["whatsapp_opt_in"]["value"] and c
+    )
+    assert view["whatsapp_opt_in"]["source"] == "user.keyword"
+    items = consent_stack.get(f"/contacts/{customer_id}/timeline").json()["items"]
+    assert any(i.get("change") == "whatsapp_opt_in" for i in items), items
+    send_sale(consent_stack, customer_id)
+    (sale,) = eventually(lambda: sales_to(consent_stack, phone))
+    assert sale["channel"] == "whatsapp"

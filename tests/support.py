@@ -16,7 +16,8 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1228,3 +1229,20 @@ def run_cli_on_a_terminal(stack: StackClient, *args: str, timeout: float = 60) -
     os.close(primary)
     stdout = proc.communicate(timeout=10)[0].decode()
     return proc.returncode, stdout, shown.decode(errors="replace")
+
+
+@contextmanager
+def stack_with_tenant(folder: Path, tenant: dict[str, object]) -> Iterator[StackClient]:
+    """A local stack of its own whose registry (``CROSSROUTE_TENANTS_FILE``) holds ``tenant`` as ``demo``,
+    with event sources on (send requests are dispatched) and failed records back after 1 s."""
+    from infra.local import StackProcess
+
+    registry = folder / "registry.json"
+    registry.write_text(registry_document(demo=tenant))
+    env = {"CROSSROUTE_TENANTS_FILE": str(registry), "CROSSROUTE_SQS_RETRY_DELAY": "1"}
+    stack = StackProcess(env=env, log_path=folder / "stack.log")
+    client = stack.start(timeout=60)
+    try:
+        yield client
+    finally:
+        stack.stop()

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.local import StackClient, StackProcess
+from infra.local import StackClient
 from tests.support import (
     ANA_BSUID,
     ANA_PHONE,
@@ -26,7 +25,7 @@ from tests.support import (
     personal,
     post_meta,
     post_twilio,
-    registry_document,
+    stack_with_tenant,
 )
 
 pytestmark = pytest.mark.e2e
@@ -49,16 +48,8 @@ TEMPLATE = {"name": "order_shipped", "language": "en_US", "category": "utility",
 @pytest.fixture(scope="module")
 def two_numbers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackClient]:
     """Its own stack, with event sources on: send requests are dispatched."""
-    folder: Path = tmp_path_factory.mktemp("two-numbers")
-    registry = folder / "registry.json"
-    registry.write_text(registry_document(demo=TWO_NUMBERS))
-    env = {"CROSSROUTE_TENANTS_FILE": str(registry), "CROSSROUTE_SQS_RETRY_DELAY": "1"}
-    stack = StackProcess(env=env, log_path=folder / "stack.log")
-    client = stack.start(timeout=60)
-    try:
+    with stack_with_tenant(tmp_path_factory.mktemp("two-numbers"), TWO_NUMBERS) as client:
         yield client
-    finally:
-        stack.stop()
 
 
 def writes_on_whatsapp(stack: StackClient, number_id: str) -> str:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.local import StackClient, StackProcess
+from infra.local import StackClient
 from tests.support import (
     ANA_BSUID,
     ANA_PHONE,
@@ -24,7 +23,7 @@ from tests.support import (
     new_phone,
     personal,
     post_meta,
-    registry_document,
+    stack_with_tenant,
 )
 
 pytestmark = pytest.mark.e2e
@@ -39,16 +38,8 @@ SALE = {"name": "winter_sale", "language": "en_US", "category": "marketing", "co
 @pytest.fixture(scope="module")
 def consent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackClient]:
     """Its own stack, with event sources on: send requests are dispatched."""
-    folder: Path = tmp_path_factory.mktemp("opt-in")
-    registry = folder / "registry.json"
-    registry.write_text(registry_document(demo=REQUIRES_OPT_IN))
-    env = {"CROSSROUTE_TENANTS_FILE": str(registry), "CROSSROUTE_SQS_RETRY_DELAY": "1"}
-    stack = StackProcess(env=env, log_path=folder / "stack.log")
-    client = stack.start(timeout=60)
-    try:
+    with stack_with_tenant(tmp_path_factory.mktemp("opt-in"), REQUIRES_OPT_IN) as client:
         yield client
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

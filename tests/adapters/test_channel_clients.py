@@ -22,6 +22,7 @@ import pytest
 from crossroute.channels import Outbound, SendFailed, Sent, Template
 from crossroute.channels.meta import MetaCloudClient, shared_pool
 from crossroute.channels.twilio_sms import TwilioSmsClient
+from crossroute.channels.twilio_whatsapp import TwilioWhatsAppClient, whatsapp_arguments
 from tests.support import PHONE_NUMBER_ID, REPO, TWILIO_ACCOUNT, TWILIO_SMS_NUMBER, TWILIO_TOKEN
 
 ACCESS_TOKEN = "local-access-token"
@@ -484,7 +485,7 @@ TWILIO_ERRORS = [
     (400, twilio_error(21614, f"'To' number {PHONE} is not a valid mobile number"), "permanent", 21614),
     (400, twilio_error(30005, "Unknown destination handset"), "permanent", 30005),
     (400, twilio_error(30006, "Landline or unreachable carrier"), "permanent", 30006),
-    (400, twilio_error(63024, "Invalid message recipient"), "permanent", 63024),
+    (400, twilio_error(63024, "Invalid message recipient"), "fallback", 63024),
     (429, twilio_error(20429, "Too Many Requests", 429), "retry", 20429),
     (
         400,
@@ -599,3 +600,70 @@ print("twilio.rest" in sys.modules)
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60, check=True
     )
     assert result.stdout.split() == ["False", "False", "retry", "True"]
+
+
+# ---------------------------------------------------------------- WhatsApp through Twilio (R11)
+
+TWILIO_WA_SENDER = "whatsapp:+15550100003"
+CONTENT_SID = "HX" + "c" * 32
+
+
+def twilio_whatsapp(provider: FakeProvider) -> TwilioWhatsAppClient:
+    return TwilioWhatsAppClient(TWILIO_ACCOUNT, TWILIO_TOKEN, base_url=provider.url)
+
+
+def test_a_whatsapp_text_through_twilio_has_whatsapp_addresses(provider: FakeProvider) -> None:
+    provider.answer(201, twilio_created())
+    message = Outbound(
+        "whatsapp", TWILIO_WA_SENDER, to=PHONE, text="Shipped", status_callback="https://x.example/s"
+    )
+
+    sent = twilio_whatsapp(provider).send(message)
+
+    assert sent == Sent("twilio", MESSAGE_SID)
+    (request,) = provider.requests
+    assert request.path == f"/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json"
+    assert request.form() == {
+        "To": f"whatsapp:{PHONE}",
+        "From": TWILIO_WA_SENDER,
+        "Body": "Shipped",
+        "StatusCallback": "https://x.example/s",
+    }
+
+
+def test_a_whatsapp_template_through_twilio_goes_by_content_sid(provider: FakeProvider) -> None:
+    provider.answer(201, twilio_created())
+    template = Template("order_shipped", "en_US", "utility", content_sid=CONTENT_SID, variables={"1": "A-17"})
+
+    twilio_whatsapp(provider).send(Outbound("whatsapp", TWILIO_WA_SENDER, to=PHONE, template=template))
+
+    assert provider.requests[0].form() == {
+        "To": f"whatsapp:{PHONE}",
+        "From": TWILIO_WA_SENDER,
+        "ContentSid": CONTENT_SID,
+        "ContentVariables": '{"1":"A-17"}',
+    }
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Outbound("whatsapp", TWILIO_WA_SENDER, recipient=BSUID, text="hi"),  # no BSUID through Twilio
+        Outbound("whatsapp", TWILIO_WA_SENDER, to=PHONE, template=Template("t", "en_US", "utility")),
+        Outbound("sms", TWILIO_WA_SENDER, to=PHONE, text="hi"),
+        Outbound("whatsapp", "100000000000001", to=PHONE, text="hi"),  # a Meta number is no sender here
+    ],
+)
+def test_what_twilio_cannot_send_on_whatsapp_never_leaves_the_process(message: Outbound) -> None:
+    with pytest.raises(ValueError):
+        whatsapp_arguments(message)
+
+
+@pytest.mark.parametrize(("code", "outcome"), [(63016, "fallback"), (63003, "fallback"), (63018, "retry")])
+def test_twilio_whatsapp_errors_become_outcomes(provider: FakeProvider, code: int, outcome: str) -> None:
+    provider.answer(400, twilio_error(code, "refused"))
+
+    with pytest.raises(SendFailed) as refused:
+        twilio_whatsapp(provider).send(Outbound("whatsapp", TWILIO_WA_SENDER, to=PHONE, text="hi"))
+
+    assert (refused.value.provider, refused.value.outcome, refused.value.code) == ("twilio", outcome, code)

@@ -119,7 +119,6 @@ TWILIO_SPEC = [
     (21614, "permanent", "not mobile"),
     (30005, "permanent", "unknown handset"),
     (30006, "permanent", "landline or unreachable carrier"),
-    (63024, "permanent", "invalid WhatsApp recipient"),
     (20429, "retry", "too many requests: back off"),
     (30001, "retry", "queue overflow: back off"),
     (21611, "retry", "sender queue full: back off"),
@@ -127,7 +126,20 @@ TWILIO_SPEC = [
     (30003, "retry", "unreachable handset: a few times"),
     (30008, "retry", "unknown error: a few times"),
     (63016, "fallback", "WhatsApp outside the 24 h window"),
+    (63003, "fallback", "not a WhatsApp user (channel could not find the To address)"),
+    (63024, "fallback", "invalid WhatsApp recipient (receiver incapable)"),
 ]
+
+
+@pytest.mark.parametrize("code", [63016, 63003, 63024])
+def test_a_failed_twilio_whatsapp_status_with_a_fallback_code_means_try_sms(code: int) -> None:
+    assert is_fallback(code, "twilio")
+    assert not is_fallback(code)  # not a Meta code
+
+
+@pytest.mark.parametrize("code", [None, 21610, 63018, 30008, 131026])
+def test_other_twilio_codes_do_not_fall_back(code: int | None) -> None:
+    assert not is_fallback(code, "twilio")
 
 
 @pytest.mark.parametrize(("code", "outcome", "meaning"), TWILIO_SPEC, ids=[str(c) for c, _, _ in TWILIO_SPEC])

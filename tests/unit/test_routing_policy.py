@@ -258,6 +258,8 @@ def test_r9_the_decision_record_names_every_channel() -> None:
 def test_every_reason_code_is_covered_by_a_case() -> None:
     seen = {r for c in CASES for r in c[4].values()} | {"whatsapp.not_configured", "sms.not_configured"}
     seen.add("whatsapp.no_opt_in")  # R15 needs a tenant that requires it: tests/unit/test_consent.py
+    # R11 needs a tenant on Twilio WhatsApp: tests/unit/test_routing_twilio_whatsapp.py
+    seen |= {"whatsapp.twilio_needs_phone", "whatsapp.twilio_needs_content_sid"}
     assert set(REASONS) == seen
 
 

@@ -149,3 +149,32 @@ def test_every_number_of_the_tenant_reaches_the_policy_each_with_its_rate() -> N
         DEFAULT_RATE,
         COEXISTENCE_RATE,
     )
+
+
+def test_a_tenant_without_meta_sends_whatsapp_through_its_twilio_senders() -> None:
+    """R11: no Meta number, Twilio WhatsApp senders: WhatsApp goes through Twilio, from those senders."""
+    from crossroute.channels.twilio_whatsapp import TwilioWhatsAppClient
+    from crossroute.routing.pacing import DEFAULT_RATE
+    from crossroute.routing.policy import BusinessNumber
+
+    senders = ["whatsapp:+15550100003", "whatsapp:+15550100005"]
+    tenant = {k: v for k, v in LOCAL_TENANT.items() if k != "meta"}
+    tenant["twilio"] = {**LOCAL_TENANT["twilio"], "whatsapp_senders": senders}
+    setup = _world(Secret(demo=tenant))[0]("demo")
+    assert setup is not None
+    assert isinstance(setup.senders["whatsapp"], TwilioWhatsAppClient)
+    channels = setup.channels
+    assert (channels.whatsapp_provider, channels.whatsapp_business) == ("twilio", senders[0])
+    assert channels.whatsapp_numbers == (
+        BusinessNumber(senders[0], "+15550100003"),
+        BusinessNumber(senders[1], "+15550100005"),
+    )
+    assert setup.rate_of(senders[1]) == DEFAULT_RATE
+
+
+def test_a_tenant_with_meta_and_twilio_whatsapp_senders_sends_whatsapp_through_meta() -> None:
+    from crossroute.channels.meta import MetaCloudClient
+
+    setup = _world(Secret(demo=LOCAL_TENANT))[0]("demo")  # it has both
+    assert setup is not None and isinstance(setup.senders["whatsapp"], MetaCloudClient)
+    assert setup.channels.whatsapp_provider == "meta"

@@ -488,7 +488,7 @@ class Dispatch:
         key = self._sends.request_of(tenant, provider, message_id)
         record = self._sends.get(tenant, key) if key else None
         correlation.bind(record.request_id if record else None)
-        if record is None or not is_fallback(code):
+        if record is None or not is_fallback(code, provider):
             return Dispatched(record.request_id if record else None)
         return self._sms_instead(record, f"{FALLBACK_PREFIX}{code}")
 

@@ -65,6 +65,10 @@ def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
     """Clients are built here but connect lazily (``twilio.rest`` loads on the first SMS)."""
     senders: dict[Channel, Sender] = {}
     rates = _whatsapp(tenant, endpoints, senders)
+    via_twilio = False
+    if not rates:  # R11: no Meta number, so WhatsApp through Twilio when the tenant has senders there
+        rates = _twilio_whatsapp(tenant, endpoints, senders)
+        via_twilio = bool(rates)
     sms_sender = _sms(tenant, endpoints, senders)
     base = endpoints.public_base_url.rstrip("/")
     twilio = tenant.twilio
@@ -73,10 +77,11 @@ def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
         sms_sender=sms_sender,
         preference=cast(tuple[Channel, ...], tenant.channel_preference),
         status_callback=f"{base}/webhooks/twilio/status" if base else None,
-        whatsapp_numbers=_meta_numbers(tenant) if rates else (),
+        whatsapp_numbers=_twilio_numbers(tenant) if via_twilio else _meta_numbers(tenant) if rates else (),
         sms_numbers=twilio.sms_numbers if twilio and sms_sender else (),
         messaging_services=twilio.messaging_service_sids if twilio and sms_sender else (),
         whatsapp_opt_in_required=tenant.whatsapp_opt_in_required,
+        whatsapp_provider="twilio" if via_twilio else "meta",
     )
     first_rate = next(iter(rates.values()), DEFAULT_RATE)
     return TenantSetup(
@@ -105,6 +110,26 @@ def _whatsapp(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sende
     return {
         n.phone_number_id: COEXISTENCE_RATE if n.coexistence else DEFAULT_RATE for n in meta.phone_numbers
     }
+
+
+def _twilio_numbers(tenant: Tenant) -> tuple[BusinessNumber, ...]:
+    senders = tenant.twilio.whatsapp_senders if tenant.twilio else ()
+    return tuple(BusinessNumber(s, s.removeprefix("whatsapp:")) for s in senders)
+
+
+def _twilio_whatsapp(
+    tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]
+) -> dict[str, float]:
+    """R11: WhatsApp through Twilio, for a tenant with Twilio WhatsApp senders and no Meta number (a tenant
+    with both sends WhatsApp through Meta): the senders (``whatsapp:+...``), each at the default rate."""
+    twilio = tenant.twilio
+    if not (twilio and twilio.whatsapp_senders):
+        return {}
+    from crossroute.channels.twilio_whatsapp import TwilioWhatsAppClient
+
+    base_url = endpoints.twilio_base_url or None
+    senders["whatsapp"] = TwilioWhatsAppClient(twilio.account_sid, twilio.auth_token, base_url=base_url)
+    return dict.fromkeys(twilio.whatsapp_senders, DEFAULT_RATE)
 
 
 def _sms(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]) -> str | None:

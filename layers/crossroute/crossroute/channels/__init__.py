@@ -23,6 +23,9 @@ class Template:
     language: str
     category: str  # authentication | marketing | utility
     components: list[dict[str, Any]] = field(default_factory=list)
+    # R11, WhatsApp through Twilio: the Content API template (HX...) and its variables ("1" -> value).
+    content_sid: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

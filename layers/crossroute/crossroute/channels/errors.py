@@ -58,7 +58,6 @@ TWILIO_CODES: Final[Mapping[int, Outcome]] = {
     21614: "permanent",  # 'To' is not a mobile number
     30005: "permanent",  # unknown destination handset
     30006: "permanent",  # landline or unreachable carrier
-    63024: "permanent",  # invalid message recipient (WhatsApp)
     20429: "retry",  # too many requests: back off
     30001: "retry",  # queue overflow: back off
     21611: "retry",  # the sender has too many queued messages: back off
@@ -66,7 +65,14 @@ TWILIO_CODES: Final[Mapping[int, Outcome]] = {
     30003: "retry",  # unreachable handset: a few times only (LIMITED_RETRY_CODES)
     30008: "retry",  # unknown error: a few times only (LIMITED_RETRY_CODES)
     63016: "fallback",  # WhatsApp via Twilio outside the 24 h window (needs a template), like Meta 131047
+    63003: "fallback",  # channel could not find the To address: not (or no longer) a WhatsApp user
+    63024: "fallback",  # invalid message recipient: WhatsApp's "receiver incapable" (1026), like Meta 131026
 }
+
+# Twilio codes meaning "this user cannot get this message on WhatsApp" (R7, WhatsApp through Twilio: R11).
+TWILIO_FALLBACK_CODES: Final[frozenset[int]] = frozenset(
+    c for c, o in TWILIO_CODES.items() if o == "fallback"
+)
 
 # Retryable, but only a few times: the handset or carrier may never come back.
 LIMITED_RETRY_CODES: Final[frozenset[int]] = frozenset({30003, 30008})
@@ -86,9 +92,11 @@ def twilio_outcome(code: int | None, http_status: int) -> Outcome:
     return _by_status(http_status)
 
 
-def is_fallback(code: int | None) -> bool:
-    """Whether a Meta code (e.g. of a ``failed`` status) means the user cannot get it on WhatsApp (R7)."""
-    return code is not None and code in FALLBACK_CODES
+def is_fallback(code: int | None, provider: str = "meta") -> bool:
+    """Whether a provider's code (e.g. of a ``failed`` status) means the user cannot get it on WhatsApp
+    (R7): Meta's ``FALLBACK_CODES``, or for ``twilio`` (R11) ``TWILIO_FALLBACK_CODES``."""
+    codes = TWILIO_FALLBACK_CODES if provider == "twilio" else FALLBACK_CODES
+    return code is not None and code in codes
 
 
 def error_code(value: object) -> int | None:

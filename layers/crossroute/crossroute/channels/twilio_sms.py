@@ -25,8 +25,9 @@ _SDK_LOGGER.setLevel(logging.WARNING)
 
 
 class TwilioSmsClient:
-    """A ``Sender`` for SMS through one Twilio account. ``base_url`` (e.g. the local sandbox) receives
-    every SDK request instead of ``*.twilio.com``, path and query kept."""
+    """A ``Sender`` for SMS through one Twilio account (``TwilioWhatsAppClient``: WhatsApp, R11).
+    ``base_url`` (e.g. the local sandbox) receives every SDK request instead of ``*.twilio.com``, path and
+    query kept."""
 
     def __init__(
         self,
@@ -44,13 +45,19 @@ class TwilioSmsClient:
         self._timeout = float(timeout)
         self._sdk: Any = None  # twilio.rest.Client, built on the first send
 
+    kind = "sms"  # in log messages
+
+    def arguments(self, message: Outbound) -> dict[str, str]:
+        """The ``messages.create`` arguments for ``message`` (``ValueError`` when it cannot be sent)."""
+        return sms_arguments(message)
+
     def __repr__(self) -> str:
-        return f"TwilioSmsClient({self._account_sid!r})"  # never the token
+        return f"{type(self).__name__}({self._account_sid!r})"  # never the token
 
     def send(self, message: Outbound) -> Sent:
         """Send once. Raises ``SendFailed`` with Twilio's code and what it means, or ``ValueError`` for a
         message that is not an SMS to an E.164 phone with a text."""
-        arguments = sms_arguments(message)
+        arguments = self.arguments(message)
         client = self._client()
         from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 
@@ -63,19 +70,21 @@ class TwilioSmsClient:
             code = code if code is not None and code >= 1000 else None
             outcome = twilio_outcome(code, status)
             logger.warning(
-                "sms send refused", extra={"outcome": outcome, "code": code, "http_status": status}
+                f"{self.kind} send refused", extra={"outcome": outcome, "code": code, "http_status": status}
             )
             text = error.msg if isinstance(error, TwilioRestException) else error.title
             raise SendFailed("twilio", outcome, code, safe_title(text) or f"HTTP {status}") from error
         except OSError as error:  # requests' errors (connect, timeout, dropped connection) are OSErrors
             outcome = transport_outcome(error)
             logger.warning(
-                "sms send got no answer", extra={"outcome": outcome, "error": type(error).__name__}
+                f"{self.kind} send got no answer", extra={"outcome": outcome, "error": type(error).__name__}
             )
             raise SendFailed("twilio", outcome, None, f"no answer: {type(error).__name__}") from error
         except (TwilioException, ValueError) as error:
             # Anything else, e.g. a 2xx body that is not JSON: it may well have been sent.
-            logger.warning("sms send failed", extra={"outcome": "unknown", "error": type(error).__name__})
+            logger.warning(
+                f"{self.kind} send failed", extra={"outcome": "unknown", "error": type(error).__name__}
+            )
             raise SendFailed("twilio", "unknown", None, type(error).__name__) from error
         sid = getattr(created, "sid", None)
         if not isinstance(sid, str) or not sid:

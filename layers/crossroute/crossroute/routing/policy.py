@@ -28,6 +28,14 @@ REASONS: dict[str, tuple[bool, str]] = {
     "whatsapp.unknown_bsuid": (False, "no customer holds this BSUID: it cannot be sent to"),
     "whatsapp.no_address": (False, "no current phone and no BSUID is known"),
     "whatsapp.not_configured": (False, "the tenant has no WhatsApp business number"),
+    "whatsapp.twilio_needs_phone": (
+        False,
+        "WhatsApp through Twilio needs a phone: only a BSUID is known (R11)",
+    ),
+    "whatsapp.twilio_needs_content_sid": (
+        False,
+        "WhatsApp through Twilio sends a template by its `content_sid`, and the template has none (R11)",
+    ),
     "sms.current_phone": (True, "a current phone that has not opted out (R4)"),
     "sms.no_phone": (False, "no phone number is known (R4)"),
     "sms.phone_stale": (False, "the known phone is stale: the number changed hands or was left (R4)"),
@@ -63,7 +71,7 @@ class BusinessNumber:
 class TenantChannels:
     """What a tenant can send from, and in which order it prefers channels."""
 
-    whatsapp_business: str | None  # the default Meta phone_number_id (the first number)
+    whatsapp_business: str | None  # the default Meta phone_number_id (the first number); Twilio: sender
     sms_sender: str | None  # the default Twilio sender: the messaging service SID, else the first number
     preference: tuple[Channel, ...] = ("whatsapp", "sms")
     status_callback: str | None = None  # Twilio status callback URL
@@ -72,6 +80,9 @@ class TenantChannels:
     sms_numbers: tuple[str, ...] = ()  # Twilio SMS numbers (E.164): a customer's sticky sender
     messaging_services: tuple[str, ...] = ()  # Twilio messaging service SIDs
     whatsapp_opt_in_required: tuple[str, ...] = ()  # R15: template categories that need an opt-in
+    # R11: "twilio" when WhatsApp goes through Twilio (``whatsapp_numbers`` are then its WhatsApp senders,
+    # ``whatsapp:+...``, as ids, with the phone as display number).
+    whatsapp_provider: str = "meta"
 
     def meta_numbers(self) -> tuple[BusinessNumber, ...]:
         if self.whatsapp_numbers or self.whatsapp_business is None:
@@ -155,13 +166,34 @@ def _whatsapp(
     customer = recipient.customer
     phone = _current_phone(request, recipient)
     bsuid = customer.current_bsuid() if customer else None
-    refusal = _whatsapp_refusal(request, recipient, phone, bsuid) or _no_opt_in(request, recipient, tenant)
+    refusal = (
+        _whatsapp_refusal(request, recipient, phone, bsuid)
+        or _no_opt_in(request, recipient, tenant)
+        or ("whatsapp.twilio_needs_phone" if tenant.whatsapp_provider == "twilio" and phone is None else None)
+    )
     if refusal:
         return ChannelDecision("whatsapp", refusal)
     business, why = whatsapp_sender(request, customer, tenant)
     window_open = customer is not None and _window_open(customer, business, now)  # R1 for that number
     decided = _whatsapp_message(request, business, phone, bsuid, window_open=window_open)
+    if tenant.whatsapp_provider == "twilio":
+        decided = _through_twilio(decided, tenant, window_open=window_open)
     return replace(decided, sender_reason=why) if decided.qualified else decided
+
+
+def _through_twilio(
+    decided: ChannelDecision, tenant: TenantChannels, *, window_open: bool
+) -> ChannelDecision:
+    """R11: Twilio sends a template by its Content SID (without one: R1's refusal outside the window) and
+    reports statuses to the tenant's callback; it has no reply context."""
+    outbound = decided.outbound
+    if outbound is None:
+        return decided
+    if outbound.template is not None and not outbound.template.content_sid:
+        reason = "whatsapp.twilio_needs_content_sid" if window_open else "whatsapp.window_closed_no_template"
+        return ChannelDecision("whatsapp", reason)
+    routed = replace(outbound, reply_to=None, status_callback=tenant.status_callback)
+    return replace(decided, outbound=routed)
 
 
 def _whatsapp_refusal(

@@ -17,6 +17,7 @@ CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms")
 TEMPLATE_CATEGORIES = ("authentication", "marketing", "utility")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
 MAX_TEXT = 4096
+_CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 # R14: ``fallback_after`` bounds, in seconds. 5 s: a short wait is a sender's choice (and lets the local
 # stack show the fallback without a test-only bound); 86,400 s: a day, past which an SMS is no fallback.
 FALLBACK_AFTER_MIN, FALLBACK_AFTER_MAX = 5, 86_400
@@ -176,7 +177,24 @@ def _template(value: Any, problems: list[str]) -> Template | None:
     if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
         problems.append("template.components: a list of objects")
         ok = False
-    return Template(str(name), str(language), str(category), list(components)) if ok else None
+    content_sid, variables = _content_template(value, problems)
+    if not ok or (content_sid is None and "content_sid" in value):
+        return None
+    return Template(str(name), str(language), str(category), list(components), content_sid, variables)
+
+
+def _content_template(value: dict[str, Any], problems: list[str]) -> tuple[str | None, dict[str, str]]:
+    """R11: a Twilio Content API template (``content_sid``, HX...) and its ``variables`` (name -> text)."""
+    sid, variables = value.get("content_sid"), value.get("variables", {})
+    if sid is not None and not (isinstance(sid, str) and _CONTENT_SID.fullmatch(sid)):
+        problems.append("template.content_sid: a Twilio Content SID (HX and 32 hex digits)")
+        sid = None
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+    ):
+        problems.append("template.variables: an object of strings")
+        variables = {}
+    return sid, dict(variables)
 
 
 def _channels(value: Any, problems: list[str]) -> tuple[Channel, ...] | None:

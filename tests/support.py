@@ -1246,3 +1246,17 @@ def stack_with_tenant(folder: Path, tenant: dict[str, object]) -> Iterator[Stack
         yield client
     finally:
         stack.stop()
+
+
+def send(stack: StackClient, **fields: Any) -> str:
+    """``POST /messages`` with a fresh idempotency key and ``fields``; the request id of its 202."""
+    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
+    assert answer.status == 202, answer.text
+    request_id: str = answer.json()["request_id"]
+    return request_id
+
+
+def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
+    """What the sandbox providers sent, oldest first, whose fields equal ``match``."""
+    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
+    return [i for i in items if all(i.get(k) == v for k, v in match.items())]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -26,6 +25,7 @@ from tests.support import (
     personal,
     post_meta,
     post_twilio,
+    send,
 )
 
 pytestmark = pytest.mark.e2e
@@ -84,11 +84,6 @@ def writes_on_whatsapp(
     assert post_meta(stack, json.dumps(doc).encode()).status == 200
     view = eventually(lambda: contact(stack, bsuid=bsuid))
     return view["id"], "+" + phone, bsuid
-
-
-def send(stack: StackClient, **fields: Any) -> None:
-    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
-    assert answer.status == 202, answer.text
 
 
 def test_webhooks_and_ingest_count_what_they_accept_refuse_create_and_merge(local_stack: StackClient) -> None:

@@ -19,9 +19,11 @@ from tests.support import (
     eventually,
     new_bsuid,
     new_phone,
+    outbox,
     personal,
     post_meta,
     post_twilio,
+    send,
 )
 
 pytestmark = pytest.mark.e2e
@@ -44,18 +46,6 @@ def customer_writes(stack: StackClient, *, minutes_ago: float = 1) -> tuple[str,
     assert post_meta(stack, json.dumps(doc).encode()).status == 200
     view = eventually(lambda: contact(stack, bsuid=bsuid))
     return view["id"], "+" + phone, bsuid
-
-
-def send(stack: StackClient, **fields: Any) -> str:
-    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
-    assert answer.status == 202, answer.text
-    request_id: str = answer.json()["request_id"]
-    return request_id
-
-
-def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
-    return [i for i in items if all(i.get(k) == v for k, v in match.items())]
 
 
 def test_inside_the_window_a_reply_goes_out_as_whatsapp_text_to_the_phone(local_stack: StackClient) -> None:

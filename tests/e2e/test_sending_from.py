@@ -22,9 +22,11 @@ from tests.support import (
     eventually,
     new_bsuid,
     new_phone,
+    outbox,
     personal,
     post_meta,
     post_twilio,
+    send,
     stack_with_tenant,
 )
 
@@ -70,22 +72,10 @@ def writes_on_whatsapp(stack: StackClient, number_id: str) -> str:
     return customer_id
 
 
-def send(stack: StackClient, **fields: Any) -> str:
-    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
-    assert answer.status == 202, answer.text
-    request_id: str = answer.json()["request_id"]
-    return request_id
-
-
-def sent(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
-    return [i for i in items if all(i.get(k) == v for k, v in match.items())]
-
-
 def test_a_customer_who_wrote_to_the_second_number_is_answered_from_it(two_numbers: StackClient) -> None:
     customer_id = writes_on_whatsapp(two_numbers, SECOND_NUMBER_ID)
     request_id = send(two_numbers, to={"customer_id": customer_id}, text="Your order has shipped")
-    (message,) = eventually(lambda: sent(two_numbers, channel="whatsapp", text="Your order has shipped"))
+    (message,) = eventually(lambda: outbox(two_numbers, channel="whatsapp", text="Your order has shipped"))
     assert (message["from"], message["type"]) == (SECOND_NUMBER_ID, "text")  # inside that number's window
 
     def decision() -> dict[str, Any] | None:
@@ -103,7 +93,7 @@ def test_a_request_from_the_first_number_goes_from_it(two_numbers: StackClient) 
     customer_id = writes_on_whatsapp(two_numbers, SECOND_NUMBER_ID)
     fields = {"from": "+1 555 010 0001", "text": "Hello again", "template": TEMPLATE}
     send(two_numbers, to={"customer_id": customer_id}, channels=["whatsapp"], **fields)
-    (message,) = eventually(lambda: sent(two_numbers, channel="whatsapp", template="order_shipped"))
+    (message,) = eventually(lambda: outbox(two_numbers, channel="whatsapp", template="order_shipped"))
     assert (message["from"], message["type"]) == (PHONE_NUMBER_ID, "template")
 
 
@@ -114,7 +104,7 @@ def test_an_sms_customer_who_texted_the_second_number_gets_sms_from_it(two_numbe
     assert post_twilio(two_numbers, raw).status == 200
     eventually(lambda: contact(two_numbers, phone="+" + phone))
     send(two_numbers, to={"phone": "+" + phone}, text="We got it", channels=["sms"])
-    (message,) = eventually(lambda: sent(two_numbers, channel="sms", text="We got it"))
+    (message,) = eventually(lambda: outbox(two_numbers, channel="sms", text="We got it"))
     assert (message["to"], message["from"]) == ("+" + phone, SECOND_SMS)
 
 

@@ -4,7 +4,6 @@ customer wrote to; a customer known only by BSUID cannot get WhatsApp through Tw
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from tests.support import (
     new_phone,
     personal,
     post_twilio,
+    send,
     stack_with_tenant,
 )
 
@@ -43,13 +43,6 @@ def writes_on_twilio_whatsapp(stack: StackClient, phone: str | None, bsuid: str)
     assert post_twilio(stack, personal("twilio_whatsapp_inbound_bsuid.form", **swap)).status == 200
     view: dict[str, Any] = eventually(lambda: contact(stack, bsuid=bsuid))
     return view
-
-
-def send(stack: StackClient, **fields: Any) -> str:
-    answer = stack.post("/messages", json_body={"idempotency_key": f"k-{time.time_ns()}", **fields})
-    assert answer.status == 202, answer.text
-    request_id: str = answer.json()["request_id"]
-    return request_id
 
 
 def decision(stack: StackClient, customer_id: str, request_id: str) -> dict[str, Any]:

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 
 from infra.local import StackClient
-from tests.support import ANA_BSUID, ANA_PHONE, contact, eventually, new_bsuid, new_phone, personal, post_meta
+from tests.support import (
+    ANA_BSUID,
+    ANA_PHONE,
+    contact,
+    eventually,
+    new_bsuid,
+    new_phone,
+    outbox,
+    personal,
+    post_meta,
+)
 
 pytestmark = pytest.mark.e2e
 WAIT = 5  # seconds: the smallest ``fallback_after`` (docs/routing.md, R14)
@@ -42,11 +51,6 @@ def send_with_fallback(stack: StackClient, customer_id: str) -> None:
     }
     answer = stack.post("/messages", json_body=body)
     assert answer.status == 202, answer.text
-
-
-def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
-    return [i for i in items if all(i.get(k) == v for k, v in match.items())]
 
 
 def test_a_whatsapp_message_held_at_sent_gets_one_sms_after_the_wait(local_stack: StackClient) -> None:

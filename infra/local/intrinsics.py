@@ -1,7 +1,8 @@
 """A CloudFormation intrinsic-function resolver for the local stack: exactly what ``template.yaml`` uses.
 
-``Ref`` (parameters, resources, the pseudo parameters ``AWS::Region``, ``AWS::URLSuffix`` and
-``AWS::StackName``), ``Fn::GetAtt``, ``Fn::Sub`` (string form), and ``Fn::If`` / ``Fn::Equals`` /
+``Ref`` (parameters: ``String``, ``Number`` and ``CommaDelimitedList``, which is a list of its values,
+trimmed, as CloudFormation gives it; resources; the pseudo parameters ``AWS::Region``, ``AWS::URLSuffix``
+and ``AWS::StackName``), ``Fn::GetAtt``, ``Fn::Sub`` (string form), and ``Fn::If`` / ``Fn::Equals`` /
 ``Fn::Not`` with the template's ``Conditions``. Anything else raises :class:`IntrinsicError` naming it:
 a template that starts using another function learns at once what to add here.
 
@@ -20,7 +21,7 @@ from .aws import REGION
 __all__ = ["IntrinsicError", "Resolver"]
 
 STACK_NAME = "crossroute-local"
-_PARAMETER_TYPES = ("String", "Number")
+_PARAMETER_TYPES = ("String", "Number", "CommaDelimitedList")
 _SUB_VAR = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -91,6 +92,9 @@ class Resolver:
 
     def ref(self, name: str) -> Any:
         if name in self._names:
+            spec = (self._template.get("Parameters") or {}).get(name) or {}
+            if spec.get("Type") == "CommaDelimitedList":
+                return [value.strip() for value in str(self._names[name]).split(",")]
             return self._names[name]
         if name in (self._template.get("Resources") or {}):
             return self._ref(name)

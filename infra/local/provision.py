@@ -11,9 +11,9 @@ to add here.
 Physical names are deterministic: ``<stack>-<LogicalId>`` (``crossroute-local-InboundQueue.fifo`` for a
 FIFO queue), or the bus's ``Name``. ``Ref`` / ``Fn::GetAtt`` give what CloudFormation would: a table
 name, a queue URL, a bus name, a secret ARN, ...; resources are created on first reference, so creation
-follows the dependencies. Functions, the API, layers, log groups and the queue policy are not created:
-their ``Ref`` is a deterministic name (the API's: its local id), and they have no attributes. Any other
-resource type raises :class:`ProvisionError`.
+follows the dependencies. Functions, the API, layers, log groups, the queue policy and the event schemas
+(with their registry) are not created: their ``Ref`` is a deterministic name (the API's: its local id),
+and they have no attributes. Any other resource type raises :class:`ProvisionError`.
 """
 
 from __future__ import annotations
@@ -229,6 +229,9 @@ _NOT_EMULATED = frozenset(
             "AWS::CloudWatch::Dashboard",
         ),
         "AWS::Events::Archive",
+        # The event schemas are documentation for consumers (docs/events.md); the emulator has no
+        # Schema Registry, and nothing in crossroute reads one.
+        *("AWS::EventSchemas::Registry", "AWS::EventSchemas::Schema"),
     }
 )
 

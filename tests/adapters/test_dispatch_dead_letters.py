@@ -15,7 +15,7 @@ import pytest
 from crossroute.send_queue import SendConsumer, SqsSendQueue
 from crossroute.store.sends import DynamoSendStore
 from infra.template import load_template
-from tests.support import ANA_PHONE, REPO, SEND_KEY, DispatchFunction, schema_problems
+from tests.support import ANA_PHONE, REPO, SEND_KEY, DispatchFunction, wire_problems
 
 _RESOURCES = load_template(REPO / "template.yaml")["Resources"]
 # The receive from which dispatch parks a failing record (SEND_MAX_RECEIVES); the queue's
@@ -92,7 +92,7 @@ def test_a_send_failing_to_the_last_receive_is_parked_reported_once_and_redriven
     assert record is not None and reported["request_id"] == record.request_id
     assert (reported["reason"], reported["idempotency_key"]) == ("send.dead_lettered", SEND_KEY)
     assert reported["customer_id"] == world.customer and reported["failures"] == []
-    assert schema_problems("MessageUndeliverable", reported) == [] and ANA_PHONE not in json.dumps(reported)
+    assert [wire_problems(e) for e in world.bus.events] == [[]] and ANA_PHONE not in json.dumps(reported)
     assert world.state("whatsapp") is None and len(world.whatsapp.calls) == MAX  # released: nothing out
 
     fn.raw.start_message_move_task(SourceArn=dlq_arn(fn), DestinationArn=fn.queue_arn)

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft4Validator
 
+from crossroute.bus import DETAIL_VERSIONS
 from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch
 from crossroute.inbound_queue import QueuedEvent
@@ -26,6 +27,7 @@ from tests.support import (
     REPO,
     SHIPPED_TEMPLATE,
     DispatchWorld,
+    draft_4_problems,
     schema_problems,
     schema_validator,
     send_request,
@@ -177,30 +179,34 @@ def everything(published: dict[str, Published]) -> Published:
 
 
 def required(detail_type: str, detail: dict[str, Any]) -> list[str]:
-    """The fields the schema requires of this detail, including MessageUndeliverable's per-reason ones."""
+    """The fields the schema requires of this detail, including MessageUndeliverable's per-reason ones
+    (the one ``oneOf`` branch the detail matches)."""
     schema = SCHEMAS[detail_type]
     names = list(schema["required"])
-    if "if" in schema:
-        branch = "then" if validator(detail_type).evolve(schema=schema["if"]).is_valid(detail) else "else"
-        names += schema[branch]["required"]
-    return names
+    branches = [
+        b for b in schema.get("oneOf", []) if validator(detail_type).evolve(schema=b).is_valid(detail)
+    ]
+    assert len(branches) == (1 if "oneOf" in schema else 0), (detail_type, detail)
+    return names + [name for branch in branches for name in branch.get("required", [])]
 
 
 # ---------------------------------------------------------------- the schemas themselves
 
 
 @pytest.mark.parametrize("detail_type", DISPATCH_EVENTS)
-def test_each_schema_is_draft_2020_12_open_and_consistent(detail_type: str) -> None:
+def test_each_schema_is_draft_4_open_and_consistent(detail_type: str) -> None:
     schema = SCHEMAS[detail_type]
-    Draft202012Validator.check_schema(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft4Validator.check_schema(schema)  # what the Schema Registry's JSONSchemaDraft4 type takes
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    assert draft_4_problems(detail_type) == []
     assert schema["title"] == detail_type
     assert schema["type"] == "object" and schema["additionalProperties"] is True
     every_required = set(schema["required"]) | {
-        name for branch in ("then", "else") for name in schema.get(branch, {}).get("required", [])
+        name for branch in schema.get("oneOf", []) for name in branch.get("required", [])
     }
     assert every_required <= set(schema["properties"])
-    assert {"tenant", "idempotency_key", "reason"} <= set(schema["required"])
+    assert {"version", "tenant", "idempotency_key", "reason"} <= set(schema["required"])
+    assert schema["properties"]["version"]["enum"] == [DETAIL_VERSIONS[detail_type]]
     assert not {"text", "body", "template"} & set(schema["properties"])
 
 
@@ -217,6 +223,12 @@ def test_every_published_detail_matches_its_schema(published: dict[str, Publishe
 
 def test_every_schema_describes_a_published_event(published: dict[str, Published]) -> None:
     assert {detail_type for detail_type, _ in everything(published)} == set(SCHEMAS)
+
+
+def test_every_published_detail_carries_its_version(published: dict[str, Published]) -> None:
+    for detail_type, detail in everything(published):
+        assert detail["version"] == DETAIL_VERSIONS[detail_type] == "1", (detail_type, detail)
+        assert problems(detail_type, {**detail, "version": "2"}), f"{detail_type} of version 2 passed"
 
 
 def test_schemas_reject_a_detail_missing_a_required_field(published: dict[str, Published]) -> None:

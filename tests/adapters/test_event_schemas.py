@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft4Validator
 
 from crossroute import correlation
+from crossroute.bus import DETAIL_VERSIONS
 from crossroute.contacts import Contacts
 from crossroute.identity.model import Key
 from crossroute.inbound_queue import QueuedEvent
@@ -29,6 +30,7 @@ from tests.fakes import RecordingPublisher
 from tests.support import (
     EVENT_SCHEMAS,
     REPO,
+    draft_4_problems,
     fixture_bytes,
     fixture_json,
     registry_document,
@@ -177,20 +179,29 @@ def everything(published: dict[str, Published]) -> Published:
 
 
 @pytest.mark.parametrize("detail_type", sorted(SCHEMAS))
-def test_each_schema_is_draft_2020_12_open_and_consistent(detail_type: str) -> None:
+def test_each_schema_is_draft_4_open_and_consistent(detail_type: str) -> None:
     schema = SCHEMAS[detail_type]
-    Draft202012Validator.check_schema(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft4Validator.check_schema(schema)  # what the Schema Registry's JSONSchemaDraft4 type takes
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    assert draft_4_problems(detail_type) == []
     assert schema["title"] == detail_type
     assert schema["type"] == "object" and schema["additionalProperties"] is True
-    assert set(schema["required"]) <= set(schema["properties"])
-    assert "tenant" in schema["required"] and "customer_id" in schema["required"]
+    every_required = set(schema["required"]) | {
+        name for branch in schema.get("oneOf", []) for name in branch.get("required", [])
+    }
+    assert every_required <= set(schema["properties"])
+    assert {"version", "tenant", "customer_id"} <= set(schema["required"])
+    assert schema["properties"]["version"]["enum"] == [DETAIL_VERSIONS[detail_type]]
 
 
 def test_format_checking_is_active() -> None:
     # date-time needs rfc3339-validator; without it jsonschema would accept anything, silently.
-    assert Draft202012Validator.FORMAT_CHECKER.conforms("2026-05-27T09:00:00+00:00", "date-time")
-    assert not Draft202012Validator.FORMAT_CHECKER.conforms("2026-05-27 09:00", "date-time")
+    assert Draft4Validator.FORMAT_CHECKER.conforms("2026-05-27T09:00:00+00:00", "date-time")
+    assert not Draft4Validator.FORMAT_CHECKER.conforms("2026-05-27 09:00", "date-time")
+
+
+def test_every_event_crossroute_publishes_has_a_version_and_a_schema() -> None:
+    assert set(DETAIL_VERSIONS) == set(EVENT_SCHEMAS)
 
 
 # ---------------------------------------------------------------- what the code publishes
@@ -207,6 +218,13 @@ def test_every_published_detail_matches_its_schema(published: dict[str, Publishe
 
 def test_every_schema_describes_a_published_event(published: dict[str, Published]) -> None:
     assert {detail_type for detail_type, _ in everything(published)} == set(SCHEMAS)
+
+
+def test_every_published_detail_carries_its_version(published: dict[str, Published]) -> None:
+    for detail_type, detail in everything(published):
+        assert detail["version"] == DETAIL_VERSIONS[detail_type] == "1", (detail_type, detail)
+        assert problems(detail_type, {**detail, "version": "2"}), f"{detail_type} of version 2 passed"
+        assert problems(detail_type, {**detail, "version": 1}), f"{detail_type} with a numeric version passed"
 
 
 def test_every_identity_change_kind_is_published(published: dict[str, Published]) -> None:
@@ -226,6 +244,15 @@ def test_schemas_reject_a_detail_missing_a_required_field(published: dict[str, P
     for change, needed in {"linked": "value", "number_changed": "bsuid", "phone_stale": "phone"}.items():
         partial = {k: v for k, v in by_change[change].items() if k != needed}
         assert problems("IdentityChanged", partial), f"{change} without {needed} passed"
+
+
+def test_a_linked_key_is_checked_as_its_kind(published: dict[str, Published]) -> None:
+    linked = [d for t, d in everything(published) if t == "IdentityChanged" and d["change"] == "linked"]
+    phone = next(d for d in linked if d["key"] == "phone")
+    bsuid = next(d for d in linked if d["key"] == "bsuid")
+    assert problems("IdentityChanged", {**phone, "value": bsuid["value"]}), "a BSUID passed as a phone"
+    assert problems("IdentityChanged", {**bsuid, "value": phone["value"]}), "a phone passed as a BSUID"
+    assert problems("IdentityChanged", {**phone, "change": "renamed"}), "an unknown change passed"
 
 
 def test_only_message_received_carries_a_message_body(published: dict[str, Published]) -> None:

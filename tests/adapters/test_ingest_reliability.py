@@ -22,7 +22,7 @@ from crossroute.store.tables import MessageItem, TableItem, message_pk
 from crossroute.tenants import TenantRegistry
 from crossroute.webhooks import meta
 from tests.fakes import RecordingPublisher
-from tests.support import LOCAL_TENANT, fixture_json, registry_document, schema_problems
+from tests.support import LOCAL_TENANT, fixture_json, registry_document, wire_problems
 
 ANA_BSUID, ANA_PHONE = "BR.1502576394655843", "+5511987654321"
 KEY = b"k" * 32
@@ -78,8 +78,9 @@ def test_a_200_kb_text_is_stored_once_and_whole_and_its_event_fits(world: World)
     assert text not in (item.published or "")
     (received,) = world.bus.of("MessageReceived")
     assert received["text"] == text[: limits.MESSAGE_TEXT_CHARS] and received["text_truncated"] is True
-    assert schema_problems("MessageReceived", received) == []
-    (entry,) = [e.entry("bus") for e in world.bus.events if e.detail_type == "MessageReceived"]
+    (event,) = [e for e in world.bus.events if e.detail_type == "MessageReceived"]
+    assert wire_problems(event) == []
+    entry = event.entry("bus")
     assert len(entry["Detail"].encode()) < limits.EVENTBRIDGE_REQUEST_BYTES
 
 

@@ -265,6 +265,32 @@ def test_provisions_template_yaml(clients: ClientFactory) -> None:
     assert env["EVENT_BUS_NAME"] == "crossroute-local-events"
 
 
+def test_send_message_sources_decide_what_reaches_the_send_queue(clients: ClientFactory) -> None:
+    # SendMessageSources is a CommaDelimitedList: its Ref is the list of values, trimmed, as in AWS.
+    overrides = {"SendMessageSources": "shop.orders, crm.campaigns"}
+    prov = Provisioner(TEMPLATE, clients, parameter_overrides=overrides)
+    resources = prov.provision_all()
+    assert resources["EventSchemaRegistry"].emulated is False  # documentation only: not created locally
+    assert {r.emulated for r in resources.values() if r.type == "AWS::EventSchemas::Schema"} == {False}
+    bus, sqs = resources["EventBus"].ref, clients("sqs")
+    sources = ("shop.orders", "crm.unlisted", "crm.campaigns", "crossroute")
+    put = clients("events").put_events(
+        Entries=[
+            {
+                "Source": source,
+                "DetailType": "SendMessage",
+                "Detail": json.dumps({"n": source}),
+                "EventBusName": bus,
+            }
+            for source in sources
+        ]
+    )
+    assert put["FailedEntryCount"] == 0
+    url = resources["SendQueue"].ref
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert sorted(json.loads(m["Body"])["source"] for m in got) == ["crm.campaigns", "shop.orders"]
+
+
 SMALL_TEMPLATE = """
 Parameters:
   Prefix: {Type: String, Default: demo}

@@ -22,7 +22,7 @@ from crossroute.ingest import Ingest
 from crossroute.ports import Conflict
 from crossroute.routing.policy import TenantChannels
 from tests.fakes import MemoryIdentityStore, MemorySendStore, RecordingPublisher, ScriptedSender
-from tests.support import TWILIO_SMS_NUMBER, schema_problems, sms_in, whatsapp_in
+from tests.support import TWILIO_SMS_NUMBER, sms_in, whatsapp_in, wire_problems
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PHONE = "+15550123456"
@@ -251,7 +251,7 @@ def test_events_about_a_customer_with_an_external_id_name_it() -> None:
     assert all(e.detail["external_id"] == "crm-1" for e in about_crm_1)
     others = [e for e in bus.events if e.detail.get("customer_id") != imported.customer_id]
     assert others and all("external_id" not in e.detail for e in others)
-    assert all(schema_problems(e.detail_type, e.detail) == [] for e in bus.events)
+    assert all(wire_problems(e) == [] for e in bus.events)
 
 
 def test_dispatch_events_name_the_recipients_external_id() -> None:
@@ -274,7 +274,7 @@ def test_dispatch_events_name_the_recipients_external_id() -> None:
     (undeliverable,) = bus.of("MessageUndeliverable")
     assert routed["external_id"] == "crm-1" and undeliverable["external_id"] == "crm-2"
     assert "external_id" not in stranger  # a phone nobody recorded
-    assert all(schema_problems(e.detail_type, e.detail) == [] for e in bus.events)
+    assert all(wire_problems(e) == [] for e in bus.events)
     dispatch.send({"tenant": "demo", "idempotency_key": "k1", "to": {"phone": PHONE}, "text": "Shipped"})
     assert bus.of("MessageRouted")[-1] == routed  # published again from the record: the same
 

@@ -73,7 +73,7 @@ def test_an_erased_stop_keeps_the_phone_from_sms_and_customer_erased_tells_no_pe
     customer_id = world.texts("SM2", 1, "STOP")
     erased = world.contacts.erase(TENANT, customer_id)
     (event,) = world.bus.wire()
-    assert event == ("CustomerErased", erased)
+    assert event == ("CustomerErased", {**erased, "version": "1"})  # as sent: with the detail's version
     assert erased == {
         "tenant": TENANT,
         "customer_id": customer_id,

@@ -21,7 +21,7 @@ from crossroute.routing.request import InvalidRequest, parse_send_request
 from crossroute.send_queue import TIMED_CHECK, SendConsumer, request_in
 from tests.fakes import MemorySendStore, RecordingPublisher, RecordingSendQueue, ScriptedSender
 from tests.fakes.send_store import NoCustomers
-from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, schema_problems
+from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, wire_problems
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PHONE = "+15550123456"
@@ -122,9 +122,9 @@ def test_not_delivered_in_time_sends_one_sms(status: str | None) -> None:
     assert [m.text for m in world.sms.calls] == ["Shipped"]
     record = world.store.get("demo", "order-7")
     assert record is not None and record.sends["sms"]["reason"] == TIMED_FALLBACK
-    routed = [e.detail for e in world.bus.events if e.detail_type == "MessageRouted"]
-    assert [(d["channel"], d["reason"]) for d in routed][-1] == ("sms", TIMED_FALLBACK)
-    assert schema_problems("MessageRouted", routed[-1]) == []
+    routed = [e for e in world.bus.events if e.detail_type == "MessageRouted"]
+    assert [(e.detail["channel"], e.detail["reason"]) for e in routed][-1] == ("sms", TIMED_FALLBACK)
+    assert wire_problems(routed[-1]) == []
 
 
 def test_a_check_delivered_twice_sends_one_sms() -> None:

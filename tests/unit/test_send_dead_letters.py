@@ -25,7 +25,7 @@ from tests.fakes import (
     RecordingSendQueue,
     ScriptedSender,
 )
-from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, schema_problems
+from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, wire_problems
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 MAX = 8  # the send queue's maxReceiveCount (template.yaml)
@@ -87,7 +87,7 @@ def test_a_send_refused_on_every_receive_is_parked_on_its_last_and_reported_once
         "decision": record.decision,
         "failures": [],  # refused for now is no failure: the claim was released
     }
-    assert schema_problems("MessageUndeliverable", reported) == []
+    assert [wire_problems(e) for e in world.bus.events] == [[]]
     assert PHONE not in json.dumps(reported) and TEXT not in json.dumps(reported)  # no personal data
     assert len(world.whatsapp.calls) == MAX and world.bus.of("MessageRouted") == []
 

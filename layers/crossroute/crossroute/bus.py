@@ -17,6 +17,19 @@ SOURCE = "crossroute"
 _TIME_BYTES = 14
 # One entry leaves room for the rest of a request; a larger detail is trimmed (strings cut, marked).
 _ENTRY_BYTES = limits.EVENTBRIDGE_REQUEST_BYTES - 8 * 1024
+# Every detail's ``version`` (docs/events.md), per detail-type: a major version, raised only by a change
+# that breaks consumers (a field removed, retyped or given another meaning); adding a field is not one.
+# docs/events/<detail-type>.schema.json requires exactly this value.
+DETAIL_VERSIONS: dict[str, str] = {
+    "MessageReceived": "1",
+    "MessageStatusChanged": "1",
+    "ContactsMerged": "1",
+    "IdentityChanged": "1",
+    "IdentityConflict": "1",
+    "CustomerErased": "1",
+    "MessageRouted": "1",
+    "MessageUndeliverable": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -25,9 +38,12 @@ class BusEvent:
     detail: dict[str, Any]
 
     def entry(self, bus_name: str) -> dict[str, str]:
-        detail = json.dumps(self.detail, sort_keys=True, default=str)
+        """The PutEvents entry; its ``Detail`` carries the detail-type's ``version`` (added here, so that
+        events republished from records stored before carry it too)."""
+        versioned = {**self.detail, "version": DETAIL_VERSIONS[self.detail_type]}
+        detail = json.dumps(versioned, sort_keys=True, default=str)
         if len(detail.encode()) > _ENTRY_BYTES:  # never for crossroute's own events: a last resort
-            detail = limits.fitted_json(self.detail, _ENTRY_BYTES)
+            detail = limits.fitted_json(versioned, _ENTRY_BYTES)
         return {"Source": SOURCE, "DetailType": self.detail_type, "Detail": detail, "EventBusName": bus_name}
 
 

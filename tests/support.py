@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
+from jsonschema import Draft4Validator
 from twilio.request_validator import RequestValidator
 
 from crossroute.channels import Channel
@@ -60,6 +60,7 @@ from crossroute.webhooks import meta as meta_webhook
 from tests.fakes import MemoryIdentityStore, RecordingPublisher, ScriptedSender
 
 if TYPE_CHECKING:
+    from crossroute.bus import BusEvent
     from crossroute.parsing.queued import Parsed
     from infra.local import StackClient
     from infra.local.client import HttpResponse
@@ -242,15 +243,76 @@ def http_event(
     }
 
 
-def schema_validator(detail_type: str) -> Draft202012Validator:
+def schema_validator(detail_type: str) -> Draft4Validator:
+    """The event's schema (JSON Schema draft 4, as the EventBridge Schema Registry takes it), checking
+    formats (date-time)."""
     schema = EVENT_SCHEMAS[detail_type]
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
 def schema_problems(detail_type: str, detail: dict[str, Any]) -> list[str]:
     """What the event's schema finds wrong with ``detail`` (empty: it conforms)."""
     errors = schema_validator(detail_type).iter_errors(detail)
     return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors]
+
+
+def wire_problems(event: BusEvent) -> list[str]:
+    """What the event's schema finds wrong with its ``Detail`` as PutEvents sends it (``version`` and
+    all): the form consumers get, not the dict the code built."""
+    entry = event.entry("crossroute-test-events")
+    return schema_problems(entry["DetailType"], json.loads(entry["Detail"]))
+
+
+# Keywords of later drafts that a draft 4 validator (and the Schema Registry) would silently ignore.
+_NOT_DRAFT_4 = frozenset(
+    {
+        *("$id", "$defs", "$anchor", "$comment", "const", "examples", "contains", "propertyNames"),
+        *("if", "then", "else", "dependentRequired", "dependentSchemas", "prefixItems"),
+        *("unevaluatedProperties", "unevaluatedItems", "readOnly", "writeOnly", "deprecated"),
+    }
+)
+
+
+def subschemas(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema inside ``schema`` (itself included), with its JSON pointer."""
+    pending = [("#", schema)]
+    while pending:
+        pointer, node = pending.pop()
+        yield pointer, node
+        for keyword in ("properties", "definitions"):
+            pending += [(f"{pointer}/{keyword}/{k}", v) for k, v in node.get(keyword, {}).items()]
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            pending += [(f"{pointer}/{keyword}/{i}", v) for i, v in enumerate(node.get(keyword, []))]
+        for keyword in ("items", "not", "additionalProperties"):
+            if isinstance(node.get(keyword), dict):
+                pending.append((f"{pointer}/{keyword}", node[keyword]))
+
+
+def draft_4_problems(detail_type: str) -> list[str]:
+    """What in the event's schema a draft 4 reader would ignore or not find: later drafts' keywords,
+    keywords beside a ``$ref`` (draft 4 ignores them, a description aside), numeric exclusive bounds,
+    ``$ref`` that resolve to nothing."""
+    schema, found = EVENT_SCHEMAS[detail_type], []
+    for pointer, node in subschemas(schema):
+        found += [f"{pointer}: {k} is not draft 4" for k in sorted(_NOT_DRAFT_4 & set(node))]
+        found += [
+            f"{pointer}: {k} must be a boolean in draft 4"
+            for k in ("exclusiveMinimum", "exclusiveMaximum")
+            if k in node and not isinstance(node[k], bool)
+        ]
+        if "$ref" in node:
+            found += [
+                f"{pointer}: {k} beside $ref is ignored" for k in sorted(set(node) - {"$ref", "description"})
+            ]
+            if not _resolves(schema, node["$ref"]):
+                found.append(f"{pointer}: $ref {node['$ref']} is not a definition of this schema")
+    return found
+
+
+def _resolves(schema: dict[str, Any], ref: str) -> bool:
+    """Whether ``ref`` is ``#/definitions/<name>`` of ``schema`` (the only references the schemas use)."""
+    prefix = "#/definitions/"
+    return ref.startswith(prefix) and ref.removeprefix(prefix) in schema.get("definitions", {})
 
 
 # --- the local stack over HTTP, as a provider and an integrator use it ------------------------------------
@@ -1260,3 +1322,31 @@ def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
     """What the sandbox providers sent, oldest first, whose fields equal ``match``."""
     items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
     return [i for i in items if all(i.get(k) == v for k, v in match.items())]
+
+
+# --- the OpenAPI document of the contacts and send-request API (docs/openapi.yaml) --------------------
+
+OPENAPI_PATH = REPO / "docs" / "openapi.yaml"
+OPENAPI_BASE = "urn:crossroute:openapi"  # the document's URI, for $refs into it from outside
+
+
+def openapi_document() -> dict[str, Any]:
+    import yaml
+
+    document: dict[str, Any] = yaml.safe_load(OPENAPI_PATH.read_text())
+    return document
+
+
+def openapi_schema_validator(document: dict[str, Any], pointer: str) -> Any:
+    """A JSON Schema 2020-12 (OpenAPI 3.1 dialect) validator of the schema at ``pointer`` (a JSON pointer
+    into ``document``, e.g. ``/components/schemas/SendRequest``), its ``$ref``s resolved in ``document``."""
+    from urllib.parse import quote
+
+    from openapi_schema_validator import OAS31Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(OPENAPI_BASE, resource)
+    schema = {"$ref": f"{OPENAPI_BASE}#{quote(pointer)}"}
+    return OAS31Validator(schema, registry=registry, format_checker=OAS31Validator.FORMAT_CHECKER)

@@ -1,22 +1,27 @@
 """The HTTP API (IAM-authorised when deployed): contacts by phone, BSUID or id, their timeline, erasure
-(I10), and ``POST /messages``, the send door (``crossroute.send_door``)."""
+(I10), ``POST /messages`` (the send door, ``crossroute.send_door``) and ``GET /messages/{request_id}``.
+Every error is an RFC 9457 problem document (``crossroute.api_problems``); docs/openapi.yaml describes it
+all."""
 
 import json
 from collections import Counter
 from functools import cache
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crossroute import correlation, privacy
+from crossroute.api_problems import CONTENT_TYPE, ApiProblem, field_problems
 from crossroute.bus import BusEvent, EventBridgePublisher
 from crossroute.config import RegistrySource, RegistryUnavailable, masking_key, require_env
 from crossroute.contacts import BadQuery, Busy, Contacts, NoSuchContact, RecordAnswer, contact_view
 from crossroute.metrics import EmfMetrics
+from crossroute.ports import IdempotencyKeyReused
 from crossroute.routing.request import InvalidRequest
 from crossroute.send_door import SendDoor, UnknownTenant
 from crossroute.send_queue import SqsSendQueue
@@ -74,10 +79,10 @@ def _tenant(named: object = None) -> Tenant:
     if asked:
         tenant = registry.get().by_id(asked)
         if tenant is None:
-            raise NotFoundError("unknown tenant")
+            raise ApiProblem("unknown-tenant", "this deployment has no such tenant")
         return tenant
     if len(tenants) != 1:
-        raise BadRequestError("several tenants: say which with ?tenant=")
+        raise ApiProblem("tenant-required", "this deployment has several tenants: name one with ?tenant=")
     return tenants[0]
 
 
@@ -94,7 +99,8 @@ def _json_body(what: str) -> dict:
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        raise BadRequestError(f"the body must be {what} (a JSON object)")
+        problem = f"must be {what} (a JSON object)"
+        raise ApiProblem("validation", f"the body {problem}", errors=[{"field": "body", "problem": problem}])
     return doc
 
 
@@ -106,12 +112,12 @@ def upsert_contact() -> Response[str]:
     (answer,) = contacts.upsert(tenant.id, [doc], region=tenant.default_region)
     _log_upserts(tenant.id, [answer], dry_run=False)
     body: dict = answer.as_doc()
+    if answer.outcome == "invalid":
+        raise ApiProblem("validation", "invalid contact record", **body)
+    if answer.outcome == "conflict":
+        raise ApiProblem("conflict", "a key of the record is held by another customer", **body)
     if answer.customer is not None:
         body["contact"] = contact_view(answer.customer)
-    if answer.outcome == "invalid":
-        body["message"] = "invalid contact record"
-    elif answer.outcome == "conflict":
-        body["message"] = "a key of the record is held by another customer"
     return Response(answer.status, "application/json", json.dumps(body))
 
 
@@ -120,8 +126,13 @@ def upsert_contacts() -> Response[str]:
     """Up to 100 records a request, each as ``POST /contacts`` would: 200 with an answer per record."""
     doc = _json_body('{"records": [...]}')
     records, dry_run = doc.get("records"), doc.get("dry_run", False)
-    if not isinstance(records, list) or not isinstance(dry_run, bool):
-        raise BadRequestError('"records" must be a list of contact records and "dry_run" true or false')
+    errors = []
+    if not isinstance(records, list):
+        errors.append({"field": "records", "problem": "a list of contact records"})
+    if not isinstance(dry_run, bool):
+        errors.append({"field": "dry_run", "problem": "true or false"})
+    if errors:
+        raise ApiProblem("validation", "invalid batch of contact records", errors=errors)
     tenant = _tenant(doc.get("tenant"))
     answers = contacts.upsert(tenant.id, records, region=tenant.default_region, dry_run=dry_run)
     _log_upserts(tenant.id, answers, dry_run=dry_run)
@@ -170,45 +181,81 @@ def erase(customer_id: str) -> Response[str]:
 
 @app.post("/messages")
 def post_message() -> Response[str]:
-    """202 with the request id; the same idempotency key again answers the same id."""
+    """202 with the request id and its ``Location``; the same idempotency key (the body's, or the
+    ``Idempotency-Key`` header) with the same request again answers the same id, with another: 422."""
+    doc = _json_body("a send request")
     try:
-        doc = json.loads(app.current_event.decoded_body or "")
-    except ValueError:
-        raise BadRequestError("the body must be a JSON send request") from None
-    try:
-        request_id = door.accept(doc, default_tenant=lambda: _tenant().id)
+        request_id = door.accept(doc, default_tenant=lambda: _tenant().id, key=_idempotency_key_header())
     except UnknownTenant:
-        raise NotFoundError("unknown tenant") from None
+        raise ApiProblem("unknown-tenant", "this deployment has no such tenant") from None
     except InvalidRequest as exc:
-        body = json.dumps({"message": "invalid send request", "errors": exc.problems})
-        return Response(400, "application/json", body)
-    return Response(202, "application/json", json.dumps({"request_id": request_id}))
+        raise ApiProblem("validation", "invalid send request", errors=field_problems(exc.problems)) from None
+    except IdempotencyKeyReused as exc:
+        detail = "this idempotency key was used for a different request: use a new key for a new request"
+        raise ApiProblem("idempotency-key-reused", detail, request_id=exc.request_id) from None
+    location = f"/messages/{quote(request_id)}"
+    if len(registry.get().tenants) > 1:
+        location += f"?tenant={quote(doc.get('tenant') or '')}"
+    body = json.dumps({"request_id": request_id})
+    return Response(202, "application/json", body, headers={"Location": location})
+
+
+def _idempotency_key_header() -> str | None:
+    """The ``Idempotency-Key`` header: a Structured Field string (quoted), or the bare key."""
+    value = app.current_event.headers.get("idempotency-key")
+    if value is None:
+        return None
+    value = value.strip()
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+@app.get("/messages/<request_id>")
+def message_status(request_id: str) -> dict:
+    """The send request, its decision (R9), each channel's send and provider status."""
+    found = door.progress(_tenant().id, request_id)
+    if found is None:
+        raise ApiProblem("not-found", "no send request with this id")
+    return found
+
+
+@app.exception_handler(ApiProblem)
+def problem(exc: ApiProblem) -> Response[str]:
+    return Response(exc.status, CONTENT_TYPE, exc.body(), headers=exc.headers())
+
+
+@app.not_found
+def no_route(exc: NotFoundError) -> Response[str]:
+    event = app.current_event
+    return problem(ApiProblem("not-found", f"no route {event.http_method} {event.path}"))
 
 
 @app.exception_handler(NoSuchContact)
 def not_found(exc: NoSuchContact) -> Response[str]:
-    raise NotFoundError(str(exc))
+    return problem(ApiProblem("not-found", str(exc)))
 
 
 @app.exception_handler(Busy)
 def busy(exc: Busy) -> Response[str]:
-    body = json.dumps({"statusCode": 503, "message": str(exc), "error": "busy"})
-    return Response(503, "application/json", body, headers={"Retry-After": "1"})
+    return problem(ApiProblem("busy", str(exc)))
 
 
 @app.exception_handler(BadQuery)
 def bad_query(exc: BadQuery) -> Response[str]:
-    raise BadRequestError(str(exc))
+    return problem(ApiProblem("validation", str(exc), errors=[{"field": "query", "problem": str(exc)}]))
 
 
 @app.exception_handler(RegistryUnavailable)
 def registry_unavailable(exc: RegistryUnavailable) -> Response[str]:
     """No usable tenant registry (contract §11): 503, so that the caller retries; never a 500."""
     logger.warning("no usable tenant registry: 503", extra={"reason": "registry_unavailable"})
-    body = json.dumps(
-        {"statusCode": 503, "message": "tenant registry unavailable", "error": "registry_unavailable"}
-    )
-    return Response(503, "application/json", body, headers={"Retry-After": "5"})
+    return problem(ApiProblem("registry-unavailable", "no usable tenant registry is loaded: try again"))
+
+
+@app.exception_handler(Exception)
+def internal(exc: Exception) -> Response[str]:
+    """Anything unforeseen: logged with its traceback, answered as a 500 problem (no details)."""
+    logger.exception("unhandled error: 500", extra={"error": type(exc).__name__})
+    return problem(ApiProblem("internal", "an unexpected error: it is logged; try again later"))
 
 
 @logger.inject_lambda_context

@@ -21,6 +21,7 @@ from crossroute.store.tables import (
     customer_pk,
     key_pk,
     orphan_pk,
+    request_id_pk,
     suppression_pk,
 )
 from tests.fakes import RecordingPublisher
@@ -112,6 +113,7 @@ def test_what_was_sent_before_the_customer_was_known_is_deleted_with_it(world: W
         to=Address(phone=PHONE),
     )
     assert len(orphaned(Key("phone", PHONE))) == 1  # indexed from the door on
+    assert sends.progress(TENANT, "r1") is not None
     assert world.dispatch.send(send_request("k1", to={"phone": PHONE}, channels=["sms"])).sent == {
         "sms": "SM1"
     }
@@ -128,6 +130,8 @@ def test_what_was_sent_before_the_customer_was_known_is_deleted_with_it(world: W
     assert orphaned(Key("phone", PHONE)) == [] and orphaned(Key("bsuid", BSUID)) == []
     # profile, 2 keys, the message and its identity events (created, 2 linked), 3 orphans
     assert erased["counts"] == {"items_deleted": 1 + 2 + 1 + 3 + 3, "phones_suppressed": 0}
+    assert sends.progress(TENANT, "r1") is None  # GET /messages/r1: gone with it
+    assert not [i for i in TableItem.scan(consistent_read=True) if i.pk == request_id_pk(TENANT, "r1")]
     # Someone else's are untouched.
     assert request_item("k3") is not None and world_message("SM2") is not None
     assert len(orphaned(Key("phone", OTHER))) == 2
@@ -203,4 +207,4 @@ def test_the_same_phone_suppressed_by_two_erasures_is_one_item_at_the_later_time
     assert first["counts"]["phones_suppressed"] == second["counts"]["phones_suppressed"] == 1
     (item,) = suppressions()
     assert item.at == minute_at(30)
-    assert [d for _, d in world.erasures.wire()] == [first, second]
+    assert [d for _, d in world.erasures.wire()] == [{**e, "version": "1"} for e in (first, second)]

@@ -178,6 +178,7 @@ def test_with_no_usable_registry_the_contacts_and_messages_api_answers_503_too(s
         api.lambda_handler(http_event("POST", "/messages", body=send, headers=JSON_HEADERS), LambdaContext()),
     ]
     assert [a["statusCode"] for a in answers] == [503, 503]
-    assert {json.loads(a["body"])["error"] for a in answers} == {"registry_unavailable"}
+    assert {json.loads(a["body"])["type"] for a in answers} == {"urn:crossroute:problem:registry-unavailable"}
+    assert {a["headers"]["Content-Type"] for a in answers} == {"application/problem+json"}
     assert all(a["headers"]["Retry-After"] for a in answers)
     assert stack.queued() == 0

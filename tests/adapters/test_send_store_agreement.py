@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from crossroute.channels import Outbound, Sent
 from crossroute.identity.model import Key
-from crossroute.ports import StatusRecord
+from crossroute.ports import IdempotencyKeyReused, StatusRecord
 from crossroute.routing.pacing import Pair, PairPace
 from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.identity_store import DynamoIdentityStore
@@ -91,6 +91,7 @@ operations = st.one_of(
     st.builds(lambda claim: Op("claim", {"claim": claim}), claims()),
     st.builds(lambda settlement: Op("settle", {"settlement": settlement}), settlements()),
     st.builds(lambda key: Op("get", {"key": key}), st.sampled_from(KEYS)),
+    st.builds(lambda n: Op("progress", {"n": n}), st.integers(0, 2)),
     st.builds(lambda m: Op("request_of", {"message": m}), st.integers(0, 3)),
     st.builds(
         lambda key, n, minute: Op("dead_lettered", {"key": key, "n": n, "minute": minute}),
@@ -117,9 +118,14 @@ def apply(store: Any, tenant: str, op: Op) -> Any:
             now=T0,
         )
     if op.name == "accept":
-        return store.accept(
-            tenant=tenant, key=a["key"], request_id=f"r{a['n']}", request={"n": a["n"]}, now=T0
-        )
+        try:
+            return store.accept(
+                tenant=tenant, key=a["key"], request_id=f"r{a['n']}", request={"n": a["n"]}, now=T0
+            )
+        except IdempotencyKeyReused as exc:  # the key holds another request: refused, naming the first
+            return ("reused", exc.request_id)
+    if op.name == "progress":
+        return store.progress(tenant, f"r{a['n']}")
     if op.name == "claim":
         claim = a["claim"]
         return store.claim(Claim(tenant, claim.key, claim.channel, claim.attempt), T0)

@@ -87,14 +87,19 @@ def test_with_stack_the_iam_routes_are_signed_and_the_webhooks_are_not(local_sta
     assert found.code == 0, found.stderr
     sent = run_cli(*deployed, "send", "--to-id", customer_id, "--text", "signed", "--wait", "--json", env=env)
     assert sent.code == 0, sent.stderr
-    assert sent.json()["outcome"] == "sent"  # its record read from the table through AWS_ENDPOINT_URL
+    assert sent.json()["outcome"] == "sent"  # polled from GET /messages/{request_id}, signed
     shown = run_cli(*deployed, "tenants", "show", "--json", env=env)
     assert shown.code == 0, shown.stderr
     assert list(shown.json()["tenants"]) == ["demo"]
 
     seen = requests_since(local_stack, since)
     signed = {r["route_key"] for r in seen if r["sigv4"]}
-    assert signed == {"GET /contacts", "GET /contacts/{customer_id}/timeline", "POST /messages"}
+    assert signed == {
+        "GET /contacts",
+        "GET /contacts/{customer_id}/timeline",
+        "POST /messages",
+        "GET /messages/{request_id}",
+    }
     for request in seen:
         if request["sigv4"] is None:
             assert request["route_key"] == "POST /webhooks/whatsapp"

@@ -133,27 +133,35 @@ def test_stop_then_start_by_sms(local_stack: StackClient) -> None:
     assert sms["text"] == "Welcome back"
 
 
-def test_a_send_message_event_put_on_the_bus_with_an_ordinary_sdk(local_stack: StackClient) -> None:
-    customer_id, phone, _ = customer_writes(local_stack)
+def put_send_message(stack: StackClient, source: str, customer_id: str, text: str) -> None:
+    """A ``SendMessage`` event put on the crossroute bus with an ordinary SDK, from ``source``."""
     detail = {
         "tenant": "demo",
         "idempotency_key": f"bus-{time.time_ns()}",
         "to": {"customer_id": customer_id},
-        "text": "Via EventBridge",
+        "text": text,
     }
-    answer = local_stack.client("events").put_events(
-        Entries=[
-            {
-                "Source": "shop.orders",
-                "DetailType": "SendMessage",
-                "Detail": json.dumps(detail),
-                "EventBusName": local_stack.event_bus_name,
-            }
-        ]
-    )
+    entry = {"Source": source, "DetailType": "SendMessage", "Detail": json.dumps(detail)}
+    answer = stack.client("events").put_events(Entries=[{**entry, "EventBusName": stack.event_bus_name}])
     assert answer["FailedEntryCount"] == 0
+
+
+def test_a_send_message_event_on_the_bus_is_sent_only_from_an_allowed_source(
+    local_stack: StackClient,
+) -> None:
+    # The rule matches the template's SendMessageSources (default shop.orders), as deployed.
+    bus, rule = local_stack.physical("SendMessageRule").split("|")
+    pattern = json.loads(
+        local_stack.client("events").describe_rule(Name=rule, EventBusName=bus)["EventPattern"]
+    )
+    assert pattern["source"] == ["shop.orders"]
+    customer_id, phone, _ = customer_writes(local_stack)
+    put_send_message(local_stack, "crm.unlisted", customer_id, "From a source not allowed")
+    put_send_message(local_stack, "shop.orders", customer_id, "Via EventBridge")
     (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
     assert (sent["to"], sent["text"]) == (phone, "Via EventBridge")
+    time.sleep(1)  # the allowed one, put second, went out: the other one had its chance
+    assert [m["text"] for m in outbox(local_stack)] == ["Via EventBridge"]
 
 
 def test_a_request_put_on_the_send_queue_directly(local_stack: StackClient) -> None:
@@ -173,9 +181,10 @@ def test_a_request_put_on_the_send_queue_directly(local_stack: StackClient) -> N
 
 def test_invalid_send_requests_get_a_clear_400(local_stack: StackClient) -> None:
     answer = local_stack.post("/messages", json_body={"to": {"phone": "nope"}})
-    assert answer.status == 400
-    errors = answer.json()["errors"]
-    assert any("idempotency_key" in e for e in errors) and any("to.phone" in e for e in errors)
+    assert (answer.status, answer.headers["content-type"]) == (400, "application/problem+json")
+    problem = answer.json()
+    assert (problem["type"], problem["status"]) == ("urn:crossroute:problem:validation", 400)
+    assert {e["field"] for e in problem["errors"]} == {"idempotency_key", "to.phone", "text/template"}
     assert (
         local_stack.post("/messages", body=b"{not json", headers={"Content-Type": "application/json"}).status
         == 400

@@ -119,4 +119,5 @@ def test_an_unknown_from_is_a_clear_400(two_numbers: StackClient) -> None:
         },
     )
     assert answer.status == 400
-    assert any(e.startswith("from: not one of the tenant's") for e in answer.json()["errors"])
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "from" and error["problem"].startswith("not one of the tenant's")

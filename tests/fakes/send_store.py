@@ -8,7 +8,9 @@ keeps them); a channel is claimed at most once per key (R8); only the attempt th
 settles it, once; a sent message records the request's key (``request_of``, for R7) and moves the pair's
 pace; a request is marked dead-lettered once (``dead_lettered``, R12); the SMS suppression of each
 phone asked for is read with the recipient (from ``customers``: the identity store's erasures, I10, R4).
-Not modelled: expiry (``KEEP``), the message item a send puts on the customer's timeline, and the
+``accept`` refuses a key holding a request of another canonical hash (``IdempotencyKeyReused``) and
+remembers the request id it answered (``progress``). Not modelled: expiry (``KEEP``), the message item a
+send puts on the customer's timeline (``progress`` reports only a status, no time or errors), and the
 orphan index (``to``: where a request or message for no known customer is indexed, for erasure).
 """
 
@@ -21,9 +23,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from crossroute.identity.model import Customer, Key
-from crossroute.ports import RecipientRead, SendRecord
+from crossroute.ports import IdempotencyKeyReused, ProviderStatus, RecipientRead, SendProgress, SendRecord
 from crossroute.routing.pacing import Pair
-from crossroute.routing.request import Address
+from crossroute.routing.request import Address, canonical_hash
 from crossroute.routing.settlement import Claim, Settlement
 
 
@@ -56,6 +58,7 @@ class _Request:
     request: dict[str, Any]
     decision: list[dict[str, Any]] | None
     customer_id: str | None
+    created_at: datetime
     sends: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead_lettered_at: datetime | None = None  # R12: set once
     external_id: str | None = None  # with the first customer (I11)
@@ -70,6 +73,7 @@ class MemorySendStore:
     # R14: a provider message's latest status, as the identity store's message item keeps it
     statuses: dict[tuple[str, str, str], str] = field(default_factory=dict)
     suppression_reads: int = 0  # ``suppression`` calls: reads on top of the recipient's (a round trip each)
+    request_ids: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, request id) -> key
 
     def recipient_and_pace(
         self, tenant: str, *, customer_id: str | None, keys: Sequence[Key], pair: Pair | None
@@ -101,7 +105,7 @@ class MemorySendStore:
         to: Address | None = None,
         external_id: str | None = None,
     ) -> SendRecord:
-        stored = self._remember(tenant, key, request_id, request)
+        stored = self._remember(tenant, key, request_id, request, now)
         if stored.decision is None:
             stored.decision = copy.deepcopy(decision)
         if stored.customer_id is None and customer_id:
@@ -120,7 +124,26 @@ class MemorySendStore:
         now: datetime,
         to: Address | None = None,
     ) -> str:
-        return self._remember(tenant, key, request_id, request).request_id
+        held = self.requests.get((tenant, key))
+        if held is not None and canonical_hash(held.request) != canonical_hash(request):
+            raise IdempotencyKeyReused(held.request_id)
+        stored = self._remember(tenant, key, request_id, request, now)
+        self.request_ids[(tenant, stored.request_id)] = key
+        return stored.request_id
+
+    def progress(self, tenant: str, request_id: str) -> SendProgress | None:
+        key = self.request_ids.get((tenant, request_id))
+        stored = self.requests.get((tenant, key)) if key else None
+        if stored is None or stored.request_id != request_id:
+            return None
+        deliveries = {}
+        for channel, state in stored.sends.items():
+            if state.get("provider") and state.get("provider_message_id"):
+                message = (tenant, state["provider"], state["provider_message_id"])
+                deliveries[channel] = ProviderStatus(self.statuses.get(message))
+        return SendProgress(
+            self._record(stored, None), stored.created_at, stored.dead_lettered_at, deliveries
+        )
 
     def claim(self, claim: Claim, now: datetime) -> bool:
         stored = self.requests.get((claim.tenant, claim.key))
@@ -166,15 +189,17 @@ class MemorySendStore:
         stored = self.requests.get((tenant, key))
         if stored is not None and stored.dead_lettered_at is not None:
             return None
-        stored = self._remember(tenant, key, request_id, request)
+        stored = self._remember(tenant, key, request_id, request, now)
         stored.dead_lettered_at = now
         return self._record(stored, None)
 
-    def _remember(self, tenant: str, key: str, request_id: str, request: dict[str, Any]) -> _Request:
+    def _remember(
+        self, tenant: str, key: str, request_id: str, request: dict[str, Any], now: datetime
+    ) -> _Request:
         """The stored request, made with these values when the key is new (the first ones win)."""
         if (tenant, key) not in self.requests:
             self.requests[(tenant, key)] = _Request(
-                tenant, key, request_id, copy.deepcopy(request), None, None
+                tenant, key, request_id, copy.deepcopy(request), None, None, now
             )
         return self.requests[(tenant, key)]
 

@@ -15,7 +15,7 @@ import pytest
 from crossroute import correlation
 from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
-from crossroute.ports import Delivery
+from crossroute.ports import Delivery, IdempotencyKeyReused
 from crossroute.routing.policy import TenantChannels
 from crossroute.routing.request import InvalidRequest
 from crossroute.send_door import SendDoor, UnknownTenant
@@ -46,11 +46,30 @@ def test_the_door_records_then_queues_and_answers_the_first_request_id_again() -
     store, queue = MemorySendStore(), RecordingSendQueue()
     send = door(store, queue)
     first = send.accept(REQUEST, default_tenant=lambda: "demo")
-    again = send.accept({**REQUEST, "text": "changed"}, default_tenant=lambda: "demo")
+    reordered = dict(reversed(list({**REQUEST, "tenant": "demo"}.items())))  # the same request
+    again = send.accept(reordered, default_tenant=lambda: "demo")
     assert (first, again) == ("r1", "r1")
     assert [json.loads(m.body)["tenant"] for m in queue.messages] == ["demo", "demo"]  # dispatch dedupes
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        send.accept({**REQUEST, "text": "changed"}, default_tenant=lambda: "demo")
+    assert refused.value.request_id == "r1" and len(queue.messages) == 2  # not queued
     record = store.get("demo", "order-42")
     assert record is not None and record.request["text"] == "Shipped"
+
+
+def test_the_key_may_come_beside_the_body_and_must_agree_with_the_bodys() -> None:
+    store, queue = MemorySendStore(), RecordingSendQueue()
+    send = door(store, queue)
+    body = {k: v for k, v in REQUEST.items() if k != "idempotency_key"}
+    first = send.accept(body, default_tenant=lambda: "demo", key="order-42")
+    assert send.accept(REQUEST, default_tenant=lambda: "demo", key="order-42") == first
+    assert send.accept(REQUEST, default_tenant=lambda: "demo") == first  # the header and body forms agree
+    with pytest.raises(InvalidRequest) as invalid:
+        send.accept(REQUEST, default_tenant=lambda: "demo", key="order-43")
+    assert invalid.value.problems == ["idempotency_key: differs from the Idempotency-Key header"]
+    with pytest.raises(InvalidRequest):
+        send.accept(body, default_tenant=lambda: "demo", key="not a key!")
+    assert len(queue.messages) == 3
 
 
 def test_the_door_refuses_an_unknown_tenant_and_an_invalid_request_and_keeps_nothing() -> None:

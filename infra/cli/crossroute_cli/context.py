@@ -87,5 +87,12 @@ def expect(answer: Answer, what: str) -> Any:
         raise Refused(f"{what}: not authorised ({answer.message})", code="not_authorised", **extra)
     if answer.status >= 500:
         raise Refused(f"{what}: the API failed ({answer.message})", code="unavailable", **extra)
-    listed = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
+    listed = "; ".join(_problem(e) for e in errors) if isinstance(errors, list) else ""
     raise Refused(f"{what}: {answer.message}" + (f" ({listed})" if listed else ""), **extra)
+
+
+def _problem(error: Any) -> str:
+    """One entry of a problem document's ``errors``: ``field: problem``."""
+    if isinstance(error, dict) and "problem" in error:
+        return f"{error.get('field')}: {error['problem']}"
+    return str(error)

@@ -1,5 +1,5 @@
-"""``crossroute send``: a send request through ``POST /messages``; with ``--wait``, its outcome, read from
-the request's record in the table (``crossroute.store.sends.DynamoSendStore.get``, by idempotency key)."""
+"""``crossroute send``: a send request through ``POST /messages``; with ``--wait``, its outcome, polled from
+``GET /messages/{request_id}``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .target import Target
 __all__ = ["outcome", "send", "send_request"]
 
 CHANNELS = ("whatsapp", "sms")
-POLL = 0.2  # seconds between reads of the request's record
+POLL = 0.2  # seconds between reads of the request's progress
 
 
 @click.command("send")
@@ -60,7 +60,7 @@ def send(ctx: click.Context, /, **options: Any) -> None:
             show.line(request_id)
             show.note(f"idempotency key: {key}")
         return
-    result = _wait(stack, key, float(options["timeout"]))
+    result = _wait(stack, request_id, float(options["timeout"]))
     result.update({"request_id": request_id, "idempotency_key": key})
     _show_outcome(show, result)
     if result["outcome"] != "sent":
@@ -122,23 +122,19 @@ def outcome(
     return None
 
 
-def _wait(stack: Target, key: str, timeout: float) -> dict[str, Any]:
-    from crossroute.store.sends import DynamoSendStore
-
-    tenant = stack.tenant_id()
-    stack.bind_table()
-    store = DynamoSendStore()
+def _wait(stack: Target, request_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        record = store.get(tenant, key)
-        decision = list(record.decision) if record else []
-        sends = dict(record.sends) if record else {}
-        found = outcome(decision, sends)
-        if found is not None or time.monotonic() >= deadline:
-            state, channel = found or ("pending", None)
+        found = expect(stack.api("GET", f"/messages/{request_id}"), "send --wait")
+        decision = list(found.get("decision") or [])
+        sends = dict(found.get("channels") or {})
+        settled = outcome(decision, sends)
+        if settled is not None or time.monotonic() >= deadline:
+            state, channel = settled or ("pending", None)
             return {
                 "outcome": state,
                 "channel": channel,
+                "status": found.get("status"),
                 "decision": _explained(decision),
                 "sends": _sends(sends),
             }
@@ -151,8 +147,8 @@ def _explained(decision: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _sends(sends: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each channel's send state, without the attempt ids (internal)."""
-    keep = ("state", "at", "provider", "provider_message_id", "outcome", "code", "reason")
-    return {c: {k: str(v) if k == "at" else v for k, v in s.items() if k in keep} for c, s in sends.items()}
+    keep = ("state", "at", "provider", "provider_message_id", "outcome", "code", "reason", "status")
+    return {c: {k: v for k, v in s.items() if k in keep} for c, s in sends.items()}
 
 
 def _show_outcome(show: Any, result: dict[str, Any]) -> None:

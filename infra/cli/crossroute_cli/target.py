@@ -72,10 +72,12 @@ class Answer:
 
     @property
     def message(self) -> str:
-        """The error message of a JSON error body (Powertools' ``message``), else the status."""
+        """The error message of an error body: a problem document's ``detail`` (the API's), else a
+        ``message`` (API Gateway's own), else the status."""
         doc = self.json()
-        if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-            return str(doc["message"])
+        for member in ("detail", "message"):
+            if isinstance(doc, dict) and isinstance(doc.get(member), str):
+                return str(doc[member])
         return f"HTTP {self.status}"
 
 

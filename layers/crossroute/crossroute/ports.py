@@ -263,6 +263,33 @@ class SendStore(Protocol):
         None when it was marked already (once per key, whatever the copies and redrives)."""
 
 
+class IdempotencyKeyReused(ValueError):
+    """The idempotency key is already held by a different request (its canonical hash differs)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__("the idempotency key is already used by a different request")
+        self.request_id = request_id  # the first request's
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """The latest provider status of a message a send request sent (as ingest stored it)."""
+
+    status: str | None
+    at: datetime | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """``GET /messages/{request_id}``: a send request as recorded, with what became of each message."""
+
+    record: SendRecord
+    created_at: datetime
+    dead_lettered_at: datetime | None
+    deliveries: dict[str, ProviderStatus]  # by channel, for each channel whose send has a provider message id
+
+
 class SendRequests(Protocol):
     """The send door's store: remember a request under its key; the first request id is the answer."""
 
@@ -277,7 +304,12 @@ class SendRequests(Protocol):
         to: Address | None = None,
     ) -> str:
         """``to``: the request's address: the request is indexed under its customer id, else under the
-        phone or BSUID it names (I10), until dispatch knows its customer."""
+        phone or BSUID it names (I10), until dispatch knows its customer. A key already holding a request of
+        another canonical hash (``routing.request.canonical_hash``) raises ``IdempotencyKeyReused`` and
+        changes nothing."""
+
+    def progress(self, tenant: str, request_id: str) -> SendProgress | None:
+        """The request given ``request_id`` (None: no such request in ``tenant``, or erased)."""
 
 
 class EventPublisher(Protocol):

@@ -5,6 +5,8 @@ Plain dataclasses rather than pydantic: the dispatch function validates on its c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,13 @@ class InvalidRequest(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+def canonical_hash(request: dict[str, Any]) -> str:
+    """A request's fingerprint, the same however its JSON was written (member order, spacing, escapes):
+    the same idempotency key with a different hash is another request (422 at ``POST /messages``)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from crossroute.ports import (
 )
 from crossroute.privacy import keyed_digest
 from crossroute.store.tables import (
+    REQUEST_ID,
     BsuidMap,
     CustomerItem,
     ErasedItem,
@@ -38,6 +39,7 @@ from crossroute.store.tables import (
     MessageItem,
     PhoneMap,
     ReadAlong,
+    RequestIdItem,
     SuppressionItem,
     TableItem,
     UnrecognisedItem,
@@ -46,6 +48,7 @@ from crossroute.store.tables import (
     key_pk,
     message_pk,
     orphan_pk,
+    request_id_pk,
     suppression_pk,
 )
 
@@ -304,7 +307,8 @@ class DynamoIdentityStore:
             SuppressionItem(suppression_pk(tenant, phone), SUPPRESSED, at=at)
             for phone in _to_suppress(survivor, merged, taken)
         ]
-        _delete_leaving_tombstones(unique.values(), tombstones, suppressions)
+        doomed_ids = _request_ids(tenant, unique.values())  # bookkeeping: not counted
+        _delete_leaving_tombstones([*unique.values(), *doomed_ids], tombstones, suppressions)
         return Erasure(items=len(unique), suppressed=len(suppressions))
 
     def _tombstones(self, tenant: str, event_ids: Iterable[str | None]) -> set[str]:
@@ -350,6 +354,17 @@ def _partitions_and_timelines(tenant: str, ids: Iterable[str]) -> list[TableItem
         doomed.extend(TableItem.query(customer_pk(tenant, cid), consistent_read=True))
         doomed.extend(TableItem.timeline.query(customer_pk(tenant, cid)))
     return doomed
+
+
+def _request_ids(tenant: str, items: Iterable[TableItem]) -> list[RequestIdItem]:
+    """The request-id item of each send request among ``items`` (the one ``GET /messages/{request_id}``
+    reads; deleting one that a request never had is a no-op)."""
+    return [
+        RequestIdItem(request_id_pk(tenant, request_id), REQUEST_ID)
+        for item in items
+        if isinstance(request_id := getattr(item, "request_id", None), str)
+        and hasattr(item, "idempotency_key")
+    ]
 
 
 def _orphans(tenant: str, keys: Iterable[Key]) -> list[TableItem]:

@@ -2,13 +2,17 @@
 and the state of each channel's send, so a key sends at most one message per channel, whatever the
 retries, redeliveries and restarts.
 
-- send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST``; on the customer's timeline
-  (gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#decision#<request id>``) when the customer is known,
-  else on the orphan index of the phone or BSUID it names (``tables.orphan_pk``, I10), from which the
-  first handling that knows its customer moves it (``customer_timeline``: that customer's, kept).
+- send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST``, with ``request_hash`` (the
+  request's canonical hash: the same key with another hash is refused at ``POST /messages``); on the
+  customer's timeline (gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#decision#<request id>``) when
+  the customer is known, else on the orphan index of the phone or BSUID it names (``tables.orphan_pk``,
+  I10), from which the first handling that knows its customer moves it (``customer_timeline``: that
+  customer's, kept).
   An outbound message sent to no known customer is on the orphan index of its address too.
   ``dead_lettered_at``: when the request was first put on the send DLQ; set once, so the
   ``MessageUndeliverable`` that reports it (R12) is published once.
+- request id: pk ``T#<tenant>#Q#<request id>``, sk ``REQUEST_ID``: the idempotency key a request id was
+  given under, written by ``POST /messages`` (for ``GET /messages/{request_id}``); erased with its request.
 """
 
 from __future__ import annotations
@@ -25,20 +29,30 @@ from pynamodb.transactions import TransactWrite
 
 from crossroute.channels import Channel, Outbound
 from crossroute.identity.model import Key
-from crossroute.ports import MessageRecord, RecipientRead, SendRecord
+from crossroute.ports import (
+    IdempotencyKeyReused,
+    MessageRecord,
+    ProviderStatus,
+    RecipientRead,
+    SendProgress,
+    SendRecord,
+)
 from crossroute.routing.pacing import Pair
-from crossroute.routing.request import Address
+from crossroute.routing.request import Address, canonical_hash
 from crossroute.routing.settlement import Claim, Settlement
 from crossroute.store.identity_store import SUPPRESSED, DynamoIdentityStore, message_actions, message_shell
 from crossroute.store.tables import (
+    REQUEST_ID,
     MessageItem,
     PaceItem,
     ReadAlong,
+    RequestIdItem,
     SuppressionItem,
     TableItem,
     customer_pk,
     message_pk,
     orphan_pk,
+    request_id_pk,
     suppression_pk,
 )
 
@@ -65,6 +79,7 @@ class SendRequestItem(TableItem, discriminator="send_request"):
     idempotency_key = UnicodeAttribute()
     request_id = UnicodeAttribute()
     request = UnicodeAttribute()  # JSON, as first accepted
+    request_hash = UnicodeAttribute(null=True)  # its canonical hash (absent on items written before it)
     decision = UnicodeAttribute(null=True)  # JSON list (R9), the first decision made
     customer_id = UnicodeAttribute(null=True)
     external_id = UnicodeAttribute(null=True)  # the customer's, when the request was first recorded (I11)
@@ -214,15 +229,47 @@ class DynamoSendStore:
     ) -> str:
         """``POST /messages``: remember the request under its key; its first request id is the answer.
         Indexed under the customer id ``to`` names, else its phone or BSUID (I10), until dispatch knows
-        the customer (``begin``)."""
+        the customer (``begin``). Refused (``IdempotencyKeyReused``, nothing written) when the key holds
+        a request of another canonical hash. Two writes: the request, then its request id's item."""
         item = SendRequestItem(request_pk(tenant, key), REQUEST)
-        item.update(
-            [
-                *_request_actions(tenant, key, request_id, request, now),
-                *_indexed_under(tenant, to, request_id, now),
-            ]
-        )
+        request_hash = canonical_hash(request)
+        same = SendRequestItem.request.does_not_exist() | (SendRequestItem.request_hash == request_hash)
+        actions = [
+            *_request_actions(tenant, key, request_id, request, now),
+            *_indexed_under(tenant, to, request_id, now),
+        ]
+        try:
+            item.update(actions, condition=same)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            item = _same_request_or_refuse(tenant, key, request_hash)
+        RequestIdItem(
+            request_id_pk(tenant, item.request_id), REQUEST_ID, idempotency_key=key, expires_at=now + KEEP
+        ).save()
         return item.request_id
+
+    def progress(self, tenant: str, request_id: str) -> SendProgress | None:
+        """``GET /messages/{request_id}``: the request id's key, the request, then the provider status of
+        each message it sent (three consistent reads; the last only once something was sent)."""
+        try:
+            pointer = RequestIdItem.get(request_id_pk(tenant, request_id), REQUEST_ID, consistent_read=True)
+        except RequestIdItem.DoesNotExist:
+            return None
+        try:
+            item = SendRequestItem.get(
+                request_pk(tenant, pointer.idempotency_key), REQUEST, consistent_read=True
+            )
+        except SendRequestItem.DoesNotExist:
+            return None
+        if item.request_id != request_id:  # the key expired and was given to another request since
+            return None
+        return SendProgress(
+            record=_record(item, claimed=None),
+            created_at=item.created_at,
+            dead_lettered_at=item.dead_lettered_at,
+            deliveries=_deliveries(item),
+        )
 
     def claim(self, claim: Claim, now: datetime) -> bool:
         """Claim a further channel (a fallback): at most one message per channel per key (R8)."""
@@ -360,9 +407,40 @@ def _request_actions(
         SendRequestItem.idempotency_key.set(key),
         SendRequestItem.request_id.set(SendRequestItem.request_id | request_id),
         SendRequestItem.request.set(SendRequestItem.request | json.dumps(request, sort_keys=True)),
+        SendRequestItem.request_hash.set(SendRequestItem.request_hash | canonical_hash(request)),
         SendRequestItem.created_at.set(SendRequestItem.created_at | now),
         SendRequestItem.expires_at.set(now + KEEP),
     ]
+
+
+def _same_request_or_refuse(tenant: str, key: str, request_hash: str) -> SendRequestItem:
+    """The item under ``key`` when it holds the same request (an item written before ``request_hash``
+    was kept is compared by its stored request); else ``IdempotencyKeyReused``."""
+    item = SendRequestItem.get(request_pk(tenant, key), REQUEST, consistent_read=True)
+    if item.request_hash is not None or canonical_hash(json.loads(item.request)) != request_hash:
+        raise IdempotencyKeyReused(item.request_id)
+    return item
+
+
+def _deliveries(item: SendRequestItem) -> dict[str, ProviderStatus]:
+    """The latest provider status of each message ``item``'s sends went out as (one batch read)."""
+    sent = {}
+    for channel in ("whatsapp", "sms"):
+        state = getattr(item, channel)
+        if state is not None and state.provider and state.provider_message_id:
+            sent[message_pk(item.tenant, state.provider, state.provider_message_id)] = channel
+    if not sent:
+        return {}
+    found = {i.pk: i for i in MessageItem.batch_get([(pk, "MSG") for pk in sent], consistent_read=True)}
+    deliveries = {}
+    for pk, channel in sent.items():
+        message = found.get(pk)
+        if message is None:
+            deliveries[channel] = ProviderStatus(None)
+        else:
+            errors = json.loads(message.errors) if message.errors else []
+            deliveries[channel] = ProviderStatus(message.status, message.status_at, errors)
+    return deliveries
 
 
 def _with_pace_and_suppressions(

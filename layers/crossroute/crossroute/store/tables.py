@@ -9,6 +9,7 @@
 - message: pk ``T#<tenant>#M#<provider>#<provider message id>``, sk ``MSG``;
   timeline gsi1 ``T#<tenant>#C#<customer id>`` / ``<time>#message#<provider>#<provider message id>``
 - send request: pk ``T#<tenant>#R#<idempotency key>``, sk ``REQUEST`` (``store/sends.py``)
+- send request id: pk ``T#<tenant>#Q#<request id>``, sk ``REQUEST_ID``: the key it was given under
 - pair pace (WhatsApp, one business number to one user): pk ``T#<tenant>#P#<number>#<user>``, sk
   ``PACE`` (expires a day after its last send)
 - erased provider event (I10): pk ``T#<tenant>#E#<keyed hash of the event id>``, sk ``ERASED``: a
@@ -52,6 +53,7 @@ from crossroute import privacy
 from crossroute.config import optional_env
 from crossroute.identity.model import Key
 
+REQUEST_ID = "REQUEST_ID"  # the sort key of a request id's item
 SUPPRESSION, ORPHAN = "suppression", "orphan"  # the purposes of their keyed hashes (``privacy.stable_tag``)
 
 
@@ -65,6 +67,10 @@ def customer_pk(tenant: str, customer_id: str) -> str:
 
 def message_pk(tenant: str, provider: str, message_id: str) -> str:
     return f"T#{tenant}#M#{provider}#{message_id}"
+
+
+def request_id_pk(tenant: str, request_id: str) -> str:
+    return f"T#{tenant}#Q#{request_id}"
 
 
 def erased_pk(tenant: str, event_digest: str) -> str:
@@ -198,6 +204,12 @@ class SuppressionItem(TableItem, discriminator="suppression"):
     """A phone that said STOP, kept past its customer's erasure (I10, R4): a keyed hash and a time only."""
 
     at = UTCDateTimeAttribute()  # when the (latest) erasure wrote it: a START after it lifts it (R4)
+
+
+class RequestIdItem(TableItem, discriminator="request_id"):
+    """Which idempotency key a send request id was given under (``GET /messages/{request_id}``)."""
+
+    idempotency_key = UnicodeAttribute()
 
 
 class PaceItem(TableItem, discriminator="pace"):

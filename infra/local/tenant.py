@@ -42,6 +42,7 @@ LOCAL_TENANT: dict[str, Any] = {
                 "sms_numbers": ["+15550100002"],
                 "whatsapp_senders": ["whatsapp:+15550100003"],
                 "messaging_service_sids": [],
+                "mms_senders": ["+15550100002"],  # R13: a US long code, MMS-enabled as Twilio sells them
             },
         }
     }

@@ -223,6 +223,9 @@ def test_graph_text_to_a_phone_then_sent_delivered_read(harness: Harness) -> Non
         "text": "Your order has shipped",
         "template": None,
         "provider_message_id": wamid,
+        "media": None,  # R13: none of these in a text message
+        "buttons": None,
+        "list": None,
     }
     statuses = meta_statuses(harness.recorder.wait(3))
     assert [s["status"] for s in statuses] == ["sent", "delivered", "read"]
@@ -440,6 +443,9 @@ def test_twilio_sdk_send_then_signed_status_callbacks(harness: Harness) -> None:
         "text": "Your code is 1234",
         "template": None,
         "provider_message_id": message.sid,
+        "media": None,  # R13: none of these in a text message
+        "buttons": None,
+        "list": None,
     }
     requests = harness.recorder.wait(2)
     assert all(r.path == "/webhooks/twilio/status" and r.query == "tenant=demo" for r in requests)

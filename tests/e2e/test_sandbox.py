@@ -124,6 +124,9 @@ def test_whatsapp_send_reaches_read(sandbox: StackClient) -> None:
         "text": "Your order has shipped",
         "template": None,
         "provider_message_id": wamid,
+        "media": None,  # R13: none of these in a text message
+        "buttons": None,
+        "list": None,
     }
 
     item = stored_status(sandbox, "meta", wamid, "read")

@@ -260,6 +260,8 @@ def test_every_reason_code_is_covered_by_a_case() -> None:
     seen.add("whatsapp.no_opt_in")  # R15 needs a tenant that requires it: tests/unit/test_consent.py
     # R11 needs a tenant on Twilio WhatsApp: tests/unit/test_routing_twilio_whatsapp.py
     seen |= {"whatsapp.twilio_needs_phone", "whatsapp.twilio_needs_content_sid"}
+    # R13, rich content: tests/unit/test_routing_rich.py
+    seen |= {"whatsapp.interactive_needs_window", "whatsapp.twilio_too_long", "sms.too_long"}
     assert set(REASONS) == seen
 
 

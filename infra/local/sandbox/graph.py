@@ -44,6 +44,11 @@ MESSAGE_TYPES = (
     "video",
 )
 MAX_TEXT = 4096
+MEDIA_TYPES = ("image", "video", "audio", "document")
+# Meta's limits of interactive messages and captions (docs/routing.md, R13).
+MAX_CAPTION, MAX_BUTTON_BODY, MAX_BUTTONS, MAX_BUTTON_TITLE, MAX_BUTTON_ID = 1024, 1024, 3, 20, 256
+MAX_LIST_BUTTON, MAX_SECTIONS, MAX_ROWS, MAX_SECTION_TITLE = 20, 10, 10, 24
+MAX_ROW_ID, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION = 200, 24, 72
 ERROR_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 RETRY_DELAYS = (0.5, 1.0, 2.0)  # Meta retries a refused webhook with backoff (for days; here 3 times)
 
@@ -215,18 +220,77 @@ def _address(value: Any) -> str | None:
 def _outbox_record(doc: dict[str, Any], to: str | None, recipient: str | None) -> dict[str, Any]:
     """What the outbox shows of a send (``to`` as E.164 when it is a phone)."""
     kind = doc.get("type", "text")
-    text_obj, template_obj = doc.get("text"), doc.get("template")
+    template_obj = doc.get("template")
     return {
         "provider": "meta",
         "channel": "whatsapp",
         "to": (meta_phone(to) or to) if to else None,
         "recipient": recipient,
         "type": kind if isinstance(kind, str) else None,
-        "text": text_obj.get("body") if kind == "text" and isinstance(text_obj, dict) else None,
+        "text": _words(kind, doc.get(kind) if isinstance(kind, str) else None),
         "template": template_obj.get("name")
         if kind == "template" and isinstance(template_obj, dict)
         else None,
+        **_rich_record(kind, doc.get(kind) if isinstance(kind, str) else None),
     }
+
+
+def _words(kind: Any, obj: Any) -> str | None:
+    """The words the user reads: a text's body, a media caption, an interactive message's body."""
+    if not isinstance(obj, dict):
+        return None
+    if kind == "text":
+        return _string(obj.get("body"))
+    if kind in MEDIA_TYPES:
+        return _string(obj.get("caption"))
+    body = obj.get("body")
+    return _string(body.get("text")) if kind == "interactive" and isinstance(body, dict) else None
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _rich_record(kind: Any, obj: Any) -> dict[str, Any]:
+    """R13 in the outbox: ``media`` ``{"type", "url"}`` (a media message, or a button message's media
+    header), ``buttons`` ``[{"id", "title"}]`` (a list's rows, in order, too) and ``list``."""
+    record: dict[str, Any] = {"media": None, "buttons": None, "list": None}
+    if not isinstance(obj, dict):
+        return record
+    if kind in MEDIA_TYPES:
+        record["media"] = {"type": kind, "url": obj.get("link")}
+        return record
+    header, action = obj.get("header"), obj.get("action")
+    if kind != "interactive" or not isinstance(action, dict):
+        return record
+    if (
+        isinstance(header, dict)
+        and header.get("type") in MEDIA_TYPES
+        and isinstance(header.get(header["type"]), dict)
+    ):
+        record["media"] = {"type": header["type"], "url": header[header["type"]].get("link")}
+    record.update(_choices(obj.get("type"), action))
+    return record
+
+
+def _choices(kind: Any, action: dict[str, Any]) -> dict[str, Any]:
+    """``buttons`` (a button message's replies, or a list's rows in order) and ``list``."""
+    record: dict[str, Any] = {}
+    if kind == "button":
+        replies = [b.get("reply") for b in _dicts(action.get("buttons"))]
+        record["buttons"] = [
+            {"id": r.get("id"), "title": r.get("title")} for r in replies if isinstance(r, dict)
+        ]
+    elif kind == "list":
+        sections = _dicts(action.get("sections"))
+        rows = [row for section in sections for row in _dicts(section.get("rows"))]
+        record["buttons"] = [{"id": r.get("id"), "title": r.get("title")} for r in rows]
+        record["list"] = {"button": action.get("button"), "sections": sections}
+    return record
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _contact(
@@ -276,6 +340,10 @@ def _validate(doc: dict[str, Any], to: str | None, recipient: str | None) -> Non
         _validate_text(obj)
     if kind == "template":
         _validate_template(obj)
+    if kind in MEDIA_TYPES:
+        _validate_media(kind, obj)
+    if kind == "interactive":
+        _validate_interactive(obj)
     context = doc.get("context")
     if context is not None and not (isinstance(context, dict) and isinstance(context.get("message_id"), str)):
         raise _Refused(100, "context.message_id must be a message id")
@@ -318,6 +386,123 @@ def _validate_template(obj: dict[str, Any]) -> None:
             "template.language.code is required",
             "(#100) The parameter template['language']['code'] is required.",
         )
+
+
+def _validate_media(kind: str, obj: dict[str, Any], where: str | None = None) -> None:
+    """A media object: ``link`` (an http(s) URL) or ``id``; a caption (not on audio); ``filename``
+    (documents only)."""
+    where = where or kind
+    link, media_id = obj.get("link"), obj.get("id")
+    if not (isinstance(link, str) and link.startswith(("https://", "http://"))) and not isinstance(
+        media_id, str
+    ):
+        raise _Refused(
+            100,
+            f"{where}.link or {where}.id is required",
+            f"(#100) The parameter {where}['link'] is required.",
+        )
+    caption = obj.get("caption")
+    if caption is not None and (
+        kind == "audio" or not isinstance(caption, str) or len(caption) > MAX_CAPTION
+    ):
+        raise _Refused(100, f"{where}.caption: not on audio, at most {MAX_CAPTION} characters")
+    if obj.get("filename") is not None and kind != "document":
+        raise _Refused(100, f"{where}.filename: documents only")
+
+
+def _validate_interactive(obj: dict[str, Any]) -> None:
+    """An interactive ``button`` or ``list`` message, with Meta's limits."""
+    kind, body, action = obj.get("type"), obj.get("body"), obj.get("action")
+    if kind not in ("button", "list"):
+        raise _Refused(100, "interactive.type: button or list (the kinds crossroute sends)")
+    text = body.get("text") if isinstance(body, dict) else None
+    limit = MAX_BUTTON_BODY if kind == "button" else MAX_TEXT
+    if not isinstance(text, str) or not text.strip() or len(text) > limit:
+        raise _Refused(100, f"interactive.body.text is required, at most {limit} characters")
+    if not isinstance(action, dict):
+        raise _Refused(
+            100, "interactive.action is required", "(#100) The parameter interactive['action'] is required."
+        )
+    if kind == "button":
+        _validate_header(obj.get("header"))
+        _validate_buttons(action.get("buttons"))
+    else:
+        _validate_list(obj.get("header"), action)
+
+
+def _validate_header(header: Any) -> None:
+    if header is None:
+        return
+    kind = header.get("type") if isinstance(header, dict) else None
+    if kind == "text":
+        return
+    if kind not in ("image", "video", "document") or not isinstance(header.get(kind), dict):
+        raise _Refused(100, "interactive.header: text, image, video or document")
+    _validate_media(kind, header[kind], f"interactive.header.{kind}")
+
+
+def _validate_buttons(buttons: Any) -> None:
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= MAX_BUTTONS:
+        raise _Refused(100, f"interactive.action.buttons: 1 to {MAX_BUTTONS} buttons")
+    replies = [b.get("reply") if isinstance(b, dict) and b.get("type") == "reply" else None for b in buttons]
+    for reply in replies:
+        if not isinstance(reply, dict):
+            raise _Refused(100, "interactive.action.buttons[]: {type: reply, reply: {id, title}}")
+        _check_id_title(reply, MAX_BUTTON_ID, MAX_BUTTON_TITLE, "button")
+    titles = [r["title"] for r in replies if isinstance(r, dict)]
+    ids = [r["id"] for r in replies if isinstance(r, dict)]
+    if len(set(titles)) != len(titles) or len(set(ids)) != len(ids):
+        raise _Refused(100, "interactive.action.buttons: ids and titles must be unique")
+
+
+def _validate_list(header: Any, action: dict[str, Any]) -> None:
+    if header is not None and not (isinstance(header, dict) and header.get("type") == "text"):
+        raise _Refused(100, "interactive.header: a list message has a text header only")
+    label, sections = action.get("button"), action.get("sections")
+    if not isinstance(label, str) or not label.strip() or len(label) > MAX_LIST_BUTTON:
+        raise _Refused(100, f"interactive.action.button: required, at most {MAX_LIST_BUTTON} characters")
+    if not isinstance(sections, list) or not 1 <= len(sections) <= MAX_SECTIONS:
+        raise _Refused(100, f"interactive.action.sections: 1 to {MAX_SECTIONS} sections")
+    rows = [row for section in sections for row in _section_rows(section, titled=len(sections) > 1)]
+    if len(rows) > MAX_ROWS:
+        raise _Refused(100, f"interactive.action.sections: at most {MAX_ROWS} rows in all")
+    for row in rows:
+        _validate_row(row)
+    if len({r["id"] for r in rows}) != len(rows):
+        raise _Refused(100, "interactive.action.sections: row ids must be unique")
+
+
+def _section_rows(section: Any, *, titled: bool) -> list[Any]:
+    """A list section's rows; its title is required when there are several sections."""
+    if not isinstance(section, dict) or not isinstance(section.get("rows"), list) or not section["rows"]:
+        raise _Refused(100, "interactive.action.sections[]: an object with rows")
+    title = section.get("title")
+    missing = title is None and titled
+    if missing or (title is not None and (not isinstance(title, str) or len(title) > MAX_SECTION_TITLE)):
+        raise _Refused(
+            100, f"section title: required with several sections, at most {MAX_SECTION_TITLE} characters"
+        )
+    rows: list[Any] = section["rows"]
+    return rows
+
+
+def _validate_row(row: Any) -> None:
+    if not isinstance(row, dict):
+        raise _Refused(100, "interactive.action.sections[].rows[]: an object with id and title")
+    _check_id_title(row, MAX_ROW_ID, MAX_ROW_TITLE, "row")
+    description = row.get("description")
+    if description is not None and (
+        not isinstance(description, str) or len(description) > MAX_ROW_DESCRIPTION
+    ):
+        raise _Refused(100, f"row description: at most {MAX_ROW_DESCRIPTION} characters")
+
+
+def _check_id_title(item: dict[str, Any], id_limit: int, title_limit: int, what: str) -> None:
+    item_id, title = item.get("id"), item.get("title")
+    if not isinstance(item_id, str) or not item_id or len(item_id) > id_limit or item_id != item_id.strip():
+        raise _Refused(100, f"{what} id: 1 to {id_limit} characters, no leading or trailing space")
+    if not isinstance(title, str) or not title.strip() or len(title) > title_limit:
+        raise _Refused(100, f"{what} title: 1 to {title_limit} characters")
 
 
 def _plan(behaviour: Behaviour, bsuid_in_to: bool) -> Plan:

@@ -217,6 +217,9 @@ class Outbox:
         "template",
         "provider_message_id",
         "at",
+        "media",
+        "buttons",
+        "list",
     )
 
     def __init__(self) -> None:
@@ -236,7 +239,12 @@ class Outbox:
         provider_message_id: str | None,
         error_code: int | None = None,
         sender: str | None = None,
+        media: dict[str, Any] | None = None,
+        buttons: list[dict[str, Any]] | None = None,
+        list: dict[str, Any] | None = None,  # the outbox field's name
     ) -> dict[str, Any]:
+        """Record one send. R13: ``media`` ``{"type", "url"}``, ``buttons`` ``[{"id", "title"}]`` (a list
+        message's rows too) and ``list`` ``{"button", "sections"}``, each ``None`` when absent."""
         entry: dict[str, Any] = {
             "provider": provider,
             "channel": channel,
@@ -248,6 +256,9 @@ class Outbox:
             "template": template,
             "provider_message_id": provider_message_id,
             "at": now_iso(),
+            "media": media,
+            "buttons": buttons,
+            "list": list,
         }
         if error_code is not None:  # refused by the provider: no message exists
             entry["error_code"] = error_code

@@ -34,6 +34,7 @@ __all__ = ["TWILIO_ERRORS", "handle", "sync_failure", "twilio_error", "twilio_si
 API_VERSION = "2010-04-01"
 PATH = re.compile(r"/_sandbox/twilio/(?P<version>[^/]+)/Accounts/(?P<account>[^/]+)/Messages\.json")
 MAX_BODY = 1600
+MAX_MEDIA = 10  # MediaUrl values per message
 WHATSAPP = "whatsapp:"
 RETRY_DELAYS = (1.0,)  # Twilio retries once, and only when the connection failed
 
@@ -57,6 +58,8 @@ TWILIO_ERRORS: dict[int, tuple[str, int]] = {
     21612: ("The 'To' phone number is not currently reachable via SMS", 400),
     21614: ("'To' number is not a valid mobile number", 400),
     21617: ("The concatenated message body exceeds the 1600 character limit.", 400),
+    21620: ("Invalid media URL(s)", 400),
+    21623: ("Number of media files exceeds allowed limit", 400),
     21705: ("The Messaging Service Sid is invalid.", 400),
     21910: ("Invalid From and To pair. From and To should be of the same channel", 400),
     30001: ("Queue overflow", 0),
@@ -252,7 +255,7 @@ def _send(sb: Sandbox, channel: TwilioChannel, send: _Send) -> LocalResponse:
 
 
 def _outbox_record(send: _Send) -> dict[str, Any]:
-    kind = "template" if send.content_sid else "text" if send.body else "media" if send.media else "text"
+    kind = "template" if send.content_sid else "media" if send.media else "text"
     return {
         "provider": "twilio",
         "channel": "whatsapp" if send.is_whatsapp else "sms",
@@ -262,7 +265,23 @@ def _outbox_record(send: _Send) -> dict[str, Any]:
         "type": kind,
         "text": send.body or None,
         "template": send.content_sid or None,
+        # R13: the first MediaUrl, its type told by the file extension as Twilio would by the content
+        "media": {"type": _media_type(send.media[0]), "url": send.media[0]} if send.media else None,
+        "buttons": None,  # Twilio sends no buttons without a Content template: crossroute numbers them
     }
+
+
+_EXTENSIONS = {
+    "image": (".jpg", ".jpeg", ".png", ".gif", ".webp"),
+    "video": (".mp4", ".3gp"),
+    "audio": (".mp3", ".ogg", ".amr", ".aac", ".m4a"),
+    "document": (".pdf", ".txt", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx"),
+}
+
+
+def _media_type(url: str) -> str | None:
+    path = urlsplit(url).path.lower()
+    return next((kind for kind, endings in _EXTENSIONS.items() if path.endswith(endings)), None)
 
 
 def _sync_error_code(behaviour: Behaviour) -> int | None:
@@ -291,10 +310,19 @@ def _check_message(send: _Send) -> None:
         raise _Refused(21602)
     if len(send.body) > MAX_BODY:
         raise _Refused(21617)
+    _check_media(send.media)
     if send.raw_from and send.raw_from.startswith(WHATSAPP) != send.raw_to.startswith(WHATSAPP):
         raise _Refused(21910)
     if (send.phone or send.bsuid) is None:
         raise _Refused(21211, f"The 'To' number {send.raw_to} is not a valid phone number.")
+
+
+def _check_media(urls: list[str]) -> None:
+    """``MediaUrl``: at most 10, each an absolute http(s) URL (Twilio fetches them)."""
+    if len(urls) > MAX_MEDIA:
+        raise _Refused(21623)
+    if any(urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc for url in urls):
+        raise _Refused(21620)
 
 
 def _check_account(channel: TwilioChannel, send: _Send) -> str:

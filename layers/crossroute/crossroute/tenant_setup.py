@@ -82,6 +82,7 @@ def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
         messaging_services=twilio.messaging_service_sids if twilio and sms_sender else (),
         whatsapp_opt_in_required=tenant.whatsapp_opt_in_required,
         whatsapp_provider="twilio" if via_twilio else "meta",
+        mms_senders=twilio.mms_senders if twilio and sms_sender else (),
     )
     first_rate = next(iter(rates.values()), DEFAULT_RATE)
     return TenantSetup(

@@ -10,7 +10,7 @@ Deployed, the registry is one JSON document in Secrets Manager (template resourc
                                     "display_phone_number": "15550100001", "coexistence": false}]},
         "twilio": {"account_sid": "AC...", "auth_token": "...", "previous_auth_token": "",
                    "sms_numbers": ["+15550100002"], "whatsapp_senders": ["whatsapp:+15550100003"],
-                   "messaging_service_sids": []}}}}
+                   "messaging_service_sids": [], "mms_senders": ["+15550100002"]}}}}
 
 Its JSON Schema is ``registry.schema.json`` (= ``docs/registry.schema.json``; every field is explained in
 ``docs/registry.md``). Each tenant is validated on its own: one that breaks the schema, or claims a
@@ -101,6 +101,8 @@ class TwilioChannel:
     sms_numbers: tuple[str, ...] = ()
     whatsapp_senders: tuple[str, ...] = ()
     messaging_service_sids: tuple[str, ...] = ()
+    # R13: the SMS numbers and messaging services (of the two lists above) that can send MMS
+    mms_senders: tuple[str, ...] = ()
     previous_auth_token: str = field(default="", repr=False)  # during a rotation; "" when none
 
     @property
@@ -256,7 +258,9 @@ def _tenant(tenant_id: str, doc: dict[str, Any]) -> Tenant:
         meta = MetaChannel(**secrets, **_present(m, "waba_id"), phone_numbers=numbers)
     if "twilio" in doc:
         credentials = _present(doc["twilio"], "account_sid", "auth_token", "previous_auth_token")
-        addresses = _present(doc["twilio"], "sms_numbers", "whatsapp_senders", "messaging_service_sids")
+        addresses = _present(
+            doc["twilio"], "sms_numbers", "whatsapp_senders", "messaging_service_sids", "mms_senders"
+        )
         twilio = TwilioChannel(**credentials, **addresses)
     options = _present(
         doc, "default_region", "channel_preference", "whatsapp_opt_in_required", "whatsapp_opt_in_keywords"

@@ -29,9 +29,46 @@ class Template:
 
 
 @dataclass(frozen=True)
+class Media:
+    """R13: a file sent by link: ``image``, ``document``, ``audio`` or ``video`` at an http(s) ``url``."""
+
+    type: str
+    url: str
+    caption: str | None = None  # not for audio
+    filename: str | None = None  # documents only
+
+
+@dataclass(frozen=True)
+class ListRow:
+    id: str
+    title: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ListSection:
+    title: str | None
+    rows: tuple[ListRow, ...]
+
+
+@dataclass(frozen=True)
+class Interactive:
+    """R13: reply buttons ((id, title) pairs), or a list: the label of the button that opens it and its
+    sections. WhatsApp sends it natively (inside the window); SMS renders it as numbered options."""
+
+    buttons: tuple[tuple[str, str], ...] = ()
+    list_button: str | None = None
+    sections: tuple[ListSection, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "list" if self.sections else "button"
+
+
+@dataclass(frozen=True)
 class Outbound:
     """Exactly one message on one channel. WhatsApp: ``to`` (E.164 phone) or else ``recipient`` (BSUID).
-    SMS: ``to`` only, ``text`` only."""
+    SMS: ``to`` only, ``text`` (and an MMS image, R13) only."""
 
     channel: Channel
     business: str  # Meta phone_number_id; Twilio sender number or messaging service SID (MG...)
@@ -41,6 +78,12 @@ class Outbound:
     template: Template | None = None
     reply_to: str | None = None  # provider message id this replies to (WhatsApp context)
     status_callback: str | None = None  # Twilio: where status callbacks go
+    # R13: a file (WhatsApp: a media message, or the header of a button message; Twilio: ``MediaUrl``)
+    media: Media | None = None
+    interactive: Interactive | None = None  # R13: WhatsApp through Meta only, inside the window
+    # R13: the (id, title) of the numbered options rendered into ``text`` (SMS, Twilio WhatsApp): a reply
+    # of the number k means the k-th id
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

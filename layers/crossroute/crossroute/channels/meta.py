@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from crossroute.channels import Outbound, SendFailed, Sent
+from crossroute.channels import Interactive, Media, Outbound, SendFailed, Sent
 from crossroute.channels.errors import error_code, meta_outcome, safe_title, transport_outcome
 from crossroute.ids import E164_PATTERN, PARENT_BSUID_PATTERN, is_bsuid
 from crossroute.log import child_logger
@@ -126,8 +126,16 @@ def whatsapp_payload(message: Outbound) -> dict[str, Any]:
         raise ValueError("no recipient: `to` or `recipient` is needed")
     if message.reply_to:
         payload["context"] = {"message_id": message.reply_to}
-    if (message.text is None) == (message.template is None):
-        raise ValueError("exactly one of `text` or `template`")
+    payload.update(_content(message))
+    return payload
+
+
+def _content(message: Outbound) -> dict[str, Any]:
+    """``type`` and its object: a template; else buttons or a list (``interactive``, R13); else media
+    (captioned with the text); else text."""
+    free_form = message.text is not None or message.media is not None or message.interactive is not None
+    if free_form == (message.template is not None):
+        raise ValueError("exactly one of a template or free-form content (text, media, buttons)")
     if message.template is not None:
         template: dict[str, Any] = {
             "name": message.template.name,
@@ -135,10 +143,58 @@ def whatsapp_payload(message: Outbound) -> dict[str, Any]:
         }
         if message.template.components:
             template["components"] = list(message.template.components)
-        payload.update(type="template", template=template)
-    else:
-        payload.update(type="text", text={"body": message.text, "preview_url": False})
-    return payload
+        return {"type": "template", "template": template}
+    if message.interactive is not None:
+        if not message.text:
+            raise ValueError("buttons and lists need `text`, their body")
+        return {
+            "type": "interactive",
+            "interactive": _interactive(message.interactive, message.text, message.media),
+        }
+    if message.media is not None:
+        return {"type": message.media.type, message.media.type: _media(message.media, message.text)}
+    return {"type": "text", "text": {"body": message.text, "preview_url": False}}
+
+
+def _media(media: Media, text: str | None) -> dict[str, Any]:
+    """A media object by ``link``: its caption (the media's, else the text; never on audio), and a
+    document's file name."""
+    obj: dict[str, Any] = {"link": media.url}
+    caption = media.caption or text
+    if caption and media.type != "audio":
+        obj["caption"] = caption
+    if media.filename and media.type == "document":
+        obj["filename"] = media.filename
+    return obj
+
+
+def _interactive(interactive: Interactive, body: str, media: Media | None) -> dict[str, Any]:
+    """An interactive ``button`` message (a media header when given) or ``list`` message (R13)."""
+    obj: dict[str, Any] = {"type": interactive.kind, "body": {"text": body}}
+    if interactive.sections:
+        sections = [
+            {
+                **({"title": s.title} if s.title else {}),
+                "rows": [
+                    {
+                        "id": r.id,
+                        "title": r.title,
+                        **({"description": r.description} if r.description else {}),
+                    }
+                    for r in s.rows
+                ],
+            }
+            for s in interactive.sections
+        ]
+        obj["action"] = {"button": interactive.list_button, "sections": sections}
+        return obj
+    if media is not None:
+        header = {"link": media.url, **({"filename": media.filename} if media.filename else {})}
+        obj["header"] = {"type": media.type, media.type: header}
+    obj["action"] = {
+        "buttons": [{"type": "reply", "reply": {"id": i, "title": t}} for i, t in interactive.buttons]
+    }
+    return obj
 
 
 def _read(status: int, data: bytes, headers: Mapping[str, str]) -> Sent:

@@ -47,7 +47,7 @@ class TwilioSmsClient:
 
     kind = "sms"  # in log messages
 
-    def arguments(self, message: Outbound) -> dict[str, str]:
+    def arguments(self, message: Outbound) -> dict[str, Any]:
         """The ``messages.create`` arguments for ``message`` (``ValueError`` when it cannot be sent)."""
         return sms_arguments(message)
 
@@ -100,21 +100,30 @@ class TwilioSmsClient:
         return self._sdk
 
 
-def sms_arguments(message: Outbound) -> dict[str, str]:
+def sms_arguments(message: Outbound) -> dict[str, Any]:
     """The ``messages.create`` arguments: ``messaging_service_sid`` when sending from a service (MG…),
-    else ``from_``; ``status_callback`` when given."""
+    else ``from_``; ``body``, and an MMS image as ``media_url`` (R13); ``status_callback`` when given."""
     if message.channel != "sms":
         raise ValueError("not an SMS")
     if message.to is None or E164_PATTERN.fullmatch(message.to) is None:
         raise ValueError("`to` must be an E.164 phone")
-    if message.recipient is not None or message.template is not None or message.reply_to is not None:
-        raise ValueError("an SMS has only `to` and `text`")
-    if not message.text:
-        raise ValueError("an SMS needs `text`")
+    if (
+        message.recipient is not None
+        or message.template is not None
+        or message.reply_to is not None
+        or message.interactive is not None
+    ):
+        raise ValueError("an SMS has only `to`, `text` and an MMS image (buttons are rendered as text)")
+    if not message.text and message.media is None:
+        raise ValueError("an SMS needs `text` (or an MMS image)")
     if not message.business:
         raise ValueError("no sender: a phone number or a messaging service SID")
     sender = "messaging_service_sid" if message.business.startswith("MG") else "from_"
-    arguments = {"to": message.to, sender: message.business, "body": message.text}
+    arguments: dict[str, Any] = {"to": message.to, sender: message.business}
+    if message.text:
+        arguments["body"] = message.text
+    if message.media is not None:
+        arguments["media_url"] = [message.media.url]
     if message.status_callback:
         arguments["status_callback"] = message.status_callback
     return arguments

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from crossroute.channels import Outbound
 from crossroute.channels.twilio_sms import TwilioSmsClient
@@ -19,13 +20,14 @@ class TwilioWhatsAppClient(TwilioSmsClient):
 
     kind = "twilio whatsapp"
 
-    def arguments(self, message: Outbound) -> dict[str, str]:
+    def arguments(self, message: Outbound) -> dict[str, Any]:
         return whatsapp_arguments(message)
 
 
-def whatsapp_arguments(message: Outbound) -> dict[str, str]:
+def whatsapp_arguments(message: Outbound) -> dict[str, Any]:
     """The ``messages.create`` arguments: ``from_`` the sender (``whatsapp:+...``), ``to`` the phone with the
-    ``whatsapp:`` prefix, then ``body`` or ``content_sid`` (+ ``content_variables``); ``status_callback``."""
+    ``whatsapp:`` prefix, then ``body`` (and media as ``media_url``, R13) or ``content_sid``
+    (+ ``content_variables``); ``status_callback``. Buttons arrive here already rendered as text."""
     if message.channel != "whatsapp":
         raise ValueError("not a WhatsApp message")
     if message.to is None or E164_PATTERN.fullmatch(message.to) is None:
@@ -35,18 +37,28 @@ def whatsapp_arguments(message: Outbound) -> dict[str, str]:
     sender = message.business if message.business.startswith(WHATSAPP) else WHATSAPP + message.business
     if E164_PATTERN.fullmatch(sender.removeprefix(WHATSAPP)) is None:
         raise ValueError("no sender: a whatsapp:+E.164 Twilio WhatsApp sender")
-    arguments = {"from_": sender, "to": WHATSAPP + message.to}
+    if message.interactive is not None:
+        raise ValueError("buttons through Twilio need a Content template: render them as text")
+    arguments: dict[str, Any] = {"from_": sender, "to": WHATSAPP + message.to}
+    arguments.update(_content(message))
+    if message.status_callback:
+        arguments["status_callback"] = message.status_callback
+    return arguments
+
+
+def _content(message: Outbound) -> dict[str, Any]:
+    """A template by ``content_sid`` (+ ``content_variables``), else ``body`` and/or ``media_url``."""
     template = message.template
     if template is not None:
         if not template.content_sid:
             raise ValueError("a template through Twilio needs a `content_sid`")
-        arguments["content_sid"] = template.content_sid
+        content: dict[str, Any] = {"content_sid": template.content_sid}
         if template.variables:
-            arguments["content_variables"] = json.dumps(template.variables, separators=(",", ":"))
-    elif message.text:
-        arguments["body"] = message.text
-    else:
-        raise ValueError("a WhatsApp message needs `text` or a template")
-    if message.status_callback:
-        arguments["status_callback"] = message.status_callback
-    return arguments
+            content["content_variables"] = json.dumps(template.variables, separators=(",", ":"))
+        return content
+    if not (message.text or message.media):
+        raise ValueError("a WhatsApp message needs `text`, media or a template")
+    content = {"body": message.text} if message.text else {}
+    if message.media is not None:
+        content["media_url"] = [message.media.url]
+    return content

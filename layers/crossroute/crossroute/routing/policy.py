@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from crossroute.channels import Channel, Outbound
 from crossroute.identity.model import Customer
 from crossroute.routing.request import SendRequest
+from crossroute.routing.rich import MAX_SMS_BODY, Rendered, mms_reachable, render_text, whatsapp_codes
 
 WINDOW = timedelta(hours=24)
 
@@ -22,6 +23,10 @@ REASONS: dict[str, tuple[bool, str]] = {
     "whatsapp.window_open": (True, "free-form text inside the 24 h customer service window (R1)"),
     "whatsapp.template": (True, "a template: outside the window, or only a template was given (R1)"),
     "whatsapp.window_closed_no_template": (False, "the window is closed and no template was given (R1)"),
+    "whatsapp.interactive_needs_window": (
+        False,
+        "buttons or a list go only inside the window, and no template was given (R1, R13)",
+    ),
     "whatsapp.auth_template_to_bsuid": (False, "authentication templates never go to a BSUID-only user (R3)"),
     "whatsapp.marketing_opted_out": (False, "the user stopped marketing messages (R5)"),
     "whatsapp.no_opt_in": (False, "the tenant needs a WhatsApp opt-in for this template category (R15)"),
@@ -36,11 +41,16 @@ REASONS: dict[str, tuple[bool, str]] = {
         False,
         "WhatsApp through Twilio sends a template by its `content_sid`, and the template has none (R11)",
     ),
+    "whatsapp.twilio_too_long": (
+        False,
+        "WhatsApp through Twilio: the text with its numbered options is over Twilio's 1,600 (R11, R13)",
+    ),
     "sms.current_phone": (True, "a current phone that has not opted out (R4)"),
     "sms.no_phone": (False, "no phone number is known (R4)"),
     "sms.phone_stale": (False, "the known phone is stale: the number changed hands or was left (R4)"),
     "sms.opted_out": (False, "the phone sent STOP and no START since, also across an erasure (R4, I10)"),
-    "sms.no_text": (False, "SMS needs text; the request has only a template"),
+    "sms.no_text": (False, "SMS needs text or media; the request has only a template"),
+    "sms.too_long": (False, "the SMS text, as rendered, is over Twilio's 1,600 characters (R13)"),
     "sms.not_configured": (False, "the tenant has no SMS sender"),
     "sms.unknown_customer": (False, "the customer id is unknown"),
     "whatsapp.unknown_customer": (False, "the customer id is unknown"),
@@ -83,6 +93,7 @@ class TenantChannels:
     # R11: "twilio" when WhatsApp goes through Twilio (``whatsapp_numbers`` are then its WhatsApp senders,
     # ``whatsapp:+...``, as ids, with the phone as display number).
     whatsapp_provider: str = "meta"
+    mms_senders: tuple[str, ...] = ()  # R13: the SMS numbers and messaging services that can send MMS
 
     def meta_numbers(self) -> tuple[BusinessNumber, ...]:
         if self.whatsapp_numbers or self.whatsapp_business is None:
@@ -113,6 +124,7 @@ class ChannelDecision:
     reason: str
     outbound: Outbound | None = None  # what to send, when the channel qualifies (``business``: from)
     sender_reason: str | None = None  # why it goes out from ``outbound.business`` (R10)
+    rendering: Mapping[str, object] | None = None  # R13: how rich content goes out (codes, segments)
 
     @property
     def qualified(self) -> bool:
@@ -128,6 +140,8 @@ class ChannelDecision:
         if self.outbound is not None:
             record["from"] = self.outbound.business
             record["from_reason"] = self.sender_reason
+        if self.rendering is not None:
+            record["rendering"] = dict(self.rendering)
         return record
 
 
@@ -177,15 +191,16 @@ def _whatsapp(
     window_open = customer is not None and _window_open(customer, business, now)  # R1 for that number
     decided = _whatsapp_message(request, business, phone, bsuid, window_open=window_open)
     if tenant.whatsapp_provider == "twilio":
-        decided = _through_twilio(decided, tenant, window_open=window_open)
+        decided = _through_twilio(decided, request, tenant, window_open=window_open)
     return replace(decided, sender_reason=why) if decided.qualified else decided
 
 
 def _through_twilio(
-    decided: ChannelDecision, tenant: TenantChannels, *, window_open: bool
+    decided: ChannelDecision, request: SendRequest, tenant: TenantChannels, *, window_open: bool
 ) -> ChannelDecision:
     """R11: Twilio sends a template by its Content SID (without one: R1's refusal outside the window) and
-    reports statuses to the tenant's callback; it has no reply context."""
+    reports statuses to the tenant's callback; it has no reply context. R13: media goes as ``MediaUrl``;
+    native buttons would need a Content template, so buttons and lists are numbered in the text."""
     outbound = decided.outbound
     if outbound is None:
         return decided
@@ -193,7 +208,24 @@ def _through_twilio(
         reason = "whatsapp.twilio_needs_content_sid" if window_open else "whatsapp.window_closed_no_template"
         return ChannelDecision("whatsapp", reason)
     routed = replace(outbound, reply_to=None, status_callback=tenant.status_callback)
+    if outbound.template is None and (outbound.media or outbound.interactive):
+        rendered = render_text(outbound.text, outbound.media, request.raw, attach=True, channel="whatsapp")
+        if len(rendered.text) > MAX_SMS_BODY:
+            return ChannelDecision("whatsapp", "whatsapp.twilio_too_long")
+        routed = _as_rendered(routed, rendered)
+        return replace(decided, outbound=routed, rendering=rendered.record())
     return replace(decided, outbound=routed)
+
+
+def _as_rendered(outbound: Outbound, rendered: Rendered) -> Outbound:
+    """``outbound`` sending ``rendered``: its text, its attachment, its numbered options, no buttons."""
+    return replace(
+        outbound,
+        text=rendered.text or None,
+        media=rendered.attachment,
+        interactive=None,
+        options=rendered.options,
+    )
 
 
 def _whatsapp_refusal(
@@ -222,15 +254,31 @@ def _no_opt_in(request: SendRequest, recipient: Recipient, tenant: TenantChannel
 def _whatsapp_message(
     request: SendRequest, business: str, phone: str | None, bsuid: str | None, *, window_open: bool
 ) -> ChannelDecision:
-    """R1: free-form text inside the window, else a template; an authentication template only goes to a
-    phone (R3). Addressed to the phone when there is one, else the BSUID (R2: never a BSUID in ``to``)."""
+    """R1: free-form text inside the window (with its media, buttons or list, R13), else a template; an
+    authentication template only goes to a phone (R3). Addressed to the phone when there is one, else the
+    BSUID (R2: never a BSUID in ``to``)."""
     address = {"to": phone} if phone else {"recipient": bsuid}
-    if request.text and window_open:
-        outbound = Outbound("whatsapp", business, text=request.text, reply_to=request.reply_to, **address)
-        return ChannelDecision("whatsapp", "whatsapp.window_open", outbound)
+    if (request.text or request.media) and window_open:
+        outbound = Outbound(
+            "whatsapp",
+            business,
+            text=request.text,
+            reply_to=request.reply_to,
+            media=request.media,
+            interactive=request.interactive,
+            **address,
+        )
+        codes = whatsapp_codes(request.media, request.interactive)
+        rendering = {"codes": list(codes)} if codes else None
+        return ChannelDecision("whatsapp", "whatsapp.window_open", outbound, rendering=rendering)
     template = request.template
     if template is None:
-        return ChannelDecision("whatsapp", "whatsapp.window_closed_no_template")
+        closed = (
+            "whatsapp.interactive_needs_window"
+            if request.interactive
+            else "whatsapp.window_closed_no_template"
+        )
+        return ChannelDecision("whatsapp", closed)
     if template.category == "authentication" and phone is None:
         return ChannelDecision("whatsapp", "whatsapp.auth_template_to_bsuid")  # R3
     outbound = Outbound("whatsapp", business, template=template, reply_to=request.reply_to, **address)
@@ -247,7 +295,7 @@ def _sms(
         return no("sms.not_configured")
     if recipient.customer_id_unknown:
         return no("sms.unknown_customer")
-    if not request.text:
+    if not (request.text or request.media):
         return no("sms.no_text")
     customer = recipient.customer
     phone = _current_phone(request, recipient)
@@ -258,9 +306,35 @@ def _sms(
         return no("sms.opted_out")  # R4
     if _suppressed(recipient, phone):
         return no("sms.opted_out")  # R4: a STOP kept past its customer's erasure (I10)
-    sender, why = sms_sender(request, customer, tenant)
+    return _sms_message(request, phone, tenant, *sms_sender(request, customer, tenant))
+
+
+def _sms_message(
+    request: SendRequest, phone: str, tenant: TenantChannels, sender: str, why: str
+) -> ChannelDecision:
+    """The SMS to ``phone`` from ``sender``: the text, or rich content rendered as text (R13); over
+    Twilio's 1,600 characters it does not qualify."""
     outbound = Outbound("sms", sender, to=phone, text=request.text, status_callback=tenant.status_callback)
-    return ChannelDecision("sms", "sms.current_phone", outbound, why)
+    if request.media is None and request.interactive is None:
+        if len(request.text or "") > MAX_SMS_BODY:
+            return ChannelDecision("sms", "sms.too_long")
+        return ChannelDecision("sms", "sms.current_phone", outbound, why)
+    rendered = _sms_rendering(request, phone, sender, tenant)
+    if len(rendered.text) > MAX_SMS_BODY:
+        return ChannelDecision("sms", "sms.too_long")
+    return ChannelDecision(
+        "sms", "sms.current_phone", _as_rendered(outbound, rendered), why, rendering=rendered.record()
+    )
+
+
+def _sms_rendering(request: SendRequest, phone: str, sender: str, tenant: TenantChannels) -> Rendered:
+    """R13: an image goes as MMS to a US/CA phone from a sender that can send MMS; any other media as
+    its URL in the text; buttons and list rows as numbered options."""
+    media = request.media
+    mms = (
+        media is not None and media.type == "image" and sender in tenant.mms_senders and mms_reachable(phone)
+    )
+    return render_text(request.text, media, request.raw, attach=mms)
 
 
 def whatsapp_sender(

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossroute import ids
-from crossroute.channels import Channel, Template
+from crossroute.channels import Channel, Interactive, Media, Template
 from crossroute.identity.model import Key
+from crossroute.routing.rich import parse_rich
 
 CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms")
 TEMPLATE_CATEGORIES = ("authentication", "marketing", "utility")
@@ -69,6 +70,8 @@ class SendRequest:
     sender: str | None = None  # ``from``: a business number or messaging service to send from (R10)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     fallback_after: int | None = None  # R14: SMS when WhatsApp is not delivered within this many seconds
+    media: Media | None = None  # R13
+    interactive: Interactive | None = None  # R13: reply buttons or a list
 
 
 def parse_send_request(
@@ -82,6 +85,9 @@ def parse_send_request(
     key = _idempotency_key(doc.get("idempotency_key"), problems)
     to = _address(doc.get("to"), default_region, problems)
     text, template = _content(doc, problems)
+    media, interactive = parse_rich(doc, text, problems)  # R13
+    if text is None and template is None and media is None:
+        problems.append("text and/or template: at least one is required, or media (R13)")
     channels = _channels(doc.get("channels"), problems)
     reply_to = _reply_to(doc.get("reply_to"), problems)
     sender = _sender(doc.get("from"), problems)
@@ -89,7 +95,18 @@ def parse_send_request(
     if problems:
         raise InvalidRequest(problems)
     return SendRequest(
-        tenant, key, to, text, template, channels, reply_to, sender, raw=doc, fallback_after=fallback_after
+        tenant,
+        key,
+        to,
+        text,
+        template,
+        channels,
+        reply_to,
+        sender,
+        raw=doc,
+        fallback_after=fallback_after,
+        media=media,
+        interactive=interactive,
     )
 
 
@@ -108,13 +125,11 @@ def _idempotency_key(value: Any, problems: list[str]) -> str:
 
 
 def _content(doc: dict[str, Any], problems: list[str]) -> tuple[str | None, Template | None]:
-    """Text, a template, or both."""
+    """Text, a template, or both (or neither when the request carries media, R13)."""
     text = doc.get("text")
     if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT):
         problems.append(f"text: a non-empty string of at most {MAX_TEXT} characters")
     template = _template(doc.get("template"), problems) if doc.get("template") is not None else None
-    if text is None and template is None:
-        problems.append("text and/or template: at least one is required")
     return text, template
 
 

@@ -1350,3 +1350,42 @@ def openapi_schema_validator(document: dict[str, Any], pointer: str) -> Any:
     registry: Registry[Any] = Registry().with_resource(OPENAPI_BASE, resource)
     schema = {"$ref": f"{OPENAPI_BASE}#{quote(pointer)}"}
     return OAS31Validator(schema, registry=registry, format_checker=OAS31Validator.FORMAT_CHECKER)
+
+
+# --- R13: the sandbox providers on a gateway of their own (adapter tests of rich sends) ---------------
+
+
+@contextmanager
+def sandbox_providers() -> Iterator[tuple[Any, str]]:
+    """The local tenant's sandbox providers served on a free port, status callbacks going nowhere:
+    ``(sandbox, base_url)``; the Graph API fake is at ``base_url + "/_sandbox/graph"``, Twilio's at
+    ``base_url + "/_sandbox/twilio"``."""
+    from infra.local.gateway import LocalGateway, LocalResponse, Router
+    from infra.local.sandbox import Sandbox
+    from infra.local.tenant import local_registry_document
+
+    sandbox = Sandbox(delay_ms=(0, 5))
+    gateway = LocalGateway(Router(), lambda *_: None, port=0)
+    gateway.mount("/_sandbox/", sandbox.handle)
+    gateway.mount("/webhooks/", lambda request: LocalResponse.json(200, {}))
+    gateway.start()
+    base_url = f"http://127.0.0.1:{gateway.port}"
+    sandbox.bind(local_registry_document(), base_url=base_url)
+    try:
+        yield sandbox, base_url
+    finally:
+        sandbox.stop()
+        gateway.stop()
+
+
+# --- inbound media (tests/adapters/test_media_function.py, test_least_privilege.py) ------------------------
+
+
+def media_environment(base_url: str) -> dict[str, str]:
+    """What the media function needs beyond the template's environment to use ``sandbox_providers``
+    (media downloads included), its backoff cut to nothing."""
+    return {
+        "META_GRAPH_BASE_URL": f"{base_url}/_sandbox/graph",
+        "TWILIO_API_BASE_URL": f"{base_url}/_sandbox/twilio",
+        "MEDIA_RETRY_BASE_SECONDS": "0",
+    }

@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from crossroute import correlation, privacy
 from crossroute.api_problems import CONTENT_TYPE, ApiProblem, field_problems
@@ -27,6 +28,7 @@ from crossroute.send_door import SendDoor, UnknownTenant
 from crossroute.send_queue import SqsSendQueue
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
+from crossroute.store.media_store import S3MediaObjects
 from crossroute.store.sends import DynamoSendStore
 from crossroute.tenants import Tenant
 
@@ -41,7 +43,16 @@ tables.bind(require_env("TABLE_NAME"))
 # One key, read on first need: the erasure tombstones' keyed hashes, and the fingerprints in log lines.
 key = masking_key(require_env("MASKING_KEY_SECRET_ID"))
 privacy.configure(key)
-store = DynamoIdentityStore(masking_key=key)
+
+
+@cache
+def media_objects() -> S3MediaObjects:
+    """The media bucket: the timeline's short-lived links and erasure's deletes (made on first need)."""
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+    return S3MediaObjects(s3, require_env("MEDIA_BUCKET_NAME"))
+
+
+store = DynamoIdentityStore(masking_key=key, media_objects=media_objects)
 metrics = EmfMetrics.for_function()
 registry = RegistrySource.from_secret(
     require_env("TENANTS_SECRET_ID"), on_invalid=lambda reason: metrics.count("RegistryInvalid")
@@ -65,7 +76,7 @@ class _Bus:
         _bus().publish(events)
 
 
-contacts = Contacts(store, events=_Bus())
+contacts = Contacts(store, events=_Bus(), media_links=lambda k: media_objects().link(k))
 door = SendDoor(
     DynamoSendStore(store), SqsSendQueue(lambda: _sqs(), require_env("SEND_QUEUE_URL")), registry.get
 )

@@ -14,6 +14,7 @@ from crossroute.bus import EventBridgePublisher
 from crossroute.config import masking_key, optional_env, require_env
 from crossroute.inbound_queue import SqsDeadLetters
 from crossroute.ingest import InboundConsumer, Ingest
+from crossroute.media_queue import SqsMediaJobs
 from crossroute.metrics import EmfMetrics
 from crossroute.ports import DeadLetters, Delivery
 from crossroute.store import tables
@@ -37,6 +38,8 @@ privacy.configure(key)
 ingest = Ingest(
     DynamoIdentityStore(masking_key=key),
     EventBridgePublisher(boto3.client("events"), require_env("EVENT_BUS_NAME")),
+    # Attachments are copied by the media function: one job each on its queue (client made on first need).
+    media_jobs=SqsMediaJobs(cache(lambda: boto3.client("sqs")), require_env("MEDIA_QUEUE_URL")),
 )
 consumer = InboundConsumer(
     ingest,

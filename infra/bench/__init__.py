@@ -74,7 +74,7 @@ Section = Callable[[Context], Table]
 
 
 def sections() -> dict[str, Section]:
-    from infra.bench import contact_records, dispatch, fanout, imports, ingest, sizes
+    from infra.bench import contact_records, dispatch, fanout, imports, ingest, media, sizes
 
     return {
         "imports": imports.venv_imports,
@@ -87,4 +87,5 @@ def sections() -> dict[str, Section]:
         "webhook-fanout": fanout.fanout,
         "records-round-trips": contact_records.round_trips,
         "contacts-import": contact_records.import_throughput,
+        "media-memory": media.memory,
     }

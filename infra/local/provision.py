@@ -4,7 +4,9 @@ Emulated resource types, with exactly the properties ``template.yaml`` uses (:da
 ``AWS::DynamoDB::Table`` (key schema, attribute definitions, GSIs, billing mode, SSE, point-in-time
 recovery, then TTL), ``AWS::SQS::Queue`` (its properties are queue attributes, ``RedrivePolicy``
 resolved to the DLQ ARN), ``AWS::Events::EventBus``, ``AWS::Events::Rule`` (SQS targets) and
-``AWS::SecretsManager::Secret`` (generated, or the value the stack gives). Any other property of these
+``AWS::SecretsManager::Secret`` (generated, or the value the stack gives), ``AWS::S3::Bucket``
+(encryption, public access block, ownership controls, lifecycle rules) and ``AWS::S3::BucketPolicy``.
+Any other property of these
 types raises :class:`ProvisionError` naming it, so a template that starts using one learns at once what
 to add here.
 
@@ -203,6 +205,35 @@ class Provisioner:
         ref = name if bus == "default" else f"{bus}|{name}"
         return PhysicalResource(logical_id, "AWS::Events::Rule", ref, {"Arn": arn}, emulated=True)
 
+    def _bucket(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
+        """A bucket named ``<stack>-<logicalid>`` (lower case, as S3 wants), configured as in the template."""
+        s3, name = self.clients("s3"), self.name_for(logical_id).lower()
+        s3.create_bucket(Bucket=name)
+        if "BucketEncryption" in p:
+            s3.put_bucket_encryption(
+                Bucket=name, ServerSideEncryptionConfiguration=_sse(p["BucketEncryption"])
+            )
+        if "PublicAccessBlockConfiguration" in p:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=dict(p["PublicAccessBlockConfiguration"])
+            )
+        if "OwnershipControls" in p:
+            s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=dict(p["OwnershipControls"]))
+        if "LifecycleConfiguration" in p:
+            rules = [_lifecycle_rule(r) for r in p["LifecycleConfiguration"]["Rules"]]
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+        attrs = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+        return PhysicalResource(logical_id, "AWS::S3::Bucket", name, attrs, emulated=True)
+
+    def _bucket_policy(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
+        """Stored in the emulator, which enforces it, without its TLS-only statements: the emulator
+        speaks plain HTTP, so they would refuse every request."""
+        document = dict(p["PolicyDocument"])
+        document["Statement"] = [st for st in document["Statement"] if not _tls_only(st)]
+        if document["Statement"]:
+            self.clients("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
+        return PhysicalResource(logical_id, "AWS::S3::BucketPolicy", self.name_for(logical_id), emulated=True)
+
     def _secret(self, logical_id: str, p: Mapping[str, Any]) -> PhysicalResource:
         name = self.name_for(logical_id)
         if logical_id in self.secret_values:
@@ -268,7 +299,43 @@ _CREATORS: dict[str, tuple[Creator, frozenset[str]]] = {
         Provisioner._secret,
         frozenset({"Description", "GenerateSecretString"}),
     ),
+    "AWS::S3::Bucket": (
+        Provisioner._bucket,
+        frozenset(
+            {
+                "BucketEncryption",
+                "PublicAccessBlockConfiguration",
+                "OwnershipControls",
+                "LifecycleConfiguration",
+            }
+        ),
+    ),
+    "AWS::S3::BucketPolicy": (Provisioner._bucket_policy, frozenset({"Bucket", "PolicyDocument"})),
 }
+
+
+def _tls_only(statement: Mapping[str, Any]) -> bool:
+    """A statement that denies requests not made over TLS."""
+    condition = statement.get("Condition") or {}
+    return statement.get("Effect") == "Deny" and condition == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _sse(encryption: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's ``BucketEncryption`` as ``PutBucketEncryption`` takes it."""
+    renamed = {"ServerSideEncryptionByDefault": "ApplyServerSideEncryptionByDefault"}
+    rules = encryption["ServerSideEncryptionConfiguration"]
+    return {"Rules": [{renamed.get(k, k): v for k, v in rule.items()} for rule in rules]}
+
+
+def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule as ``PutBucketLifecycleConfiguration`` takes it."""
+    out: dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule["Status"], "Filter": {"Prefix": ""}}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return out
 
 
 def _attribute(value: Any) -> str:

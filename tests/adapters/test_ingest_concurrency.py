@@ -37,6 +37,7 @@ from crossroute.identity.model import Customer, Key
 from crossroute.inbound import InboundMessage, Person
 from crossroute.ingest import ATTEMPTS, Ingest, Ingested
 from crossroute.ports import Conflict
+from crossroute.replies import Offer
 from crossroute.store.identity_store import DynamoIdentityStore, to_customer
 from crossroute.store.tables import CustomerItem, IdentityEventItem, KeyItem, MessageItem, TableItem, bind
 from infra.local.provision import Provisioner
@@ -100,7 +101,16 @@ class RacingStore:
         self._raced = False
 
     def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]:
-        found = self._store.holders(tenant, keys)
+        return self._race(self._store.holders(tenant, keys))
+
+    def holders_and_offer(
+        self, tenant: str, keys: Sequence[Key], phone: str
+    ) -> tuple[dict[Key, Customer], Offer | None]:
+        """An SMS short enough to answer numbered options is read with the offer (R13): same race."""
+        found, offer = self._store.holders_and_offer(tenant, keys, phone)
+        return self._race(found), offer
+
+    def _race(self, found: dict[Key, Customer]) -> dict[Key, Customer]:
         if not self._raced:
             self._raced = True
             assert not found, "the race is about first messages"

@@ -27,6 +27,7 @@ from crossroute import privacy
 from crossroute.identity.model import Key
 from crossroute.inbound_queue import QueuedEvent
 from crossroute.ingest import Ingest
+from crossroute.media_queue import SqsMediaJobs
 from crossroute.parsing.queued import parse
 from crossroute.store.identity_store import DynamoIdentityStore
 from crossroute.store.tables import TableItem
@@ -35,6 +36,7 @@ from crossroute.webhooks import meta
 from infra.local.emulated import emulated_account
 from infra.local.gateway import build_http_event
 from infra.local.provision import Provisioner
+from infra.local.sqs_runner import build_sqs_event
 from infra.template import load_template
 from tests.fakes import RecordingPublisher
 from tests.support import (
@@ -56,8 +58,10 @@ from tests.support import (
     function_environment,
     http_event,
     load_handler,
+    media_environment,
     meta_signature,
     registry_document,
+    sandbox_providers,
     twilio_signature,
 )
 
@@ -70,6 +74,14 @@ IAM_ACTIONS = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    # S3: HeadObject is authorised as GetObject, a multipart upload's calls as PutObject, DeleteObjects as
+    # each key's DeleteObject. https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html ,
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions
+    "s3:HeadObject": "s3:GetObject",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "s3:DeleteObjects": "s3:DeleteObject",
 }
 
 
@@ -438,3 +450,77 @@ def test_the_dispatch_function_calls_only_what_its_policy_grants(
     assert len(fn.world.whatsapp.calls) == 2 and len(fn.world.sms.calls) == 1
     expected = {"sqs:SendMessage", "sqs:ChangeMessageVisibility", "events:PutEvents", "dynamodb:UpdateItem"}
     assert_least_privilege("DispatchFunction", recorder, expected)
+
+
+# --------------------------------------------------------------------------- media
+def test_the_media_function_and_erasure_of_media_call_only_what_their_policies_grant(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = ("MediaQueue", "MediaBucket", "MediaBucketPolicy", "EventBus", "MaskingKey", "SendQueue")
+    with sandbox_providers() as (sandbox, base_url), emulated_account(*resources) as account:
+        functions = ("MediaFunction", "ContactsAndMessagesApiFunction")
+        for name, value in function_environment(account, *functions, **media_environment(base_url)).items():
+            monkeypatch.setenv(name, value)
+        media_module, api = load_handler("media"), load_handler("contacts_and_messages_api")
+        queue = SqsMediaJobs(lambda: boto3.client("sqs"), str(account.ref("MediaQueue")))
+        ingest = Ingest(DynamoIdentityStore(), RecordingPublisher(), sleep=lambda _: None, media_jobs=queue)
+        doc = json.loads((REPO / "tests" / "fixtures" / "meta_message_types.json").read_bytes())
+        for event in meta_events(doc):  # not recorded: a photo, a voice note, a video, a PDF, a sticker
+            ingest.handle(parse(event.body).events)
+        sandbox.media.update(
+            {
+                "1029384756102941": {"mime_type": "application/pdf", "size": 9 * 1024 * 1024},  # multipart
+                "1029384756102939": {"mime_type": "audio/ogg"},
+                "1029384756102940": {"mime_type": "video/mp4"},
+                "1029384756102942": {"status": 503},  # the sticker fails: backed off
+            }
+        )
+        sqs, url = boto3.client("sqs"), str(account.ref("MediaQueue"))
+        arn = str(account.get_att("MediaQueue", "Arn"))
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])[
+            "Messages"
+        ]
+        with recorder.invocation():
+            answer = media_module.lambda_handler(build_sqs_event(messages, arn), LambdaContext())
+        assert len(answer["batchItemFailures"]) == 1
+        assert_least_privilege(
+            "MediaFunction",
+            recorder,
+            {
+                "secretsmanager:GetSecretValue",  # the tenant's token
+                "dynamodb:GetItem",  # the attachment's state
+                "dynamodb:UpdateItem",  # recorded stored
+                "s3:GetObject",  # HeadObject: stored before?
+                "s3:PutObject",  # the uploads, the PDF's in parts
+                "sqs:ChangeMessageVisibility",  # the sticker's backoff
+            },
+        )
+        assert resources_granting("MediaFunction", "s3:ListBucket") == [
+            {"Fn::GetAtt": ["MediaBucket", "Arn"]}
+        ]
+
+        recorder.calls.clear()
+        store = DynamoIdentityStore()
+        lena = store.holders("demo", [Key("bsuid", "US.7261503849271650384")])[
+            Key("bsuid", "US.7261503849271650384")
+        ]
+        timeline = invoke_http(
+            api, recorder, api_event("GET", "/contacts/{customer_id}/timeline", customer_id=lena.id)
+        )
+        links = [
+            i["media"]["url"]
+            for i in json.loads(timeline["body"])["items"]
+            if (i.get("media") or {}).get("url")
+        ]
+        assert len(links) == 4  # presigned with the function's role: s3:GetObject, no call
+        assert (
+            invoke_http(api, recorder, api_event("DELETE", "/contacts/{customer_id}", customer_id=lena.id))[
+                "statusCode"
+            ]
+            == 204
+        )
+        assert "s3:DeleteObject" in recorder.calls
+        assert recorder.calls - allowed_actions("ContactsAndMessagesApiFunction") == set()
+        assert {"Fn::Sub": "${MediaBucket.Arn}/media/*"} in resources_granting(
+            "ContactsAndMessagesApiFunction", "s3:GetObject"
+        )

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from crossroute.identity.rules import IdentityEvent
 from crossroute.ids import content_digest
 from crossroute.inbound import STATUS_RANK
 from crossroute.ports import Conflict, Erasure, MessageRecord, StatusApplied, StatusRecord
+from crossroute.replies import Offer
 
 # ``crossroute.store.identity_store.TEXT_BYTES`` (not imported: that module loads PynamoDB, which the fakes
 # do not); tests/adapters/test_contact_book_agreement.py checks that they are equal.
@@ -66,6 +67,8 @@ class StoredMessage:
     status_at: datetime | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)  # the latest status's
     published: list[dict[str, Any]] = field(default_factory=list)
+    choice: dict[str, str] | None = None  # the option a message in picked (R13)
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)  # attachments by index (crossroute.media)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class MemoryIdentityStore:
     unrecognised: dict[tuple[str, str], KeptUnrecognised] = field(default_factory=dict)  # (tenant, digest)
     events_committed: int = 0  # the ``n`` of the next identity event's sort key
     suppressions: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (tenant, phone) -> at
+    offers: dict[tuple[str, str], Offer] = field(default_factory=dict)  # (tenant, phone): R13
 
     # ------------------------------------------------------------------ IdentityStore
 
@@ -108,6 +112,11 @@ class MemoryIdentityStore:
             if customer is not None:
                 found[key] = customer
         return found
+
+    def holders_and_offer(
+        self, tenant: str, keys: Sequence[Key], phone: str
+    ) -> tuple[dict[Key, Customer], Offer | None]:
+        return self.holders(tenant, keys), self.offers.get((tenant, phone))
 
     def commit(
         self,
@@ -150,6 +159,8 @@ class MemoryIdentityStore:
         stored.message_type, stored.sent_at = message.message_type, message.sent_at
         stored.text = limits.cut_to_bytes(message.text, TEXT_BYTES) if message.text is not None else None
         stored.historical, stored.published = message.historical, list(message.published)
+        stored.choice = asdict(message.choice) if message.choice else None
+        stored.media = {index: dict(state) for index, state in message.media.items()}
 
     def apply_status(self, update: StatusRecord) -> StatusApplied:
         rank = STATUS_RANK.get(update.status, 0)
@@ -225,6 +236,8 @@ class MemoryIdentityStore:
             del self.customers[profile]
         for key in keys:
             del self.keys[key]
+            if key[1].kind == "phone":  # the options offered to it (R13): not counted, as in the table
+                self.offers.pop((tenant, key[1].value), None)
         for message in messages:
             del self.messages[message]
         self.events = kept
@@ -321,6 +334,8 @@ def _message_entry(provider: str, message_id: str, message: StoredMessage) -> di
         "errors": json.loads(json.dumps(message.errors)),
         "historical": message.historical,
         "customer_id": message.customer_id,
+        "choice": dict(message.choice) if message.choice else None,
+        "media": {index: dict(state) for index, state in message.media.items()} or None,
     }
 
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from crossroute.identity.model import Customer, Key
 from crossroute.ports import IdempotencyKeyReused, ProviderStatus, RecipientRead, SendProgress, SendRecord
+from crossroute.replies import Offer
 from crossroute.routing.pacing import Pair
 from crossroute.routing.request import Address, canonical_hash
 from crossroute.routing.settlement import Claim, Settlement
@@ -169,6 +170,7 @@ class MemorySendStore:
         if settlement.result == "sent" and settlement.sent:
             self.sent_by[(claim.tenant, settlement.sent.provider, settlement.sent.message_id)] = claim.key
             self._move_pace(settlement)
+            self._offer(settlement)
         return True
 
     def get(self, tenant: str, key: str) -> SendRecord | None:
@@ -202,6 +204,15 @@ class MemorySendStore:
                 tenant, key, request_id, copy.deepcopy(request), None, None, now
             )
         return self.requests[(tenant, key)]
+
+    def _offer(self, settlement: Settlement) -> None:
+        """R13: numbered options sent to a phone, kept where ingest reads them (``customers.offers``,
+        when the identity fake is one: the table keeps them in the same table)."""
+        outbound, offers = settlement.outbound, getattr(self.customers, "offers", None)
+        if outbound is None or not outbound.options or not outbound.to or offers is None:
+            return
+        offer = Offer(outbound.channel, outbound.options, settlement.at, settlement.claim.key)
+        offers[(settlement.claim.tenant, outbound.to)] = offer
 
     def _move_pace(self, settlement: Settlement) -> None:
         pair, pace = settlement.pair, settlement.pace

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import pytest
 
+from crossroute.media import MediaJob
 from crossroute.tenants import TenantRegistry
 from crossroute_cli.dlq import describe_body
 from crossroute_cli.export import CSV_COLUMNS, flat
@@ -223,6 +224,8 @@ def test_a_dead_letter_shows_its_tenant_and_kind_only() -> None:
     assert describe_body(json.dumps(event)) == ("acme", "event:SendMessage")
     follow_up = {"crossroute:settle": {}, "then": json.dumps(request)}
     assert describe_body(json.dumps(follow_up)) == ("demo", "settlement")
+    job = MediaJob("demo", "meta", "wamid.1", 0, "image", "image/jpeg", "media/demo/meta/ab/0.jpg", "m1")
+    assert describe_body(job.body()) == ("demo", "media:image")
     assert describe_body("not json") == (None, "unreadable")
 
 

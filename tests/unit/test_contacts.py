@@ -231,6 +231,8 @@ def test_the_timeline_shows_messages_with_their_status_and_identity_events_newes
         "errors": [{"code": 131026, "title": "Message undeliverable", "detail": "Undeliverable"}],
         "historical": False,
         "customer_id": "c0",
+        "media": None,  # no attachment (crossroute.media)
+        "choice": None,  # no option picked (R13, crossroute.replies)
     }
     assert messages["SM1"]["status"] is None and messages["SM1"]["errors"] == []
     assert messages["wamid.SYS1"]["type"] == "system"

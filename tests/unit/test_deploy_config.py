@@ -231,7 +231,7 @@ def assert_the_stack(rendered: dict[str, Any], params: dict[str, str]) -> dict[s
     conditions = rendered.get("Conditions", {})
     made = created(rendered["Resources"], params, conditions)
     kinds = {name: resource["Type"] for name, resource in made.items()}
-    assert len(functions()) == 5
+    assert len(functions()) == 6
     for name in functions():
         assert kinds.get(name) == "AWS::Lambda::Function", name
         assert made[name]["Properties"]["Architectures"] == ["arm64"]
@@ -245,7 +245,7 @@ def assert_the_stack(rendered: dict[str, Any], params: dict[str, str]) -> dict[s
         for r in made.values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping"
     }
-    assert set(consumers) == {"IngestFunction", "DispatchFunction"}
+    assert set(consumers) == {"IngestFunction", "DispatchFunction", "MediaFunction"}
     concurrency = consumers["DispatchFunction"]["ScalingConfig"]["MaximumConcurrency"]
     assert evaluate(concurrency, params, conditions) == params["DispatchConcurrency"]
     assert kinds.get("HttpApi") == "AWS::ApiGatewayV2::Api"

@@ -48,7 +48,7 @@ def dead_letter_queues() -> set[str]:
 
 def test_there_are_queues_functions_and_rules_to_check() -> None:
     assert len(of_type("AWS::SQS::Queue")) >= 5
-    assert len(of_type("AWS::Serverless::Function")) == 5
+    assert len(of_type("AWS::Serverless::Function")) == 6
     assert len(of_type("AWS::Events::Rule")) == 2
 
 
@@ -59,6 +59,7 @@ def test_every_dead_letter_queue_alarms_on_its_first_message() -> None:
         "InboundDeadLetterQueue",
         "SendDeadLetterQueue",
         "EventTargetDeadLetterQueue",
+        "MediaDeadLetterQueue",
     }
     for alarm in alarms():
         if alarm.get("MetricName") == "ApproximateNumberOfMessagesVisible":
@@ -68,7 +69,7 @@ def test_every_dead_letter_queue_alarms_on_its_first_message() -> None:
 def test_every_other_queue_alarms_on_the_age_of_its_oldest_message() -> None:
     queues = set(of_type("AWS::SQS::Queue")) - dead_letter_queues()
     watched = {value["Fn::GetAtt"][0] for value in alarmed("AWS/SQS", "ApproximateAgeOfOldestMessage")}
-    assert queues == watched == {"InboundQueue", "SendQueue"}
+    assert queues == watched == {"InboundQueue", "SendQueue", "MediaQueue"}
 
 
 @pytest.mark.parametrize("metric", ["Errors", "Throttles"])

@@ -29,6 +29,7 @@ __all__ = ["QUEUES", "describe_body", "dlq"]
 QUEUES = {
     "inbound": ("InboundDeadLetterQueueUrl", "InboundQueueUrl"),
     "send": ("SendDeadLetterQueueUrl", "SendQueueUrl"),
+    "media": ("MediaDeadLetterQueueUrl", "MediaQueueUrl"),
 }
 PEEK_VISIBILITY = 30  # seconds a looked-at message stays hidden if making it visible again fails
 MOVE_TIMEOUT = 120.0
@@ -52,6 +53,8 @@ def describe_body(body: str) -> tuple[str | None, str]:
         return _tenant_of(doc), str(doc["kind"])
     if "idempotency_key" in doc or "to" in doc:
         return _tenant_of(doc), "send_request"
+    if {"provider", "message_id", "index"} <= doc.keys():  # crossroute.media.MediaJob
+        return _tenant_of(doc), f"media:{doc.get('type')}"
     return _tenant_of(doc), "unknown"
 
 

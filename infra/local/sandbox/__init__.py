@@ -12,7 +12,13 @@ Routes
     400 code 100 subcode 33. The JSON body is checked like Meta does (code 100 otherwise):
     ``messaging_product: "whatsapp"``, ``recipient_type`` absent or ``individual``, ``to`` (a phone,
     ``+`` optional) or ``recipient`` (a BSUID); **``to`` wins** when both are given; ``type`` (default
-    ``text``) with its object: ``text.body``, ``template.name`` + ``template.language.code``. Answer:
+    ``text``) with its object: ``text.body``, ``template.name`` + ``template.language.code``; ``image``,
+    ``video``, ``audio``, ``document`` with ``{link (http(s)) or id, caption? (not on audio, <=1024),
+    filename? (documents only)}``; ``interactive`` ``button`` (``body.text`` <=1024, ``action.buttons``
+    1-3 of ``{type: reply, reply: {id <=256 without edge spaces, title <=20}}``, ids and titles unique,
+    an optional ``header`` text/image/video/document) or ``list`` (``body.text`` <=4096, a text header
+    only, ``action.button`` <=20, ``action.sections`` 1-10, a title <=24 required with more than one,
+    <=10 rows in all, row id <=200 unique, title <=24, description <=72); code 100 otherwise. Answer:
     ``{"messaging_product": "whatsapp", "contacts": [{"input", "wa_id"?, "user_id"?}], "messages":
     [{"id": "wamid.…"}]}``. A BSUID in ``to`` is accepted (Meta does not refuse it) and then fails with
     131026. ``{"status": "read", "message_id": …}`` (mark as read) answers ``{"success": true}``, no record.
@@ -27,7 +33,8 @@ Routes
     ``MediaUrl`` / ``ContentSid``), ``StatusCallback``. Checks, in order: 21604 no To, 21603 no From /
     service, 21602 no body, 21617 body over 1600, 21910 ``whatsapp:`` on one side only, 21211 To not a
     phone (a BSUID only as ``whatsapp:XX.…``), 21705 unknown messaging service, 21606 From not the
-    account's, 21609 bad StatusCallback. Answer ``201`` with a Message resource (``sid`` ``SM`` + 32 hex,
+    account's, 21609 bad StatusCallback; then ``MediaUrl`` (repeatable): at most 10 (21623), each an
+    absolute http(s) URL (21620). Answer ``201`` with a Message resource (``sid`` ``SM`` + 32 hex,
     ``status`` ``queued``, or ``accepted`` for a messaging service without From, as Twilio does) or a
     Twilio error ``{"code", "message", "more_info", "status"}`` with its HTTP status. Then, only when a
     ``StatusCallback`` was given, signed (``X-Twilio-Signature`` over that exact URL and every form
@@ -37,11 +44,31 @@ Routes
     URL is delivered to the stack itself (signed over the public URL). Retried once, only when the
     connection failed (as Twilio does).
 
+``GET /_sandbox/graph[/<version>]/<media id>``, then the ``url`` it answers
+    Meta's media download (``sandbox/media.py``): any media id, only with a tenant's access token
+    (401 code 104 / 190 otherwise): ``{"url", "mime_type", "sha256", "file_size", "id"}``, the ``url``
+    valid for 5 minutes and only with the same token, then a small deterministic file of that type.
+
+``GET /_sandbox/twilio/2010-04-01/Accounts/<AccountSid>/Messages/<MessageSid>/Media/<MediaSid>``
+    Twilio's ``MediaUrlN``: any media, only with HTTP Basic ``AccountSid:AuthToken`` (401 code 20003
+    otherwise), a small deterministic file of the type the request's ``Accept`` names (``image/jpeg``
+    otherwise).
+
+``GET|POST|DELETE /_sandbox/media``
+    What a media id or MediaSid is served as: ``{"1029384756102938": {"mime_type": "application/pdf",
+    "size": 20000000}, "ME…": {"status": 500}}`` (``status``: answer with it instead: 404 for an expired
+    id, 5xx for a failing download). ``POST`` merges (``null`` forgets one), ``DELETE`` resets.
+
 ``GET /_sandbox/outbox`` (optional filters ``?provider=&channel=&to=&recipient=&provider_message_id=``)
     Every send the fakes received from an authenticated client, oldest first: ``{"provider",
     "channel", "to", "recipient", "from", "type", "text", "template", "provider_message_id", "at"}``
     (``from``: the sending phone_number_id for Meta; Twilio's ``From`` as given, else its
-    ``MessagingServiceSid``); a send
+    ``MessagingServiceSid``), and ``"media"`` (``{"type", "url"}``: Meta's media message or a button
+    message's media header; Twilio's first ``MediaUrl``, its type guessed from the file extension, or
+    null), ``"buttons"`` (``[{"id", "title"}]``: the reply buttons, or a list's rows in order; null for
+    Twilio) and ``"list"`` (``{"button", "sections"}`` or null). ``text`` is the words shown (a text
+    body, a caption, an interactive body); ``type`` is Meta's (``image``, ``interactive``, ...), and
+    ``media`` for a Twilio send with a ``MediaUrl``. A send
     the fake refused (validation or a configured error) has ``"error_code"`` too and no message id.
     WhatsApp ``to`` is E.164 (``+`` and digits), kept verbatim when it is not a phone (a BSUID in ``to``
     shows up there). Requests refused for authentication or an unknown sender are not recorded.
@@ -89,7 +116,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from ..gateway import LocalRequest, LocalResponse
-from . import graph, twilio_api
+from . import graph, media, twilio_api
 from .callbacks import Callback, CallbackWorker, Plan
 from .state import ConfigError, Outbox, Recipients
 
@@ -127,6 +154,7 @@ class Sandbox:
         self.outbox = Outbox()
         self.recipients = Recipients()
         self.worker = CallbackWorker()
+        self.media = media.MediaFiles()  # fake media downloads (sandbox/media.py)
         self.base_url = ""
         self.public_base_url = ""
         self._bound = False
@@ -217,6 +245,9 @@ class Sandbox:
         path = request.path
         if not self._bound:
             return LocalResponse.json(503, {"message": "the sandbox providers are starting"})
+        media_response = media.handle(self, request)
+        if media_response is not None:
+            return media_response
         if path.startswith("/_sandbox/graph/"):
             return graph.handle(self, request)
         if path.startswith("/_sandbox/twilio/"):

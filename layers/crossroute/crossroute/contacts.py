@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crossroute import correlation, ids
+from crossroute import correlation, ids, media
 from crossroute.bus import BusEvent
 from crossroute.identity.business_records import (
     MAX_EXTERNAL_ID,
@@ -158,12 +158,15 @@ class Contacts:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         events: EventPublisher | None = None,
+        media_links: Callable[[str], str] | None = None,
     ) -> None:
-        """``events``: where ``CustomerErased`` is published (I10); None: nowhere."""
+        """``events``: where ``CustomerErased`` is published (I10); None: nowhere. ``media_links``: a
+        short-lived URL of a media bucket object (the timeline's attachments); None: no URLs."""
         self._book = book
         self._clock = clock
         self._new_id = new_id
         self._events = events
+        self._media_links = media_links
 
     def find(self, tenant: str, query: Mapping[str, str], *, region: str) -> dict[str, Any]:
         """The contact named by exactly one of ``phone`` (national formats read in ``region``),
@@ -191,7 +194,15 @@ class Contacts:
         items, cursor = self._book.timeline(
             tenant, [customer.id, *customer.merged_from], before=before, limit=int(raw_limit)
         )
-        return {"customer_id": customer.id, "items": items, "next": cursor}
+        shown = [self._with_media(item) for item in items]
+        return {"customer_id": customer.id, "items": shown, "next": cursor}
+
+    def _with_media(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A message's stored attachments as the timeline shows them (``media.timeline_view``)."""
+        if "media" not in item:
+            return item
+        rest = {k: v for k, v in item.items() if k != "media"}
+        return {**rest, "media": None, **media.timeline_view(item["media"], self._media_links)}
 
     def upsert(
         self, tenant: str, docs: Sequence[Any], *, region: str, dry_run: bool = False
@@ -349,6 +360,8 @@ def customer_erased(tenant: str, customer: Customer, erasure: Erasure, at: datet
         "erased_at": at.isoformat(),
         "counts": {"items_deleted": erasure.items, "phones_suppressed": erasure.suppressed},
     }
+    if erasure.media_objects:  # copies of its attachments in the media bucket (docs/media.md)
+        detail["counts"]["media_objects_deleted"] = erasure.media_objects
     if customer.external_id:
         detail["external_id"] = customer.external_id
     if (correlation_id := correlation.current()) is not None:

@@ -41,6 +41,31 @@ class ProviderError:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """An option the customer picked (R13): a WhatsApp reply button or list row, a template's quick
+    reply, or a numbered option answered by SMS. ``via`` says which (``whatsapp.button_reply``,
+    ``whatsapp.list_reply``, ``whatsapp.quick_reply``, ``sms.numbered_option``)."""
+
+    id: str
+    title: str
+    via: str
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """One attachment as the webhook announced it: Meta's media id, or Twilio's ``MediaUrlN``. ``type``:
+    image, video, audio, document, sticker; ``placeholder``: a history item whose media Meta does not
+    share (nothing to fetch)."""
+
+    type: str
+    mime_type: str
+    media_id: str | None = None  # Meta
+    url: str | None = None  # Twilio
+    sha256: str | None = None  # Meta's, when given
+    placeholder: bool = False
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A message from a customer (live, or from a coexistence history chunk when ``historical``)."""
 
@@ -62,7 +87,9 @@ class InboundMessage:
     opt_in_keywords: tuple[str, ...] = ()
     errors: tuple[ProviderError, ...] = ()
     historical: bool = False
+    media: tuple[MediaRef, ...] = ()  # attachments, copied to the media bucket off the ingest path
     raw: Raw = field(default_factory=dict, compare=False)
+    choice: Choice | None = None  # the option picked, when the message answers one (R13)
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,7 @@ class OutboundEcho:
     type: str
     text: str | None = None
     historical: bool = False
+    media: tuple[MediaRef, ...] = ()
     raw: Raw = field(default_factory=dict, compare=False)
 
 

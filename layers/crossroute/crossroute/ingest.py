@@ -12,10 +12,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from crossroute import correlation, ids, limits
+from crossroute import correlation, ids, limits, media
 from crossroute.bus import BusEvent
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.profile import observe_message, observe_preference
@@ -39,6 +39,7 @@ from crossroute.inbound import (
     Unrecognised,
 )
 from crossroute.log import child_logger
+from crossroute.media import MediaJobs
 from crossroute.parsing.queued import parse
 from crossroute.ports import (
     Conflict,
@@ -53,6 +54,7 @@ from crossroute.ports import (
     StatusRecord,
     Unstorable,
 )
+from crossroute.replies import answered, may_answer_an_offer
 
 logger = child_logger(__name__)
 
@@ -90,11 +92,15 @@ class Ingest:
         *,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         sleep: Callable[[float], None] = time.sleep,
+        media_jobs: MediaJobs | None = None,
     ) -> None:
+        """``media_jobs``: the media queue, where each stored message's attachments are put to be copied
+        (crossroute.media); None: they stay pending."""
         self._store = store
         self._publisher = publisher
         self._new_id = new_id
         self._sleep = sleep
+        self._media_jobs = media_jobs
 
     def handle(self, events: Sequence[ProviderEvent]) -> Ingested:
         """Apply every event; raises if one cannot be stored for now (the queue redelivers the record).
@@ -120,9 +126,23 @@ class Ingest:
                 )
                 continue
             report.handled.append(type(event).__name__)
+            self._queue_media(event)
             if published:
                 self._publisher.publish(_correlated(published))
         return report
+
+    def _queue_media(self, event: ProviderEvent) -> None:
+        """One job per attachment, once its message is stored (a redelivery queues them again: the
+        media function copies each once). A message that was not stored has none to copy: skipped."""
+        if (
+            self._media_jobs is None
+            or not isinstance(event, InboundMessage | OutboundEcho)
+            or not event.media
+        ):
+            return
+        jobs = media.jobs_for(event.tenant, event.provider, event.message_id, event.media)
+        if jobs:
+            self._media_jobs.enqueue(jobs)
 
     def _retried(self, event: ProviderEvent, report: Ingested) -> list[BusEvent]:
         """``_apply``, read again and retried (with jitter) while a concurrent change conflicts."""
@@ -177,7 +197,13 @@ class Ingest:
             report.unattributed += 1
             logger.warning("message without a usable sender id", extra={"provider": message.provider})
             return []
-        holders, resolution = self._resolved(message.tenant, sighting)
+        first_read = None
+        if may_answer_an_offer(message) and message.sender.phone:  # R13: a reply to numbered options?
+            first_read, offer = self._store.holders_and_offer(
+                message.tenant, sighting.keys, message.sender.phone
+            )
+            message = answered(message, offer)
+        holders, resolution = self._resolved(message.tenant, sighting, first_read)
         observe = lambda c: observe_message(c, message)  # noqa: E731
         customers, versions = _with_target_change(resolution, holders, observe, sighting.event_id)
         published = [
@@ -282,15 +308,23 @@ class Ingest:
         report.identity.update(e.kind for e in resolution.events)
         return _naming_external_ids(_identity_events(tenant, resolution), holders, resolution)
 
-    def _resolved(self, tenant: str, sighting: Sighting) -> tuple[dict[Key, Customer], Resolution]:
-        return self._decide(tenant, sighting.keys, lambda h: resolve(tenant, sighting, h, self._new_id))
+    def _resolved(
+        self, tenant: str, sighting: Sighting, first_read: dict[Key, Customer] | None = None
+    ) -> tuple[dict[Key, Customer], Resolution]:
+        decide = lambda h: resolve(tenant, sighting, h, self._new_id)  # noqa: E731
+        return self._decide(tenant, sighting.keys, decide, first_read)
 
     def _decide(
-        self, tenant: str, keys: Sequence[Key], decide: Callable[[dict[Key, Customer]], Resolution]
+        self,
+        tenant: str,
+        keys: Sequence[Key],
+        decide: Callable[[dict[Key, Customer]], Resolution],
+        first_read: dict[Key, Customer] | None = None,
     ) -> tuple[dict[Key, Customer], Resolution]:
-        """Read who holds ``keys`` and decide. A merge moves every key the merged-away customer holds,
-        so when one happens, read the keys the event did not name as well and decide again."""
-        holders = self._store.holders(tenant, keys)
+        """Read who holds ``keys`` (unless ``first_read`` is what was read) and decide. A merge moves every
+        key the merged-away customer holds, so when one happens, read the keys the event did not name as
+        well and decide again."""
+        holders = first_read if first_read is not None else self._store.holders(tenant, keys)
         resolution = decide(holders)
         unread = {k for c in holders.values() for k in c.keys} - holders.keys()
         if unread and any(e.kind == "merged" for e in resolution.events):
@@ -414,6 +448,8 @@ def _record(
         historical=event.historical,
         raw=event.raw,
         published=_replayable(published),
+        choice=event.choice if isinstance(event, InboundMessage) else None,
+        media=media.stored_media(event.tenant, event.provider, event.message_id, event.media),
     )
 
 
@@ -497,6 +533,8 @@ def _received(message: InboundMessage, customer_id: str) -> BusEvent:
     }
     if truncated:
         detail["text_truncated"] = True
+    if message.choice is not None:  # R13: the option picked, whatever the channel
+        detail["choice"] = asdict(message.choice)
     return BusEvent("MessageReceived", detail)
 
 

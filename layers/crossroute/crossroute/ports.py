@@ -28,6 +28,8 @@ from crossroute.bus import BusEvent
 from crossroute.channels import Channel
 from crossroute.identity.model import Customer, Key
 from crossroute.identity.rules import IdentityEvent
+from crossroute.inbound import Choice
+from crossroute.replies import Offer
 from crossroute.routing.pacing import Pair
 from crossroute.routing.request import Address
 from crossroute.routing.settlement import Claim, Settlement
@@ -73,6 +75,9 @@ class MessageRecord:
     raw: dict[str, Any] = field(default_factory=dict)
     published: list[dict[str, Any]] = field(default_factory=list)
     request_key: str | None = None  # the send request's idempotency key, for a message crossroute sent
+    choice: Choice | None = None  # a message in that picks an option (R13)
+    # Its attachments by index, as ``media.stored_media`` records them (pending until they are copied).
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class Erasure:
 
     items: int
     suppressed: int
+    media_objects: int = 0  # copies of its attachments deleted from the media bucket
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,11 @@ class IdentityStore(Protocol):
     """Ingest's store: who holds keys, and one atomic write of a resolution and its message."""
 
     def holders(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Customer]: ...
+
+    def holders_and_offer(
+        self, tenant: str, keys: Sequence[Key], phone: str
+    ) -> tuple[dict[Key, Customer], Offer | None]:
+        """``holders``, and the numbered options last sent to ``phone`` (R13), read together."""
 
     def commit(
         self,

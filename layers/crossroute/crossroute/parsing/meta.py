@@ -16,9 +16,11 @@ from typing import Any
 
 from crossroute import ids, limits
 from crossroute.inbound import (
+    Choice,
     ContactLink,
     IdentityChange,
     InboundMessage,
+    MediaRef,
     OutboundEcho,
     Person,
     PreferenceChange,
@@ -171,9 +173,27 @@ def _message(
             shared_own_phone=_shared_own_phone(here, item) if kind == "contacts" else None,
             errors=_errors(item.get("errors")),
             historical=here.historical,
+            media=_media(item, kind),
             raw=item,
+            choice=_choice(item, kind),
         )
     ]
+
+
+def _choice(item: Json, kind: str) -> Choice | None:
+    """The option a reply button, list row or template quick reply names (R13); None otherwise."""
+    obj = _obj(item.get(kind))
+    if kind == "interactive":
+        reply_type = _str(obj.get("type")) or ""
+        if reply_type not in ("button_reply", "list_reply"):
+            return None
+        reply = _obj(obj.get(reply_type))
+        reply_id, title = _str(reply.get("id")), _str(reply.get("title"))
+        return Choice(reply_id, title or "", f"whatsapp.{reply_type}") if reply_id else None
+    if kind == "button":  # a template's quick-reply button: its payload is the id
+        payload = _str(obj.get("payload"))
+        return Choice(payload, _str(obj.get("text")) or "", "whatsapp.quick_reply") if payload else None
+    return None
 
 
 def _text_of(key: str) -> Callable[[Json], str | None]:
@@ -230,6 +250,22 @@ _TEXT: dict[str, Callable[[Json], str | None]] = {
 
 def _content(item: Json, kind: str) -> str | None:
     return _TEXT.get(kind, _any_text)(_obj(item.get(kind)))
+
+
+# Message types whose object names a media id (``GET /<media id>`` gives a short-lived download URL).
+_MEDIA = frozenset({"image", "video", "audio", "document", "sticker"})
+
+
+def _media(item: Json, kind: str) -> tuple[MediaRef, ...]:
+    """The attachment of a media message; a history ``media_placeholder`` as a placeholder (no id)."""
+    if kind == "media_placeholder":
+        return (MediaRef(type="unknown", mime_type="", placeholder=True),)
+    obj = _obj(item.get(kind))
+    media_id = _id(obj.get("id")) if kind in _MEDIA else None
+    if media_id is None:
+        return ()
+    mime = (_str(obj.get("mime_type")) or "").split(";")[0].strip().lower()
+    return (MediaRef(type=kind, mime_type=mime, media_id=media_id, sha256=_str(obj.get("sha256"))),)
 
 
 def _reply_to(item: Json, kind: str) -> str | None:
@@ -414,6 +450,7 @@ def _echo(
             type=kind,
             text=_content(item, kind),
             historical=here.historical,
+            media=_media(item, kind),
             raw=item,
         )
     ]

@@ -12,7 +12,15 @@ from urllib.parse import parse_qsl
 
 from crossroute import ids, limits
 from crossroute.channels import Channel
-from crossroute.inbound import InboundMessage, Person, ProviderError, ProviderEvent, StatusUpdate
+from crossroute.inbound import (
+    Choice,
+    InboundMessage,
+    MediaRef,
+    Person,
+    ProviderError,
+    ProviderEvent,
+    StatusUpdate,
+)
 from crossroute.parsing.context import Context
 
 _MESSAGE_SID = ("MessageSid", "SmsMessageSid", "SmsSid")
@@ -47,9 +55,17 @@ def parse_message(ctx: Context, form: Any) -> list[ProviderEvent]:
             text=_text(params, kind),
             reply_to=params.get("OriginalRepliedMessageSid") or None,
             opt_out_keyword=_opt_out(params),
+            media=_media(params),
             raw=_raw(form),
+            choice=_choice(params),
         )
     ]
+
+
+def _choice(params: dict[str, str]) -> Choice | None:
+    """A WhatsApp quick-reply tap through Twilio: ``ButtonPayload`` is the button's id (R13)."""
+    payload = params.get("ButtonPayload", "").strip()
+    return Choice(payload, params.get("ButtonText", ""), "whatsapp.quick_reply") if payload else None
 
 
 def parse_status(ctx: Context, form: Any) -> list[ProviderEvent]:
@@ -130,6 +146,22 @@ def _type(ctx: Context, params: dict[str, str]) -> str:
         major = params.get("MediaContentType0", "").split("/")[0].strip().lower()
         return major if major in _MEDIA_TYPES else "document"
     return "text"
+
+
+def _media(params: dict[str, str]) -> tuple[MediaRef, ...]:
+    """``MediaUrlN`` with ``MediaContentTypeN`` for N below ``NumMedia`` (at most 10, Twilio's limit)."""
+    count = params.get("NumMedia", "").strip()
+    number = int(count) if count.isascii() and count.isdigit() and len(count) <= 2 else 0
+    found = []
+    for n in range(min(number, 10)):
+        url = params.get(f"MediaUrl{n}", "").strip()
+        mime = params.get(f"MediaContentType{n}", "").split(";")[0].strip().lower()
+        if url and len(url) <= 512:
+            major = mime.split("/")[0]
+            found.append(
+                MediaRef(type=major if major in _MEDIA_TYPES else "document", mime_type=mime, url=url)
+            )
+    return tuple(found)
 
 
 def _text(params: dict[str, str], kind: str) -> str | None:

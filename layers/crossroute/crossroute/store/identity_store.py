@@ -6,6 +6,7 @@ import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -19,6 +20,7 @@ from crossroute.identity.model import BsuidRecord, BsuidStatus, Customer, Key, P
 from crossroute.identity.rules import IdentityEvent
 from crossroute.ids import content_digest
 from crossroute.inbound import STATUS_RANK
+from crossroute.media import MediaObjects, stored_keys
 from crossroute.ports import (
     Conflict,
     Erased,
@@ -29,6 +31,7 @@ from crossroute.ports import (
     Unstorable,
 )
 from crossroute.privacy import keyed_digest
+from crossroute.replies import Offer
 from crossroute.store.tables import (
     REQUEST_ID,
     BsuidMap,
@@ -37,6 +40,7 @@ from crossroute.store.tables import (
     IdentityEventItem,
     KeyItem,
     MessageItem,
+    OfferItem,
     PhoneMap,
     ReadAlong,
     RequestIdItem,
@@ -47,12 +51,14 @@ from crossroute.store.tables import (
     erased_pk,
     key_pk,
     message_pk,
+    offer_pk,
     orphan_pk,
     request_id_pk,
     suppression_pk,
 )
 
 PROFILE, KEY, MSG, ERASED, SUPPRESSED = "PROFILE", "KEY", "MSG", "ERASED", "SUPPRESSED"
+OFFERED = "OFFER"
 # A provider retries a webhook for up to 7 days (Meta), and an event may wait 14 days on the inbound
 # queue or its DLQ before a redrive: an erased customer's events are recognised for this long.
 ERASED_FOR = timedelta(days=15)
@@ -69,15 +75,21 @@ class DynamoIdentityStore:
     """``TableItem`` models over the table named in ``crossroute.store.tables.bind``."""
 
     def __init__(
-        self, *, remembered_keys: int = 10_000, masking_key: Callable[[], bytes] | None = None
+        self,
+        *,
+        remembered_keys: int = 10_000,
+        masking_key: Callable[[], bytes] | None = None,
+        media_objects: Callable[[], MediaObjects] | None = None,
     ) -> None:
         """``masking_key``: the stack's secret key for erasure tombstones (I10); without one (tests that
-        do not erase), erased events are not recognised."""
+        do not erase), erased events are not recognised. ``media_objects``: the media bucket, whose
+        copies of a customer's attachments erasure deletes (made on first need)."""
         # Which customer held a key when this container last looked: a guess that lets the key items and
         # the profiles be read in one batch. The key items are always read too, so the guess never decides.
         self._owners: OrderedDict[tuple[str, Key], str] = OrderedDict()
         self._remembered = remembered_keys
         self._masking_key = masking_key
+        self._media_objects = media_objects
 
     def holders(
         self, tenant: str, keys: Sequence[Key], *, along: ReadAlong | None = None
@@ -95,6 +107,18 @@ class DynamoIdentityStore:
             customers.update(self.customers(tenant, missing))
         self._remember(tenant, keys, owners)
         return {k: customers[cid] for k, cid in owners.items() if cid in customers}
+
+    def holders_and_offer(
+        self, tenant: str, keys: Sequence[Key], phone: str
+    ) -> tuple[dict[Key, Customer], Offer | None]:
+        """``holders``, with the options last offered to ``phone`` (R13) read in the same batch."""
+        along = ReadAlong([(offer_pk(tenant, phone), OFFERED)])
+        holders = self.holders(tenant, keys, along=along)
+        item = next(iter(along.found.values()), None)
+        if not isinstance(item, OfferItem):
+            return holders, None
+        options = tuple((str(i), str(t)) for i, t in json.loads(item.options))
+        return holders, Offer(item.channel, options, item.sent_at, item.request_id)
 
     def _keys_and_guessed_profiles(
         self, tenant: str, keys: Sequence[Key], by_pk: dict[str, Key]
@@ -296,20 +320,37 @@ class DynamoIdentityStore:
         profiles = {i.customer_id: to_customer(i) for i in doomed if isinstance(i, CustomerItem)}
         survivor, merged = profiles.pop(customer.id, customer), list(profiles.values())
         listed = {k for c in (survivor, *merged) for k in c.keys}
-        owners = [i for i in self._get((key_pk(tenant, k), KEY) for k in listed) if isinstance(i, KeyItem)]
-        # Only keys it still holds: a stale number that passed to someone else (I6) is theirs now.
-        held = [k for k in owners if k.customer_id in ids]
+        held, taken = self._held_and_taken(tenant, listed, ids)
         orphans = _orphans(tenant, listed)
         unique = {(i.pk, i.sk): i for i in [*doomed, *held, *orphans]}
         tombstones = self._tombstones(tenant, _provider_event_ids([*doomed, *orphans]))
-        taken = {k.pk for k in owners if k.customer_id not in ids}
         suppressions = [
             SuppressionItem(suppression_pk(tenant, phone), SUPPRESSED, at=at)
             for phone in _to_suppress(survivor, merged, taken)
         ]
-        doomed_ids = _request_ids(tenant, unique.values())  # bookkeeping: not counted
-        _delete_leaving_tombstones([*unique.values(), *doomed_ids], tombstones, suppressions)
-        return Erasure(items=len(unique), suppressed=len(suppressions))
+        bookkeeping = _bookkeeping(tenant, unique.values(), listed, taken)  # not counted
+        media = self._delete_media(unique.values())  # first: the items name the objects
+        _delete_leaving_tombstones([*unique.values(), *bookkeeping], tombstones, suppressions)
+        return Erasure(items=len(unique), suppressed=len(suppressions), media_objects=media)
+
+    def _held_and_taken(
+        self, tenant: str, listed: Iterable[Key], ids: set[str]
+    ) -> tuple[list[KeyItem], set[str]]:
+        """The key items of ``listed`` still held by one of ``ids``, and the pks of those someone else
+        holds now (a stale number that passed to someone else, I6, is theirs)."""
+        owners = [i for i in self._get((key_pk(tenant, k), KEY) for k in listed) if isinstance(i, KeyItem)]
+        held = [k for k in owners if k.customer_id in ids]
+        return held, {k.pk for k in owners if k.customer_id not in ids}
+
+    def _delete_media(self, items: Iterable[TableItem]) -> int:
+        """Delete the media bucket's copies of these messages' attachments; how many were stored."""
+        attachments = [
+            a for i in items if isinstance(i, MessageItem) and i.media for a in _media_of(i).values()
+        ]
+        keys, stored = stored_keys(attachments)
+        if keys and self._media_objects is not None:
+            self._media_objects().delete(keys)
+        return stored if self._media_objects is not None else 0
 
     def _tombstones(self, tenant: str, event_ids: Iterable[str | None]) -> set[str]:
         """The tombstone of each provider event; none without a masking key (then none are recognised)."""
@@ -356,15 +397,20 @@ def _partitions_and_timelines(tenant: str, ids: Iterable[str]) -> list[TableItem
     return doomed
 
 
-def _request_ids(tenant: str, items: Iterable[TableItem]) -> list[RequestIdItem]:
-    """The request-id item of each send request among ``items`` (the one ``GET /messages/{request_id}``
-    reads; deleting one that a request never had is a no-op)."""
-    return [
+def _bookkeeping(
+    tenant: str, items: Iterable[TableItem], listed: Iterable[Key], taken: set[str]
+) -> list[TableItem]:
+    """What an erasure deletes besides ``items``: the request-id item of each send request among them
+    (``GET /messages/{request_id}``) and the options offered to each phone of ``listed`` nobody else
+    holds (``taken``: R13). Deleting one that was never written is a no-op."""
+    phones = [k.value for k in listed if k.kind == "phone" and key_pk(tenant, k) not in taken]
+    found: list[TableItem] = [
         RequestIdItem(request_id_pk(tenant, request_id), REQUEST_ID)
         for item in items
         if isinstance(request_id := getattr(item, "request_id", None), str)
         and hasattr(item, "idempotency_key")
     ]
+    return found + [OfferItem(offer_pk(tenant, phone), OFFERED) for phone in phones]
 
 
 def _orphans(tenant: str, keys: Iterable[Key]) -> list[TableItem]:
@@ -592,6 +638,8 @@ def message_actions(message: MessageRecord) -> list[Action]:
         MessageItem.published.set(published),
         *([MessageItem.text.set(text)] if text is not None else []),
         *([MessageItem.request_key.set(message.request_key)] if message.request_key else []),
+        *([MessageItem.media.set(message.media)] if message.media else []),
+        *([MessageItem.choice.set(json.dumps(asdict(message.choice)))] if message.choice else []),
     ]
 
 
@@ -631,6 +679,11 @@ def _with_text(event: dict[str, Any], text: str | None) -> dict[str, Any]:
     return {**event, "detail": {**detail, "text": (text or "")[: int(ref[TEXT_REF])]}}
 
 
+def _media_of(item: MessageItem) -> dict[str, dict[str, Any]]:
+    """A message's attachments by index, as stored (``crossroute.media``)."""
+    return cast(dict[str, dict[str, Any]], item.media.as_dict()) if item.media is not None else {}
+
+
 def _timeline_entry(item: TableItem) -> dict[str, Any]:
     """One timeline row: a message in or out, an identity event (I9), or what another store's item says
     of itself (``timeline_entry``: a send request's routing decision, R9)."""
@@ -650,6 +703,8 @@ def _timeline_entry(item: TableItem) -> dict[str, Any]:
             "errors": json.loads(item.errors) if item.errors else [],
             "historical": bool(item.historical),
             "customer_id": item.customer_id,
+            "choice": json.loads(item.choice) if item.choice else None,
+            "media": _media_of(item) or None,  # by index; contacts.py shows it (crossroute.media)
         }
     if isinstance(item, IdentityEventItem):
         return {

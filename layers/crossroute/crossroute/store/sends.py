@@ -37,13 +37,21 @@ from crossroute.ports import (
     SendProgress,
     SendRecord,
 )
+from crossroute.replies import OFFER_KEEP
 from crossroute.routing.pacing import Pair
 from crossroute.routing.request import Address, canonical_hash
 from crossroute.routing.settlement import Claim, Settlement
-from crossroute.store.identity_store import SUPPRESSED, DynamoIdentityStore, message_actions, message_shell
+from crossroute.store.identity_store import (
+    OFFERED,
+    SUPPRESSED,
+    DynamoIdentityStore,
+    message_actions,
+    message_shell,
+)
 from crossroute.store.tables import (
     REQUEST_ID,
     MessageItem,
+    OfferItem,
     PaceItem,
     ReadAlong,
     RequestIdItem,
@@ -51,6 +59,7 @@ from crossroute.store.tables import (
     TableItem,
     customer_pk,
     message_pk,
+    offer_pk,
     orphan_pk,
     request_id_pk,
     suppression_pk,
@@ -327,7 +336,7 @@ class DynamoSendStore:
             direction="out",
             channel=claim.channel,
             business=outbound.business,
-            message_type="template" if outbound.template else "text",
+            message_type=_message_type(outbound),
             sent_at=settlement.at,
             text=outbound.text,
             raw={"template": outbound.template.name if outbound.template else None},
@@ -337,6 +346,8 @@ class DynamoSendStore:
             tx.update(item, [attribute.set(settlement.state())], condition=ours)
             orphaned = [] if message.customer_id else _orphan_message(message, outbound)
             tx.update(message_shell(message), [*message_actions(message), *orphaned])
+            if outbound.options and outbound.to:  # R13: what a numbered reply from that phone picks
+                tx.save(_offer(claim.tenant, outbound, settlement.at, claim.key))
             if settlement.pair and settlement.pace:  # count it against the pair rate
                 pace = settlement.pace
                 moved: Action
@@ -492,6 +503,30 @@ def _orphan_message(message: MessageRecord, outbound: Outbound) -> list[Action]:
             f"{message.sent_at.isoformat()}#message#{message.provider}#{message.message_id}"
         ),
     ]
+
+
+def _message_type(outbound: Outbound) -> str:
+    """What went out, as a message in is typed: ``template``, ``interactive`` (native buttons or a
+    list), the media's type (``image``, ...), else ``text`` (numbered options rendered as text too)."""
+    if outbound.template is not None:
+        return "template"
+    if outbound.interactive is not None and outbound.channel == "whatsapp" and not outbound.options:
+        return "interactive"
+    return outbound.media.type if outbound.media is not None else "text"
+
+
+def _offer(tenant: str, outbound: Outbound, at: datetime, key: str) -> OfferItem:
+    """The numbered options ``outbound`` carried, kept under its phone (R13; a later offer replaces it)."""
+    assert outbound.to is not None
+    return OfferItem(
+        offer_pk(tenant, outbound.to),
+        OFFERED,
+        channel=outbound.channel,
+        options=json.dumps([list(option) for option in outbound.options]),
+        sent_at=at,
+        request_id=key,
+        expires_at=at + OFFER_KEEP,
+    )
 
 
 def _state_attribute(channel: Channel) -> SendState:

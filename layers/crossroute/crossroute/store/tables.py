@@ -18,6 +18,10 @@
   ``tag`` = ``crossroute.privacy.stable_tag("suppression", <E.164 phone>)`` (an HMAC under the stack's
   masking key): a phone whose customer said STOP and was erased. Never expires; the only item an
   erasure leaves besides the tombstones above.
+- numbered options offered (R13): pk ``T#<tenant>#Y#<tag>``, sk ``OFFER``, ``tag`` =
+  ``stable_tag("offer", <E.164 phone>)``: the options of the last SMS with numbered options sent to that
+  phone (``crossroute.replies``), read by ingest with the sender's keys to map a reply to its option;
+  expires after ``replies.OFFER_KEEP``, deleted by the erasure of the customer holding the phone.
 - orphan index (I10): a send request or an outbound message stored while no customer held its address
   is on gsi1 ``T#<tenant>#O#<tag>`` / ``<time>#decision#<request id>`` (a request) or
   ``<time>#message#<provider>#<provider message id>`` (a message), ``tag`` =
@@ -54,7 +58,11 @@ from crossroute.config import optional_env
 from crossroute.identity.model import Key
 
 REQUEST_ID = "REQUEST_ID"  # the sort key of a request id's item
-SUPPRESSION, ORPHAN = "suppression", "orphan"  # the purposes of their keyed hashes (``privacy.stable_tag``)
+SUPPRESSION, ORPHAN, OFFER = (
+    "suppression",
+    "orphan",
+    "offer",
+)  # the purposes of their keyed hashes (``privacy.stable_tag``)
 
 
 def key_pk(tenant: str, key: Key) -> str:
@@ -82,6 +90,11 @@ def suppression_pk(tenant: str, e164: str) -> str:
     """I10, R4: the SMS suppression of a phone, under a keyed hash of it (the same in every function of
     the stack). Raises ``privacy.KeyUnavailable`` while the stack's key cannot be read."""
     return f"T#{tenant}#S#{privacy.stable_tag(SUPPRESSION, e164)}"
+
+
+def offer_pk(tenant: str, e164: str) -> str:
+    """Where the numbered options last sent to a phone are kept (R13), under a keyed hash of it."""
+    return f"T#{tenant}#Y#{privacy.stable_tag(OFFER, e164)}"
 
 
 def orphan_pk(tenant: str, key: Key) -> str:
@@ -194,6 +207,10 @@ class MessageItem(TableItem, discriminator="message"):
     raw = UnicodeAttribute(null=True)  # JSON: the provider's item, kept whole
     published = UnicodeAttribute(null=True)  # JSON: the events this message caused, replayed on redelivery
     request_key = UnicodeAttribute(null=True)  # a message crossroute sent: its send request's key
+    # attachments by index: type, mime_type, state (pending, stored, failed, placeholder), key, size,
+    # sha256, reason (crossroute.media; the objects are in the media bucket)
+    media = MapAttribute[str, Any](null=True)
+    choice = UnicodeAttribute(null=True)  # JSON {id, title, via}: the option a message in picked (R13)
 
 
 class ErasedItem(TableItem, discriminator="erased"):
@@ -204,6 +221,15 @@ class SuppressionItem(TableItem, discriminator="suppression"):
     """A phone that said STOP, kept past its customer's erasure (I10, R4): a keyed hash and a time only."""
 
     at = UTCDateTimeAttribute()  # when the (latest) erasure wrote it: a START after it lifts it (R4)
+
+
+class OfferItem(TableItem, discriminator="offer"):
+    """The numbered options last sent to a phone (R13): no phone in it, only under its keyed hash."""
+
+    channel = UnicodeAttribute()
+    options = UnicodeAttribute()  # JSON list of [id, title]
+    sent_at = UTCDateTimeAttribute()
+    request_id = UnicodeAttribute(null=True)
 
 
 class RequestIdItem(TableItem, discriminator="request_id"):

@@ -1389,3 +1389,19 @@ def media_environment(base_url: str) -> dict[str, str]:
         "TWILIO_API_BASE_URL": f"{base_url}/_sandbox/twilio",
         "MEDIA_RETRY_BASE_SECONDS": "0",
     }
+
+
+# --- e2e: a WhatsApp customer who just wrote ---------------------------------------------------------
+
+
+def whatsapp_customer(stack: StackClient, *, minutes_ago: float = 1) -> tuple[str, str, str]:
+    """A WhatsApp customer (phone + BSUID) whose last message, signed as Meta signs, was ``minutes_ago``:
+    (customer id, E.164 phone, BSUID)."""
+    phone, bsuid = new_phone(), new_bsuid("BR")
+    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(
+        int(time.time() - 60 * minutes_ago)
+    )
+    assert post_meta(stack, json.dumps(doc).encode()).status == 200
+    view = eventually(lambda: contact(stack, bsuid=bsuid))
+    return view["id"], "+" + phone, bsuid

@@ -86,3 +86,10 @@ def pytest_runtest_makereport(
     if report.failed and offset is not None and stack is not None and stack.process is not None:
         report.sections.append(("local stack log", stack.process.output()[offset:][-20000:]))
     return report
+
+
+@pytest.fixture
+def clean_sandbox(local_stack: StackClient) -> None:
+    """An empty sandbox outbox and no recipient settings (modules that read the outbox use it)."""
+    local_stack.request("DELETE", "/_sandbox/outbox")
+    local_stack.request("DELETE", "/_sandbox/recipients")

@@ -28,7 +28,7 @@ from tests.support import (
     send,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sandbox")]
 _DECODER = json.JSONDecoder()
 
 
@@ -66,12 +66,6 @@ class Emitted:
 
         result: Counter[tuple[str, str | None]] = eventually(seen, timeout=30)
         return result
-
-
-@pytest.fixture(autouse=True)
-def clean_sandbox(local_stack: StackClient) -> None:
-    local_stack.request("DELETE", "/_sandbox/outbox")
-    local_stack.request("DELETE", "/_sandbox/recipients")
 
 
 def writes_on_whatsapp(

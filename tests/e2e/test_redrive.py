@@ -29,6 +29,7 @@ from tests.support import (
     new_phone,
     personal,
     post_meta,
+    whatsapp_customer,
 )
 
 pytestmark = pytest.mark.e2e
@@ -117,11 +118,8 @@ def test_a_send_refused_to_its_last_receive_is_reported_once_and_sent_once_when_
     local_stack: StackClient, probe: Probe
 ) -> None:
     stack = local_stack
-    phone, bsuid = new_phone(), new_bsuid("BR")
-    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
-    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time() - 60))
-    assert post_meta(stack, json.dumps(doc).encode()).status == 200
-    customer_id = eventually(lambda: contact(stack, bsuid=bsuid))["id"]
+    customer_id, e164, _ = whatsapp_customer(stack)
+    phone = e164[1:]  # digits, as the fixture writes it
     # The injected fault: WhatsApp answers "throughput limit, try later" (130429) on every call.
     stack.post("/_sandbox/recipients", json_body={"whatsapp": {"+" + phone: {"sync_error_code": 130429}}})
     key = f"redrive-{time.time_ns()}"

@@ -4,8 +4,6 @@ MMS-capable number, the image URL in the text elsewhere)."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,22 +11,17 @@ import pytest
 
 from infra.local import StackClient
 from tests.support import (
-    ANA_BSUID,
-    ANA_PHONE,
     TWILIO_SMS_NUMBER,
     Probe,
-    contact,
     digits,
     eventually,
-    new_bsuid,
     new_phone,
     outbox,
-    personal,
-    post_meta,
     send,
+    whatsapp_customer,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sandbox")]
 IMAGE = {"type": "image", "url": "https://cdn.example.com/order-42.jpg"}
 BUTTONS = [
     {"id": "track", "title": "Track order"},
@@ -47,29 +40,13 @@ def probe(local_stack: StackClient) -> Iterator[Probe]:
         watching.close()
 
 
-@pytest.fixture(autouse=True)
-def clean_sandbox(local_stack: StackClient) -> None:
-    local_stack.request("DELETE", "/_sandbox/outbox")
-    local_stack.request("DELETE", "/_sandbox/recipients")
-
-
-def whatsapp_customer(stack: StackClient) -> tuple[str, str]:
-    """A WhatsApp customer (phone + BSUID) who wrote a minute ago: (customer id, phone)."""
-    phone, bsuid = new_phone(), new_bsuid("BR")
-    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
-    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time() - 60))
-    assert post_meta(stack, json.dumps(doc).encode()).status == 200
-    view = eventually(lambda: contact(stack, bsuid=bsuid))
-    return view["id"], "+" + phone
-
-
 def routed(probe: Probe, request_id: str) -> dict[str, Any]:
     (event,) = eventually(lambda: probe.events("MessageRouted", request_id=request_id))
     return event
 
 
 def test_an_image_with_three_buttons_reaches_a_whatsapp_user_natively(local_stack: StackClient) -> None:
-    customer_id, phone = whatsapp_customer(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     send(
         local_stack,
         to={"customer_id": customer_id},

@@ -13,8 +13,6 @@ import pytest
 from crossroute.routing.pacing import PAIR_BURST, PAIR_INTERVAL
 from infra.local import StackClient
 from tests.support import (
-    ANA_BSUID,
-    ANA_PHONE,
     contact,
     eventually,
     new_bsuid,
@@ -24,32 +22,15 @@ from tests.support import (
     post_meta,
     post_twilio,
     send,
+    whatsapp_customer,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sandbox")]
 TEMPLATE = {"name": "order_shipped", "language": "en_US", "category": "utility", "components": []}
 
 
-@pytest.fixture(autouse=True)
-def clean_sandbox(local_stack: StackClient) -> None:
-    local_stack.request("DELETE", "/_sandbox/outbox")
-    local_stack.request("DELETE", "/_sandbox/recipients")
-
-
-def customer_writes(stack: StackClient, *, minutes_ago: float = 1) -> tuple[str, str, str]:
-    """A WhatsApp customer (phone + BSUID) whose last message was ``minutes_ago``: (id, phone, bsuid)."""
-    phone, bsuid = new_phone(), new_bsuid("BR")
-    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
-    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(
-        int(time.time() - 60 * minutes_ago)
-    )
-    assert post_meta(stack, json.dumps(doc).encode()).status == 200
-    view = eventually(lambda: contact(stack, bsuid=bsuid))
-    return view["id"], "+" + phone, bsuid
-
-
 def test_inside_the_window_a_reply_goes_out_as_whatsapp_text_to_the_phone(local_stack: StackClient) -> None:
-    customer_id, phone, _ = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
     (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
     assert (sent["to"], sent["recipient"], sent["type"], sent["text"]) == (
@@ -62,7 +43,7 @@ def test_inside_the_window_a_reply_goes_out_as_whatsapp_text_to_the_phone(local_
 
 
 def test_the_same_idempotency_key_is_the_same_request_and_one_message(local_stack: StackClient) -> None:
-    customer_id, _, _ = customer_writes(local_stack)
+    customer_id, _, _ = whatsapp_customer(local_stack)
     body = {
         "idempotency_key": f"order-{time.time_ns()}",
         "to": {"customer_id": customer_id},
@@ -77,7 +58,7 @@ def test_the_same_idempotency_key_is_the_same_request_and_one_message(local_stac
 
 
 def test_outside_the_window_whatsapp_needs_a_template(local_stack: StackClient) -> None:
-    customer_id, _, _ = customer_writes(local_stack, minutes_ago=60 * 25)
+    customer_id, _, _ = whatsapp_customer(local_stack, minutes_ago=60 * 25)
     send(local_stack, to={"customer_id": customer_id}, template=TEMPLATE, channels=["whatsapp"])
     (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
     assert (sent["type"], sent["template"]) == ("template", "order_shipped")
@@ -102,7 +83,7 @@ def test_an_authentication_template_never_goes_to_a_bsuid_only_user(local_stack:
 
 
 def test_a_later_whatsapp_failure_falls_back_to_exactly_one_sms(local_stack: StackClient) -> None:
-    customer_id, phone, _ = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     local_stack.post(
         "/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "failed", "error_code": 131026}}}
     )
@@ -155,7 +136,7 @@ def test_a_send_message_event_on_the_bus_is_sent_only_from_an_allowed_source(
         local_stack.client("events").describe_rule(Name=rule, EventBusName=bus)["EventPattern"]
     )
     assert pattern["source"] == ["shop.orders"]
-    customer_id, phone, _ = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     put_send_message(local_stack, "crm.unlisted", customer_id, "From a source not allowed")
     put_send_message(local_stack, "shop.orders", customer_id, "Via EventBridge")
     (sent,) = eventually(lambda: outbox(local_stack, channel="whatsapp"))
@@ -165,7 +146,7 @@ def test_a_send_message_event_on_the_bus_is_sent_only_from_an_allowed_source(
 
 
 def test_a_request_put_on_the_send_queue_directly(local_stack: StackClient) -> None:
-    customer_id, _, _ = customer_writes(local_stack)
+    customer_id, _, _ = whatsapp_customer(local_stack)
     body = {
         "tenant": "demo",
         "idempotency_key": f"q-{time.time_ns()}",
@@ -192,7 +173,7 @@ def test_invalid_send_requests_get_a_clear_400(local_stack: StackClient) -> None
 
 
 def test_a_throttled_send_is_retried_later_and_goes_out_once(local_stack: StackClient) -> None:
-    customer_id, phone, _ = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"sync_error_code": 130429}}})
     send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
     refused = eventually(lambda: outbox(local_stack, channel="whatsapp"))
@@ -210,7 +191,7 @@ def test_a_throttled_send_is_retried_later_and_goes_out_once(local_stack: StackC
 def test_a_burst_to_one_user_is_paced_to_the_pair_rate_and_all_of_it_goes_out(
     local_stack: StackClient,
 ) -> None:
-    customer_id, phone, _ = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     for n in range(PAIR_BURST + 1):
         send(local_stack, to={"customer_id": customer_id}, text=f"Update {n}")
     sent = eventually(
@@ -226,7 +207,7 @@ def test_a_burst_to_one_user_is_paced_to_the_pair_rate_and_all_of_it_goes_out(
 
 
 def test_the_routing_decision_is_readable_on_the_customers_timeline(local_stack: StackClient) -> None:
-    customer_id, phone, _ = customer_writes(local_stack, minutes_ago=60 * 25)  # the window has closed
+    customer_id, phone, _ = whatsapp_customer(local_stack, minutes_ago=60 * 25)  # the window has closed
     request_id = send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
 
     def decision() -> dict[str, Any] | None:

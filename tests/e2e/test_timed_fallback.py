@@ -4,42 +4,19 @@ Over the fakes: tests/unit/test_routing_timed_fallback.py."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from infra.local import StackClient
 from tests.support import (
-    ANA_BSUID,
-    ANA_PHONE,
-    contact,
     eventually,
-    new_bsuid,
-    new_phone,
     outbox,
-    personal,
-    post_meta,
+    whatsapp_customer,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sandbox")]
 WAIT = 5  # seconds: the smallest ``fallback_after`` (docs/routing.md, R14)
-
-
-@pytest.fixture(autouse=True)
-def clean_sandbox(local_stack: StackClient) -> None:
-    local_stack.request("DELETE", "/_sandbox/outbox")
-    local_stack.request("DELETE", "/_sandbox/recipients")
-
-
-def customer_writes(stack: StackClient) -> tuple[str, str]:
-    """A WhatsApp customer (phone + BSUID) who wrote a minute ago: (id, phone)."""
-    phone, bsuid = new_phone(), new_bsuid("BR")
-    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
-    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time() - 60))
-    assert post_meta(stack, json.dumps(doc).encode()).status == 200
-    view = eventually(lambda: contact(stack, bsuid=bsuid))
-    return view["id"], "+" + phone
 
 
 def send_with_fallback(stack: StackClient, customer_id: str) -> None:
@@ -54,7 +31,7 @@ def send_with_fallback(stack: StackClient, customer_id: str) -> None:
 
 
 def test_a_whatsapp_message_held_at_sent_gets_one_sms_after_the_wait(local_stack: StackClient) -> None:
-    customer_id, phone = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "sent"}}})
     started = time.monotonic()
     send_with_fallback(local_stack, customer_id)
@@ -67,7 +44,7 @@ def test_a_whatsapp_message_held_at_sent_gets_one_sms_after_the_wait(local_stack
 
 
 def test_a_whatsapp_message_delivered_in_time_gets_no_sms(local_stack: StackClient) -> None:
-    customer_id, phone = customer_writes(local_stack)
+    customer_id, phone, _ = whatsapp_customer(local_stack)
     local_stack.post("/_sandbox/recipients", json_body={"whatsapp": {phone: {"status": "delivered"}}})
     send_with_fallback(local_stack, customer_id)
     eventually(lambda: outbox(local_stack, channel="whatsapp"))

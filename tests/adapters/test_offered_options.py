@@ -71,7 +71,7 @@ def test_the_options_are_kept_under_a_keyed_hash_of_the_phone_and_expire(table: 
     send_sms_with_options("k1", 0)
     item = OfferItem.get(offer_pk(TENANT, PHONE), "OFFER", consistent_read=True)
     assert json.loads(item.options) == [list(o) for o in OPTIONS]
-    assert (item.channel, item.request_id) == ("sms", "k1")
+    assert (item.channel, item.request_key) == ("sms", "k1")
     assert item.expires_at == minute_at(0) + OFFER_KEEP
     assert PHONE[2:] not in json.dumps(item.serialize())  # not even the digits
 

@@ -29,7 +29,7 @@ class Offer:
     channel: str
     options: tuple[tuple[str, str], ...]
     sent_at: datetime
-    request_id: str | None = None
+    request_key: str | None = None  # the idempotency key of the request that offered them
 
 
 def may_answer_an_offer(message: InboundMessage) -> bool:

@@ -118,7 +118,7 @@ class DynamoIdentityStore:
         if not isinstance(item, OfferItem):
             return holders, None
         options = tuple((str(i), str(t)) for i, t in json.loads(item.options))
-        return holders, Offer(item.channel, options, item.sent_at, item.request_id)
+        return holders, Offer(item.channel, options, item.sent_at, item.request_key)
 
     def _keys_and_guessed_profiles(
         self, tenant: str, keys: Sequence[Key], by_pk: dict[str, Key]

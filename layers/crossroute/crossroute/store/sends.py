@@ -524,7 +524,7 @@ def _offer(tenant: str, outbound: Outbound, at: datetime, key: str) -> OfferItem
         channel=outbound.channel,
         options=json.dumps([list(option) for option in outbound.options]),
         sent_at=at,
-        request_id=key,
+        request_key=key,
         expires_at=at + OFFER_KEEP,
     )
 

@@ -229,7 +229,7 @@ class OfferItem(TableItem, discriminator="offer"):
     channel = UnicodeAttribute()
     options = UnicodeAttribute()  # JSON list of [id, title]
     sent_at = UTCDateTimeAttribute()
-    request_id = UnicodeAttribute(null=True)
+    request_key = UnicodeAttribute(null=True)  # the idempotency key of the request that offered them
 
 
 class RequestIdItem(TableItem, discriminator="request_id"):

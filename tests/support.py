@@ -1318,6 +1318,14 @@ def send(stack: StackClient, **fields: Any) -> str:
     return request_id
 
 
+def timeline(stack: StackClient, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's timeline, newest first (up to 200 items)."""
+    answer = stack.get(f"/contacts/{customer_id}/timeline", query={"limit": "200"})
+    assert answer.status == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
 def outbox(stack: StackClient, **match: Any) -> list[dict[str, Any]]:
     """What the sandbox providers sent, oldest first, whose fields equal ``match``."""
     items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()

@@ -16,7 +16,10 @@ DECISION = [
 ]
 
 
-def entry(decision: list[dict[str, Any]], **sends: str) -> dict[str, Any]:
+def entry(decision: list[dict[str, Any]], **sends: str | SendState) -> dict[str, Any]:
+    """The timeline entry of a request with ``decision`` whose channels' sends are ``sends`` (a state
+    name, or the whole ``SendState``)."""
+    states = {c: s if isinstance(s, SendState) else SendState(state=s, at=NOW) for c, s in sends.items()}
     item = SendRequestItem(
         pk="T#demo#R#k1",
         sk="REQUEST",
@@ -26,7 +29,7 @@ def entry(decision: list[dict[str, Any]], **sends: str) -> dict[str, Any]:
         request="{}",
         decision=json.dumps(decision),
         created_at=NOW,
-        **{channel: SendState(state=state, at=NOW) for channel, state in sends.items()},
+        **states,
     )
     return item.timeline_entry()
 
@@ -39,18 +42,8 @@ def test_from_is_the_sender_of_the_channel_that_sent() -> None:
 
 def test_the_number_a_send_recorded_wins_over_the_decisions() -> None:
     """A request handled again decides again: the number it then went out from is the one recorded."""
-    item = SendRequestItem(
-        pk="T#demo#R#k1",
-        sk="REQUEST",
-        tenant="demo",
-        idempotency_key="k1",
-        request_id="r1",
-        request="{}",
-        decision=json.dumps(DECISION),
-        created_at=NOW,
-        whatsapp=SendState(state="sent", at=NOW, sender="100000000000001"),
-    )
-    assert item.timeline_entry()["from"] == "100000000000001"
+    recorded = SendState(state="sent", at=NOW, sender="100000000000001")
+    assert entry(DECISION, whatsapp=recorded)["from"] == "100000000000001"
 
 
 def test_before_anything_went_out_from_is_the_chosen_channels_and_null_when_none_qualified() -> None:

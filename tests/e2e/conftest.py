@@ -14,6 +14,9 @@
   returns the messages);
 - ``process.output()``: everything the stack (and the handlers) printed.
 
+``clean_sandbox`` empties the sandbox outbox and recipient settings; ``probe`` is a
+:class:`tests.support.Probe` on the stack's bus (closed after the test).
+
 The stack runs with ``CROSSROUTE_SQS_RETRY_DELAY=1``: failed SQS records reappear after 1 s.
 ``fresh_queues`` (function scope) purges every queue of the stack before the test.
 Every test under ``tests/e2e`` is marked ``e2e``; a failing test that used the stack gets the stack's
@@ -34,6 +37,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from infra.local import StackClient, StackProcess  # noqa: E402
+from tests.support import Probe  # noqa: E402
 
 _LOG_OFFSET = pytest.StashKey[int]()
 _STACK = pytest.StashKey[StackClient]()
@@ -93,3 +97,13 @@ def clean_sandbox(local_stack: StackClient) -> None:
     """An empty sandbox outbox and no recipient settings (modules that read the outbox use it)."""
     local_stack.request("DELETE", "/_sandbox/outbox")
     local_stack.request("DELETE", "/_sandbox/recipients")
+
+
+@pytest.fixture
+def probe(local_stack: StackClient) -> Iterator[Probe]:
+    """What crossroute publishes on its bus during the test (``Probe.events``)."""
+    watching = Probe(local_stack)
+    try:
+        yield watching
+    finally:
+        watching.close()

@@ -7,37 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from infra.local import StackClient
-from tests.support import Probe, contact, eventually, new_phone, personal, post_twilio
+from tests.support import Probe, contact, eventually, new_phone, outbox, personal, post_twilio, send
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def probe(local_stack: StackClient) -> Iterator[Probe]:
-    local_stack.request("DELETE", "/_sandbox/outbox")
-    local_stack.request("DELETE", "/_sandbox/recipients")
-    watching = Probe(local_stack)
-    try:
-        yield watching
-    finally:
-        watching.close()
-
-
-def send(stack: StackClient, **fields: Any) -> str:
-    answer = stack.post("/messages", json_body={"idempotency_key": f"erasure-{time.time_ns()}", **fields})
-    assert answer.status == 202, answer.text
-    request_id: str = answer.json()["request_id"]
-    return request_id
-
-
-def outbox(stack: StackClient, to: str) -> list[dict[str, Any]]:
-    return [m for m in stack.get("/_sandbox/outbox").json() if m.get("to") == to]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sandbox")]
 
 
 def stored_anywhere(stack: StackClient, text: str) -> bool:
@@ -64,7 +40,7 @@ def test_an_erased_stop_is_kept_until_a_start_and_the_erased_customer_s_bodies_a
     # Before anyone holds the phone: a reply goes out to it by SMS (stored with no customer).
     early = f"Your code is {time.time_ns()}"
     send(local_stack, to={"phone": phone}, text=early, channels=["sms"])
-    eventually(lambda: [m for m in outbox(local_stack, phone) if m["text"] == early])
+    eventually(lambda: [m for m in outbox(local_stack, to=phone) if m["text"] == early])
     assert stored_anywhere(local_stack, early)
 
     # The phone writes STOP: a customer who opted out; then it is erased.
@@ -90,5 +66,5 @@ def test_an_erased_stop_is_kept_until_a_start_and_the_erased_customer_s_bodies_a
     assert post_twilio(local_stack, sms_from(phone, "START")).status == 200
     eventually(lambda: (c := contact(local_stack, phone=phone)) and c["sms_opted_out"] is False)
     send(local_stack, to={"phone": phone}, text="Welcome back", channels=["sms"])
-    (sms,) = eventually(lambda: outbox(local_stack, phone))
+    (sms,) = eventually(lambda: outbox(local_stack, to=phone))
     assert (sms["channel"], sms["text"]) == ("sms", "Welcome back")

@@ -20,18 +20,12 @@ from tests.support import (
     personal,
     post_meta,
     post_twilio,
+    timeline,
 )
 
 pytestmark = pytest.mark.e2e
 
 JONAS_BSUID = "DE.88201937465502911"
-
-
-def timeline(stack: StackClient, customer_id: str) -> list[dict[str, Any]]:
-    answer = stack.get(f"/contacts/{customer_id}/timeline", query={"limit": "200"})
-    assert answer.status == 200, answer.text
-    items: list[dict[str, Any]] = answer.json()["items"]
-    return items
 
 
 def messages(stack: StackClient, customer_id: str) -> list[str]:

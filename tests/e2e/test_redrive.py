@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -27,26 +25,24 @@ from tests.support import (
     eventually,
     new_bsuid,
     new_phone,
+    outbox,
     personal,
     post_meta,
+    timeline,
     whatsapp_customer,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.usefixtures("drained_dead_letter_queues", "clean_sandbox"),
+]
 
 
 @pytest.fixture
-def probe(local_stack: StackClient) -> Iterator[Probe]:
-    """A probe, with both DLQs emptied first (a redrive moves whatever a DLQ holds) and the sandbox reset."""
+def drained_dead_letter_queues(local_stack: StackClient) -> None:
+    """Both DLQs emptied first: a redrive moves whatever a DLQ holds."""
     for dlq in ("InboundDeadLetterQueue", "SendDeadLetterQueue"):
         local_stack.drain_queue(dlq, wait_seconds=0.2)
-    local_stack.request("DELETE", "/_sandbox/outbox")
-    local_stack.request("DELETE", "/_sandbox/recipients")
-    watching = Probe(local_stack)
-    try:
-        yield watching
-    finally:
-        watching.close()
 
 
 def waiting(stack: StackClient, queue: str) -> int:
@@ -66,17 +62,6 @@ def redrive(stack: StackClient, dlq: str, queue: str) -> None:
     assert task["TaskHandle"]
     listed = sqs.list_message_move_tasks(SourceArn=stack.attribute(dlq, "Arn"))["Results"]
     assert listed[0]["Status"] == "COMPLETED" and listed[0]["ApproximateNumberOfMessagesMoved"] == 1
-
-
-def timeline(stack: StackClient, customer_id: str) -> list[dict[str, Any]]:
-    answer = stack.get(f"/contacts/{customer_id}/timeline", query={"limit": "200"})
-    assert answer.status == 200, answer.text
-    items: list[dict[str, Any]] = answer.json()["items"]
-    return items
-
-
-def outbox(stack: StackClient, to: str) -> list[dict[str, Any]]:
-    return [s for s in stack.get("/_sandbox/outbox").json() if s.get("to") == to]
 
 
 def test_an_inbound_record_that_failed_for_good_is_applied_once_when_redriven(
@@ -142,7 +127,7 @@ def test_a_send_refused_to_its_last_receive_is_reported_once_and_sent_once_when_
         customer_id,
     )
     assert phone not in json.dumps(reported) and "Shipped" not in json.dumps(reported)
-    refused = outbox(stack, "+" + phone)
+    refused = outbox(stack, to="+" + phone)
     assert len(refused) == 8 and all(r.get("error_code") == 130429 for r in refused)
     assert probe.events("MessageRouted", idempotency_key=key) == []
 
@@ -150,7 +135,7 @@ def test_a_send_refused_to_its_last_receive_is_reported_once_and_sent_once_when_
     redrive(stack, "SendDeadLetterQueue", "SendQueue")
     eventually(lambda: probe.events("MessageRouted", idempotency_key=key))
     time.sleep(2)  # anything doubled would show by now
-    sent = [s for s in outbox(stack, "+" + phone) if s.get("provider_message_id")]
+    sent = [s for s in outbox(stack, to="+" + phone) if s.get("provider_message_id")]
     assert len(sent) == 1 and sent[0]["text"] == "Shipped"
     (routed,) = probe.events("MessageRouted", idempotency_key=key)
     assert (routed["request_id"], routed["provider_message_id"]) == (

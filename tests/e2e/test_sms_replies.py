@@ -18,6 +18,7 @@ from tests.support import (
     outbox,
     post_twilio,
     send,
+    timeline,
 )
 
 BUTTONS = [
@@ -52,8 +53,7 @@ def reply_item(stack: StackClient, phone: str, sid: str) -> dict[str, Any]:
         customer = contact(stack, phone=phone)
         if customer is None:
             return None
-        items = stack.get(f"/contacts/{customer['id']}/timeline", query={"limit": "50"}).json()["items"]
-        return next((i for i in items if i.get("message_id") == sid), None)
+        return next((i for i in timeline(stack, customer["id"]) if i.get("message_id") == sid), None)
 
     item: dict[str, Any] = eventually(found)
     return item

@@ -2,6 +2,7 @@
 (``crossroute.ingest.InboundConsumer``: parsing, identity, the last-receive dead-lettering)."""
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -20,6 +21,9 @@ from crossroute.ports import DeadLetters, Delivery
 from crossroute.store import tables
 from crossroute.store.identity_store import DynamoIdentityStore
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
 logger = Logger()
 metrics = EmfMetrics.for_function()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -27,9 +31,15 @@ tables.bind(require_env("TABLE_NAME"))
 
 
 @cache
+def _sqs() -> "SQSClient":
+    """One SQS client per container, made on first need: a record failing for good (the DLQ) or a message
+    with attachments (the media queue); not every cold start pays for it."""
+    return boto3.client("sqs")
+
+
+@cache
 def dead_letters() -> DeadLetters:
-    """Only a record failing for good needs the DLQ: not every cold start pays for an SQS client."""
-    return SqsDeadLetters(boto3.client("sqs"), require_env("INBOUND_DLQ_URL"))
+    return SqsDeadLetters(_sqs(), require_env("INBOUND_DLQ_URL"))
 
 
 # One key, read on first need: the erasure tombstones' keyed hashes, and the fingerprints in log lines.
@@ -38,8 +48,7 @@ privacy.configure(key)
 ingest = Ingest(
     DynamoIdentityStore(masking_key=key),
     EventBridgePublisher(boto3.client("events"), require_env("EVENT_BUS_NAME")),
-    # Attachments are copied by the media function: one job each on its queue (client made on first need).
-    media_jobs=SqsMediaJobs(cache(lambda: boto3.client("sqs")), require_env("MEDIA_QUEUE_URL")),
+    media_jobs=SqsMediaJobs(_sqs, require_env("MEDIA_QUEUE_URL")),  # the media function copies them
 )
 consumer = InboundConsumer(
     ingest,

@@ -2,6 +2,7 @@
 (``crossroute.media.MediaConsumer``: the download, its checks, the backoff and the last receive)."""
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -19,6 +20,9 @@ from crossroute.ports import Delivery
 from crossroute.store import tables
 from crossroute.store.media_store import DynamoMediaStates, S3MediaObjects
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
 logger = Logger()
 metrics = EmfMetrics.for_function()
 # A batch whose every job failed is reported record by record too: a provider down is the jobs' backoff
@@ -32,9 +36,15 @@ registry = RegistrySource.from_secret(
 
 
 @cache
+def _sqs() -> "SQSClient":
+    """One SQS client per container, made on first need: only a download that failed needs the queue
+    (its backoff), not every cold start."""
+    return boto3.client("sqs")
+
+
+@cache
 def jobs() -> MediaJobs:
-    """Only a download that failed needs the queue (its backoff): not every cold start."""
-    return SqsMediaJobs(lambda: boto3.client("sqs"), require_env("MEDIA_QUEUE_URL"))
+    return SqsMediaJobs(_sqs, require_env("MEDIA_QUEUE_URL"))
 
 
 copier = MediaCopier(

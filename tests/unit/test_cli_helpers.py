@@ -16,7 +16,7 @@ from crossroute_cli.dlq import describe_body
 from crossroute_cli.export import CSV_COLUMNS, flat
 from crossroute_cli.registry import REDACTED, check_document, redact
 from crossroute_cli.render import decision_lines
-from crossroute_cli.sending import outcome, send_request
+from crossroute_cli.sending import outcome, progress_outcome, send_request
 from crossroute_cli.simulate import meta_message, meta_signature, twilio_message, twilio_signature
 from infra.local.cloudformation import template
 from infra.local.gateway import sigv4_scope
@@ -114,6 +114,24 @@ WA_NO = {"channel": "whatsapp", "qualified": False, "reason": "whatsapp.unknown_
 )
 def test_the_outcome_of_a_send(decision: list[Any], sends: dict[str, Any], expected: Any) -> None:
     assert outcome(decision, sends) == expected
+
+
+def test_a_dead_lettered_request_is_undeliverable_whatever_its_channels_show() -> None:
+    """``send --wait`` on ``GET /messages/{id}``: the server's status wins where the channels say nothing
+    yet (dead-lettered before any decision or before a qualifying channel settled, R12)."""
+    assert progress_outcome({"status": "undeliverable", "decision": [], "channels": {}}) == (
+        "undeliverable",
+        None,
+    )
+    waiting = {
+        "status": "undeliverable",
+        "decision": [WA_YES],
+        "channels": {"whatsapp": {"state": "sending"}},
+    }
+    assert progress_outcome(waiting) == ("undeliverable", None)
+    assert progress_outcome({**waiting, "status": "sending"}) is None
+    sent = {"status": "sent", "decision": [WA_YES], "channels": {"whatsapp": {"state": "sent"}}}
+    assert progress_outcome(sent) == ("sent", "whatsapp")
 
 
 def test_decisions_read_with_the_meaning_of_each_reason() -> None:

@@ -16,14 +16,20 @@ from crossroute import correlation
 from crossroute.channels import SendFailed
 from crossroute.dispatch import Dispatch, RetryLater, TenantSetup
 from crossroute.ports import Delivery, IdempotencyKeyReused
-from crossroute.routing.policy import TenantChannels
+from crossroute.routing.policy import UNKNOWN_SENDER, TenantChannels
 from crossroute.routing.request import InvalidRequest
 from crossroute.send_door import SendDoor, UnknownTenant
 from crossroute.send_queue import FOLLOW_UP, SendConsumer
 from crossroute.tenants import TenantRegistry
 from tests.fakes import MemorySendStore, RecordingPublisher, RecordingSendQueue, ScriptedSender
 from tests.fakes.metrics import RecordingMetrics
-from tests.support import PHONE_NUMBER_ID, TWILIO_SMS_NUMBER, registry_document
+from tests.support import (
+    LOCAL_TENANT,
+    PHONE_NUMBER_ID,
+    TWILIO_SMS_NUMBER,
+    TWILIO_WHATSAPP_SENDER,
+    registry_document,
+)
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 REQUEST = {"idempotency_key": "order-42", "to": {"phone": "+15550123456"}, "text": "Shipped"}
@@ -70,6 +76,23 @@ def test_the_key_may_come_beside_the_body_and_must_agree_with_the_bodys() -> Non
     with pytest.raises(InvalidRequest):
         send.accept(body, default_tenant=lambda: "demo", key="not a key!")
     assert len(queue.messages) == 3
+
+
+def test_the_door_takes_the_same_senders_as_dispatch_twilio_whatsapp_ones_included() -> None:
+    """R10/R11: a tenant whose WhatsApp goes through Twilio may name its ``whatsapp:+...`` sender in
+    ``from`` (dispatch sends from it); a number the tenant does not have is refused."""
+    twilio_only = {k: v for k, v in LOCAL_TENANT.items() if k != "meta"}
+    registry = TenantRegistry.from_json(registry_document(demo=twilio_only))
+    store, queue = MemorySendStore(), RecordingSendQueue()
+    send = SendDoor(store, queue, lambda: registry, clock=lambda: NOW, new_id=lambda: "r1")
+    request = {**REQUEST, "tenant": "demo", "from": TWILIO_WHATSAPP_SENDER}
+    assert send.accept(request, default_tenant=lambda: "demo") == "r1"
+    with pytest.raises(InvalidRequest) as refused:
+        send.accept(
+            {**request, "idempotency_key": "k2", "from": "+15550109999"}, default_tenant=lambda: "demo"
+        )
+    assert refused.value.problems == [UNKNOWN_SENDER]
+    assert len(queue.messages) == 1
 
 
 def test_the_door_refuses_an_unknown_tenant_and_an_invalid_request_and_keeps_nothing() -> None:

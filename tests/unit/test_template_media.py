@@ -50,6 +50,8 @@ def test_the_media_function_reads_its_queue_with_partial_failures_and_agrees_on_
     (event,) = function["Events"].values()
     assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["MediaQueue", "Arn"]}
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A backlog of attachments waits on the queue: it never takes the webhooks' concurrency.
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MediaConcurrency"}}
     queue = RESOURCES["MediaQueue"]["Properties"]
     assert function["Environment"]["Variables"]["MEDIA_MAX_RECEIVES"] == str(
         queue["RedrivePolicy"]["maxReceiveCount"]

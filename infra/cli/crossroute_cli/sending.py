@@ -15,7 +15,7 @@ from .errors import usage
 from .render import decision_lines, reason_meaning
 from .target import Target
 
-__all__ = ["outcome", "send", "send_request"]
+__all__ = ["outcome", "progress_outcome", "send", "send_request"]
 
 CHANNELS = ("whatsapp", "sms")
 POLL = 0.2  # seconds between reads of the request's progress
@@ -122,13 +122,21 @@ def outcome(
     return None
 
 
+def progress_outcome(found: dict[str, Any]) -> tuple[str, str | None] | None:
+    """``outcome`` of a ``GET /messages/{request_id}`` answer. Its ``status`` says undeliverable also
+    where the channels cannot show it: dead-lettered (R12) before any decision or settled send."""
+    if found.get("status") == "undeliverable":
+        return "undeliverable", None
+    return outcome(list(found.get("decision") or []), dict(found.get("channels") or {}))
+
+
 def _wait(stack: Target, request_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         found = expect(stack.api("GET", f"/messages/{request_id}"), "send --wait")
         decision = list(found.get("decision") or [])
         sends = dict(found.get("channels") or {})
-        settled = outcome(decision, sends)
+        settled = progress_outcome(found)
         if settled is not None or time.monotonic() >= deadline:
             state, channel = settled or ("pending", None)
             return {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
-from crossroute import correlation
+from crossroute import correlation, limits
 from crossroute.bus import BusEvent
 from crossroute.channels import Channel, Sender, SendFailed
 from crossroute.channels.errors import is_fallback
@@ -63,7 +63,7 @@ from crossroute.routing.settlement import Claim, Settlement
 
 logger = child_logger(__name__)
 PAIR_RATE_HIT = 131056  # Meta: too many messages to one user in a short time
-MAX_DELAY = 900  # seconds: SQS's longest DelaySeconds; a longer R14 wait is a chain of delayed checks
+MAX_DELAY = limits.SQS_MAX_DELAY_SECONDS  # a longer R14 wait is a chain of delayed checks
 SEEN = ("delivered", "read")  # R14: a WhatsApp message in one of these statuses needs no SMS
 
 
@@ -96,9 +96,9 @@ def retry_delay(
 
     ``attempt`` is the SQS receive count (1 for the first delivery).
     """
-    ceiling = min(900.0, 2.0 * 2 ** max(0, attempt - 1))
+    ceiling = min(float(MAX_DELAY), 2.0 * 2 ** max(0, attempt - 1))
     backoff = max(1, round(rng(ceiling / 2, ceiling)))
-    return min(900, max(backoff, math.ceil(after or 0)))
+    return min(MAX_DELAY, max(backoff, math.ceil(after or 0)))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ T = TypeVar("T")
 SQS_MESSAGE_BYTES = 256 * 1024
 SQS_BATCH_BYTES = 256 * 1024
 SQS_BATCH_ENTRIES = 10
+SQS_MAX_DELAY_SECONDS = 900  # SendMessage's longest DelaySeconds
 # DynamoDB: one item, attribute names and values together.
 DYNAMODB_ITEM_BYTES = 400 * 1024
 # EventBridge PutEvents: one request, all its entries together (the API reference's figure), 10 entries.

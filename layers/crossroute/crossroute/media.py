@@ -137,7 +137,6 @@ class MediaJob:
 
 def jobs_for(tenant: str, provider: str, message_id: str, refs: Sequence[MediaRef]) -> list[MediaJob]:
     """One job per attachment there is something to fetch of (placeholders have none)."""
-    states = stored_media(tenant, provider, message_id, refs)
     return [
         MediaJob(
             tenant,
@@ -146,7 +145,7 @@ def jobs_for(tenant: str, provider: str, message_id: str, refs: Sequence[MediaRe
             i,
             ref.type,
             mime(ref.mime_type),
-            states[str(i)]["key"],
+            object_key(tenant, provider, message_id, i, ref.mime_type),
             ref.media_id,
             ref.url,
             ref.sha256,

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from crossroute import limits
 from crossroute.media import MediaJob
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-
-BATCH = 10  # SendMessageBatch's limit
 
 
 class SqsMediaJobs:
@@ -21,11 +20,17 @@ class SqsMediaJobs:
 
     def enqueue(self, jobs: Sequence[MediaJob]) -> None:
         """Every job on the queue, or raise (the inbound record is then redelivered and queues them again)."""
-        for start in range(0, len(jobs), BATCH):
-            chunk = jobs[start : start + BATCH]
+        bodies = [job.body() for job in jobs]
+        packed = limits.packed(
+            bodies,
+            lambda b: len(b.encode()),
+            count=limits.SQS_BATCH_ENTRIES,
+            max_bytes=limits.SQS_BATCH_BYTES,
+        )
+        for chunk in packed:
             answer = self._sqs().send_message_batch(
                 QueueUrl=self._url,
-                Entries=[{"Id": str(i), "MessageBody": job.body()} for i, job in enumerate(chunk)],
+                Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)],
             )
             if answer.get("Failed"):
                 raise RuntimeError(f"{len(answer['Failed'])} media jobs not queued")

@@ -16,9 +16,10 @@ from typing import Any
 
 from crossroute.log import child_logger
 from crossroute.ports import SendProgress, SendQueue, SendRequests
-from crossroute.routing.policy import UNKNOWN_SENDER, BusinessNumber, TenantChannels, unknown_sender
-from crossroute.routing.request import InvalidRequest, SendRequest, parse_send_request
-from crossroute.tenants import Tenant, TenantRegistry
+from crossroute.routing.policy import UNKNOWN_SENDER, unknown_sender
+from crossroute.routing.request import InvalidRequest, parse_send_request
+from crossroute.senders import sender_channels
+from crossroute.tenants import TenantRegistry
 
 logger = child_logger(__name__)
 
@@ -57,7 +58,7 @@ class SendDoor:
         if tenant is None:
             raise UnknownTenant("unknown tenant")
         request = parse_send_request(doc, default_region=tenant.default_region)
-        if _unknown_sender(request, tenant):
+        if unknown_sender(request, sender_channels(tenant)):
             raise InvalidRequest([UNKNOWN_SENDER])
         request_id = self._requests.accept(
             tenant=request.tenant,
@@ -152,20 +153,3 @@ def _channel_progress(channel: dict[str, Any]) -> str:
 
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _unknown_sender(request: SendRequest, tenant: Tenant) -> bool:
-    """R10: the request's ``from`` is none of the tenant's Meta numbers and Twilio SMS senders."""
-    meta = tuple(
-        BusinessNumber(n.phone_number_id, n.display_phone_number)
-        for n in (tenant.meta.phone_numbers if tenant.meta else ())
-    )
-    twilio = tenant.twilio
-    channels = TenantChannels(
-        None,
-        None,
-        whatsapp_numbers=meta,
-        sms_numbers=twilio.sms_numbers if twilio else (),
-        messaging_services=twilio.messaging_service_sids if twilio else (),
-    )
-    return unknown_sender(request, channels)

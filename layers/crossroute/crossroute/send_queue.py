@@ -28,7 +28,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crossroute import correlation
-from crossroute.dispatch import Dispatch, Dispatched, RetryLater, TimedCheck, Unsettled, retry_delay
+from crossroute.dispatch import (
+    MAX_DELAY,
+    Dispatch,
+    Dispatched,
+    RetryLater,
+    TimedCheck,
+    Unsettled,
+    retry_delay,
+)
 from crossroute.log import child_logger
 from crossroute.ports import DeadLetters, Delivery, SendQueue
 from crossroute.routing.request import InvalidRequest
@@ -40,7 +48,6 @@ logger = child_logger(__name__)
 
 FOLLOW_UP = "crossroute:settle"  # a follow-up: a settlement to record, then the body to handle again
 TIMED_CHECK = "crossroute:timed_fallback"  # R14: look whether a WhatsApp message was delivered in time
-MAX_DELAY = 900  # seconds: SQS's longest DelaySeconds and the backoff's ceiling
 
 
 class SendConsumer:

@@ -15,7 +15,8 @@ from crossroute.channels import Channel, Sender
 from crossroute.config import RegistrySource, optional_env
 from crossroute.dispatch import TenantSetup
 from crossroute.routing.pacing import COEXISTENCE_RATE, DEFAULT_RATE
-from crossroute.routing.policy import BusinessNumber, TenantChannels
+from crossroute.routing.policy import TenantChannels
+from crossroute.senders import meta_ready, whatsapp_numbers
 from crossroute.tenants import Tenant
 
 
@@ -77,7 +78,7 @@ def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
         sms_sender=sms_sender,
         preference=cast(tuple[Channel, ...], tenant.channel_preference),
         status_callback=f"{base}/webhooks/twilio/status" if base else None,
-        whatsapp_numbers=_twilio_numbers(tenant) if via_twilio else _meta_numbers(tenant) if rates else (),
+        whatsapp_numbers=whatsapp_numbers(tenant) if rates else (),
         sms_numbers=twilio.sms_numbers if twilio and sms_sender else (),
         messaging_services=twilio.messaging_service_sids if twilio and sms_sender else (),
         whatsapp_opt_in_required=tenant.whatsapp_opt_in_required,
@@ -90,16 +91,11 @@ def tenant_setup(tenant: Tenant, endpoints: Endpoints) -> TenantSetup:
     )
 
 
-def _meta_numbers(tenant: Tenant) -> tuple[BusinessNumber, ...]:
-    numbers = tenant.meta.phone_numbers if tenant.meta else ()
-    return tuple(BusinessNumber(n.phone_number_id, n.display_phone_number) for n in numbers)
-
-
 def _whatsapp(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sender]) -> dict[str, float]:
     """The business numbers WhatsApp messages may go out from (the first is the default, R10), each with
     its rate (a coexistence number's is lower); empty when the tenant has no WhatsApp."""
     meta = tenant.meta
-    if not (meta and meta.phone_numbers and meta.access_token):
+    if not meta_ready(tenant) or meta is None:
         return {}
     from crossroute.channels.meta import GRAPH_BASE_URL, GRAPH_VERSION, MetaCloudClient
 
@@ -111,11 +107,6 @@ def _whatsapp(tenant: Tenant, endpoints: Endpoints, senders: dict[Channel, Sende
     return {
         n.phone_number_id: COEXISTENCE_RATE if n.coexistence else DEFAULT_RATE for n in meta.phone_numbers
     }
-
-
-def _twilio_numbers(tenant: Tenant) -> tuple[BusinessNumber, ...]:
-    senders = tenant.twilio.whatsapp_senders if tenant.twilio else ()
-    return tuple(BusinessNumber(s, s.removeprefix("whatsapp:")) for s in senders)
 
 
 def _twilio_whatsapp(

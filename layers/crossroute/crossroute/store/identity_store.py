@@ -33,6 +33,7 @@ from crossroute.ports import (
 from crossroute.privacy import keyed_digest
 from crossroute.replies import Offer
 from crossroute.store.tables import (
+    MSG,
     REQUEST_ID,
     BsuidMap,
     CustomerItem,
@@ -57,7 +58,7 @@ from crossroute.store.tables import (
     suppression_pk,
 )
 
-PROFILE, KEY, MSG, ERASED, SUPPRESSED = "PROFILE", "KEY", "MSG", "ERASED", "SUPPRESSED"
+PROFILE, KEY, ERASED, SUPPRESSED = "PROFILE", "KEY", "ERASED", "SUPPRESSED"
 OFFERED = "OFFER"
 # A provider retries a webhook for up to 7 days (Meta), and an event may wait 14 days on the inbound
 # queue or its DLQ before a redrive: an erased customer's events are recognised for this long.

@@ -15,9 +15,8 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
 from crossroute.media import MediaJob
-from crossroute.store.tables import MessageItem, message_pk
+from crossroute.store.tables import MSG, MessageItem, message_pk
 
-MSG = "MSG"  # a message item's sort key (store.identity_store)
 CHUNK = 8 * 1024 * 1024  # S3's multipart part size here (its minimum is 5 MiB)
 IN_MEMORY_CHUNKS = 2
 LINK_SECONDS = 600  # how long a timeline's media URL works

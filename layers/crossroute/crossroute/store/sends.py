@@ -49,6 +49,7 @@ from crossroute.store.identity_store import (
     message_shell,
 )
 from crossroute.store.tables import (
+    MSG,
     REQUEST_ID,
     MessageItem,
     OfferItem,
@@ -381,7 +382,7 @@ class DynamoSendStore:
     def request_of(self, tenant: str, provider: str, message_id: str) -> str | None:
         """The idempotency key of the request that sent this provider message, if crossroute sent it."""
         try:
-            item = MessageItem.get(message_pk(tenant, provider, message_id), "MSG", consistent_read=True)
+            item = MessageItem.get(message_pk(tenant, provider, message_id), MSG, consistent_read=True)
         except MessageItem.DoesNotExist:
             return None
         return item.request_key
@@ -391,7 +392,7 @@ class DynamoSendStore:
     ) -> tuple[SendRecord | None, str | None]:
         """R14: the request item and the message item (its ``status``, as ``apply_status`` keeps it) in one
         consistent BatchGetItem."""
-        wanted = [(request_pk(tenant, key), REQUEST), (message_pk(tenant, provider, message_id), "MSG")]
+        wanted = [(request_pk(tenant, key), REQUEST), (message_pk(tenant, provider, message_id), MSG)]
         record, status = None, None
         for item in TableItem.batch_get(wanted, consistent_read=True):
             if isinstance(item, SendRequestItem):
@@ -442,7 +443,7 @@ def _deliveries(item: SendRequestItem) -> dict[str, ProviderStatus]:
             sent[message_pk(item.tenant, state.provider, state.provider_message_id)] = channel
     if not sent:
         return {}
-    found = {i.pk: i for i in MessageItem.batch_get([(pk, "MSG") for pk in sent], consistent_read=True)}
+    found = {i.pk: i for i in MessageItem.batch_get([(pk, MSG) for pk in sent], consistent_read=True)}
     deliveries = {}
     for pk, channel in sent.items():
         message = found.get(pk)

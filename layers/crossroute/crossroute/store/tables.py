@@ -58,6 +58,7 @@ from crossroute.config import optional_env
 from crossroute.identity.model import Key
 
 REQUEST_ID = "REQUEST_ID"  # the sort key of a request id's item
+MSG = "MSG"  # the sort key of a message item
 SUPPRESSION, ORPHAN, OFFER = (
     "suppression",
     "orphan",

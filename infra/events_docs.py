@@ -22,11 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from crossroute.bus import SOURCE  # the events' source, the registry names' prefix
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "docs" / "events"
 TEMPLATE = ROOT / "template.yaml"
 DOCS = ROOT / "docs" / "events.md"
-SOURCE = "crossroute"  # the events' source (crossroute.bus.SOURCE), the registry names' prefix
 COMMAND = "python -m infra.events_docs"
 TEMPLATE_BEGIN = f"  # BEGIN event schemas: generated from docs/events/*.schema.json by `{COMMAND}`\n"
 TEMPLATE_END = "  # END event schemas\n"

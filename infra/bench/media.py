@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from infra.bench import Context, Row, Table
+from infra.local.process import free_port
 
 MB = 1024 * 1024
 SIZES = (256 * 1024, 20 * MB, 100 * MB)  # 100 MB: Meta's largest (a document), MEDIA_MAX_MEGABYTES' top
@@ -109,18 +110,12 @@ def child(size: int, endpoint: str) -> dict[str, float]:
     return {"before_kb": before, "after_kb": after, "seconds": seconds}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def memory(ctx: Context) -> Table:
     table = Table(
         "Media function memory against the object's size (one copy per fresh process)",
         ["object", "peak RSS before", "peak RSS after", "growth", "seconds"],
     )
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-p", str(port)], env=env,

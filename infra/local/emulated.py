@@ -21,13 +21,9 @@ def emulated_account(*resources: str) -> Iterator[Provisioner]:
     from moto import mock_aws
 
     from crossroute.store.tables import TableItem, bind
-    from infra.local import moto_dynamodb
-    from infra.local.moto_redrive import support_message_move_tasks
-    from infra.local.moto_sqs import speed_up
+    from infra.local.moto_patches import patch_moto
 
-    speed_up()
-    moto_dynamodb.speed_up()
-    support_message_move_tasks()
+    patch_moto()
 
     saved = {key: os.environ.get(key) for key in [*_ENV, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"]}
     bound = TableItem.Meta.table_name

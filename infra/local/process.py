@@ -14,7 +14,7 @@ from typing import IO
 
 from .client import StackClient, wait_healthy
 
-__all__ = ["StackProcess", "StackStartError"]
+__all__ = ["StackProcess", "StackStartError", "free_port"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ class StackStartError(RuntimeError):
     """The stack did not become healthy; the message ends with its output."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A currently free loopback TCP port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -45,8 +45,8 @@ class StackProcess:
         module: str = "infra.local",
     ) -> None:
         """``module``: what ``python -m`` runs (another entry point wrapping ``infra.local``, say)."""
-        self.port = _free_port()
-        self.aws_port = _free_port()
+        self.port = free_port()
+        self.aws_port = free_port()
         self.extra_env = dict(env or {})
         self.module = module
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="crossroute-local-", suffix=".log")[1])

@@ -65,13 +65,12 @@ from typing import Any, NoReturn
 from moto.server import ThreadedMotoServer
 
 from ..template import load_template
-from . import cloudformation, moto_dynamodb
+from . import cloudformation
 from .aws import DUMMY_CREDENTIALS, REGION, ClientFactory
 from .functions import FunctionRuntime, FunctionSpec, function_specs, merged_environment
 from .gateway import HttpRoute, LocalGateway, LocalRequest, LocalResponse, Router
 from .intrinsics import STACK_NAME
-from .moto_redrive import support_message_move_tasks
-from .moto_sqs import speed_up
+from .moto_patches import patch_moto
 from .provision import Provisioner
 from .sandbox import Sandbox
 from .sqs_runner import SqsEventSource, SqsPoller
@@ -524,9 +523,7 @@ def _start_moto(port: int) -> ThreadedMotoServer:
                     f"the AWS emulator cannot listen on {HOST}:{port} ({exc.strerror}); "
                     "set CROSSROUTE_AWS_PORT"
                 ) from None
-    speed_up()  # moto's SQS recounts a whole queue per message sent: see moto_sqs.py
-    moto_dynamodb.speed_up()  # moto copies whole tables per transaction: see moto_dynamodb.py
-    support_message_move_tasks()  # the standard DLQ redrive, which moto lacks: see moto_redrive.py
+    patch_moto()
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
     starter.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import sys
 from contextlib import ExitStack
@@ -16,12 +15,11 @@ from .context import expect, global_options, out, target
 from .errors import Refused, usage
 from .export import CsvWriter, JsonlWriter, customers
 from .importer import Counts, DoorError, Importer, RejectedFile, rejected_path
-from .records import HeaderError, detect_format, read_rows
-from .target import Target
+from .records import HeaderError, detect_format, phone_shaped, read_rows
+from .target import MAX_WORKERS, Target
 
 __all__ = ["contacts"]
 
-PHONE_LIKE = re.compile(r"(whatsapp:)?\+?[0-9 ()./-]{7,24}")
 MAX_TIMELINE_PAGE = 200
 # The batch door is an idempotent upsert: a 500 (a storage hiccup) is retried like a 503.
 BATCH_RETRY = frozenset({500, 429, 502, 503, 504})
@@ -71,7 +69,7 @@ def check_address(
     """Bad usage (exit 2) for a value that cannot be a phone or a BSUID (the value is not repeated)."""
     from crossroute import ids
 
-    if phone is not None and not PHONE_LIKE.fullmatch(phone.strip()):
+    if phone is not None and not phone_shaped(phone.strip()):
         raise usage(f"{options[0]}: not a phone number")
     if bsuid is not None and not ids.is_bsuid(ids.strip_channel_prefix(bsuid.strip())):
         raise usage(f"{options[1]}: not a BSUID (two capital letters, a dot, letters and digits)")
@@ -172,7 +170,11 @@ def export(ctx: click.Context, fmt: str, path: Path | None, segments: int) -> No
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check every row (the server too) and write nothing.")
 @click.option(
-    "--workers", type=click.IntRange(1, 32), default=4, show_default=True, help="Requests in parallel."
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=4,
+    show_default=True,
+    help="Requests in parallel.",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True
@@ -181,7 +183,6 @@ def export(ctx: click.Context, fmt: str, path: Path | None, segments: int) -> No
 @click.pass_context
 def import_(ctx: click.Context, file: Path, dry_run: bool, workers: int, fmt: str) -> None:
     """Upsert contacts from a CSV (with a header row) or JSONL file, as POST /contacts does."""
-    ctx.meta["crossroute.workers"] = workers
     stack = target(ctx)
     show = out(ctx)
     with file.open("rb") as raw:

@@ -55,7 +55,6 @@ def settings(ctx: click.Context) -> Settings:
         profile=meta.get(PREFIX + "profile"),
         tenant=meta.get(PREFIX + "tenant"),
         json=bool(meta.get(PREFIX + "json")),
-        workers=int(meta.get(PREFIX + "workers") or 4),
     )
 
 

@@ -14,8 +14,10 @@ import csv
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
+
+from .records import dict_entries, first_current
 
 __all__ = ["CSV_COLUMNS", "CsvWriter", "JsonlWriter", "customers", "flat"]
 
@@ -47,9 +49,10 @@ def customers(tenant: str, segments: int) -> Iterator[dict[str, Any]]:
     ``Target.bind_table``)."""
     from crossroute.contacts import contact_view
     from crossroute.store.identity_store import to_customer
-    from crossroute.store.tables import CustomerItem
+    from crossroute.store.tables import CustomerItem, customer_pk
 
-    condition = CustomerItem.pk.startswith(f"T#{tenant}#C#") & CustomerItem.merged_into.does_not_exist()
+    keys = customer_pk(tenant, "")  # the prefix of every customer key of the tenant
+    condition = CustomerItem.pk.startswith(keys) & CustomerItem.merged_into.does_not_exist()
     found: queue.Queue[Any] = queue.Queue(QUEUED)
     stop = threading.Event()
 
@@ -59,7 +62,7 @@ def customers(tenant: str, segments: int) -> Iterator[dict[str, Any]]:
             for item in pages:
                 if stop.is_set():
                     return
-                found.put(_view(contact_view, to_customer, item))
+                found.put(contact_view(to_customer(item)))
             found.put(_Done())
         except Exception as exc:
             found.put(exc)
@@ -89,21 +92,13 @@ def _drain(found: queue.Queue[Any], segments: int) -> Iterator[dict[str, Any]]:
             yield got
 
 
-def _view(contact_view: Callable[[Any], dict[str, Any]], to_customer: Callable[[Any], Any], item: Any) -> Any:
-    view = contact_view(to_customer(item))
-    external_id = getattr(item, "external_id", None)  # on stacks whose table stores one
-    if "external_id" not in view and isinstance(external_id, str):
-        view["external_id"] = external_id
-    return view
-
-
 def flat(contact: dict[str, Any]) -> dict[str, str]:
     """A contact as the CSV export's columns."""
-    phones, bsuids = _entries(contact.get("phones")), _entries(contact.get("bsuids"))
+    phones, bsuids = dict_entries(contact.get("phones")), dict_entries(contact.get("bsuids"))
     row = {name: _text(contact.get(name)) for name in CSV_COLUMNS}
     row.update(
-        phone=_first_current(phones, "e164"),
-        bsuid=_first_current(bsuids, "id"),
+        phone=first_current(phones, "e164") or "",
+        bsuid=first_current(bsuids, "id") or "",
         sms_opted_out=_flag(contact.get("sms_opted_out")),
         marketing_opted_out=_flag(contact.get("marketing_opted_out")),
         whatsapp_opt_in=_flag((contact.get("whatsapp_opt_in") or {}).get("value")),
@@ -113,14 +108,6 @@ def flat(contact: dict[str, Any]) -> dict[str, str]:
         merged_from=" ".join(str(m) for m in contact.get("merged_from") or []),
     )
     return row
-
-
-def _entries(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _first_current(entries: list[dict[str, Any]], key: str) -> str:
-    return next((str(e[key]) for e in entries if e.get("status") == "current" and e.get(key)), "")
 
 
 def _text(value: Any) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .console import Ticker
-from .records import Rejection, Row
+from .records import Rejection, Row, dict_entries
 
 __all__ = [
     "BATCH",
@@ -137,22 +137,18 @@ def settle(line: int, result: Any) -> tuple[str, list[Rejection], list[Rejection
         return "rejected", [Rejection(line, "server.no_result", "the batch answer has no result for it")], []
     outcome, status = result.get("outcome"), result.get("status")
     if outcome in OUTCOMES and (not isinstance(status, int) or status < 300):
-        notes = [_rejection(line, r, "refused") for r in _entries(result.get("refused"))]
+        notes = [_rejection(line, r, "refused") for r in dict_entries(result.get("refused"))]
         return str(outcome), [], notes
     if outcome == "conflict" or status == 409:
         conflicts = [
             Rejection(line, f"conflict.{c.get('field', 'unknown')}", str(c.get("customer_id") or ""))
-            for c in _entries(result.get("conflicts"))
+            for c in dict_entries(result.get("conflicts"))
         ]
         return "rejected", conflicts or [Rejection(line, "conflict", "")], []
-    errors = [_rejection(line, e, "invalid") for e in _entries(result.get("errors"))]
+    errors = [_rejection(line, e, "invalid") for e in dict_entries(result.get("errors"))]
     if errors:
         return "rejected", errors, []
     return "rejected", [Rejection(line, f"server.{outcome or status}", "")], []
-
-
-def _entries(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _rejection(line: int, entry: dict[str, Any], default: str) -> Rejection:

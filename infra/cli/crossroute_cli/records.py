@@ -34,6 +34,9 @@ __all__ = [
     "Row",
     "check",
     "detect_format",
+    "dict_entries",
+    "first_current",
+    "phone_shaped",
     "read_rows",
 ]
 
@@ -117,7 +120,7 @@ def _field(name: str, value: Any, region: str | None) -> Any:
         return "!expected text"
     text = str(value).strip()
     if name == "phone":
-        return text if _phone_ok(text, region) else "!not a phone number"
+        return text if phone_shaped(text, region) else "!not a phone number"
     if name == "bsuid":
         return text if ids.is_bsuid(ids.strip_channel_prefix(text)) else "!not a BSUID"
     return text
@@ -134,7 +137,7 @@ def _boolean(value: Any) -> Any:
     return "!expected true or false"
 
 
-def _phone_ok(text: str, region: str | None) -> bool:
+def phone_shaped(text: str, region: str | None = None) -> bool:
     """With the tenant's region, the functions' own normaliser decides; without it, only whether it
     could be a phone number at all (the server checks the rest)."""
     if region:
@@ -159,17 +162,23 @@ def _from_contact(fields: Mapping[str, Any]) -> Mapping[str, Any]:
         return fields
     taken = dict(fields)
     if isinstance(phones, list) and not _given(taken.get("phone")):
-        taken["phone"] = _current(phones, "e164")
+        taken["phone"] = first_current(phones, "e164")
     if isinstance(bsuids, list) and not _given(taken.get("bsuid")):
-        taken["bsuid"] = _current(bsuids, "id")
+        taken["bsuid"] = first_current(bsuids, "id")
     return taken
 
 
-def _current(entries: list[Any], key: str) -> str | None:
+def first_current(entries: list[Any], key: str) -> str | None:
+    """The ``key`` of the first entry (a contact's phone or BSUID) whose status is ``current``."""
     for entry in entries:
         if isinstance(entry, dict) and entry.get("status") == "current" and isinstance(entry.get(key), str):
             return str(entry[key])
     return None
+
+
+def dict_entries(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list (nothing when it is not a list)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 # ---------------------------------------------------------------------- reading a file

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from crossroute.tenants import Tenant, TenantRegistry
 
-__all__ = ["Answer", "Settings", "Target", "connect"]
+__all__ = ["MAX_WORKERS", "Answer", "Settings", "Target", "connect"]
 
 DEFAULT_PORT = 3000
 DEFAULT_AWS_PORT = 4566
@@ -42,6 +42,7 @@ LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "loc
 IAM_ROUTES = ("/contacts", "/messages")  # IAM-authorised when deployed: signed with SigV4
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 RETRIES = 4  # attempts after the first, for the statuses above and refused connections
+MAX_WORKERS = 32  # `contacts import --workers` at most: the HTTP connections kept per host
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ class Settings:
     profile: str | None = None
     tenant: str | None = None
     json: bool = False
-    workers: int = 4  # HTTP connections kept per host
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class Target:
         self.stack_name = stack_name
         self.aws_endpoint = aws_endpoint  # the emulator (local); None: AWS (or AWS_ENDPOINT_URL)
         self.session = session
-        self._http = urllib3.PoolManager(maxsize=max(4, settings.workers), retries=False)
+        self._http = urllib3.PoolManager(maxsize=MAX_WORKERS, retries=False)
 
     @property
     def deployed(self) -> bool:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from . import Sandbox
 
-__all__ = ["META_ERRORS", "handle", "meta_error"]
+__all__ = ["META_ERRORS", "authenticated_token", "handle", "meta_error"]
 
 PATH = re.compile(r"/_sandbox/graph/(?P<version>[^/]+)/(?P<node>[^/]+)/messages/?")
 VERSION = re.compile(r"v\d{1,2}\.\d{1,2}")
@@ -113,6 +113,17 @@ def _bearer(request: LocalRequest) -> str:
     return dict(parse_qsl(request.query)).get("access_token", "")
 
 
+def authenticated_token(sb: Sandbox, request: LocalRequest) -> str | LocalResponse:
+    """The tenant access token the request carries (``Authorization: Bearer`` or ``access_token``), or
+    Meta's 401: code 104 when there is none, 190 when no tenant has it."""
+    token = _bearer(request)
+    if not token:
+        return meta_error(104, message=META_ERRORS[104][0])
+    if not _known_token(sb, token):
+        return meta_error(190, message=META_ERRORS[190][0])
+    return token
+
+
 def handle(sb: Sandbox, request: LocalRequest) -> LocalResponse:
     m = PATH.fullmatch(request.path)
     if m is None or VERSION.fullmatch(m["version"]) is None:
@@ -120,11 +131,9 @@ def handle(sb: Sandbox, request: LocalRequest) -> LocalResponse:
     pnid = m["node"]
     if request.method != "POST":
         return _no_such_object(pnid, request.method)
-    token = _bearer(request)
-    if not token:
-        return meta_error(104, message=META_ERRORS[104][0])
-    if not _known_token(sb, token):
-        return meta_error(190, message=META_ERRORS[190][0])
+    token = authenticated_token(sb, request)
+    if isinstance(token, LocalResponse):
+        return token
     sender = _sender(sb, pnid, token)
     if sender is None:
         return _no_such_object(pnid, request.method)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..gateway import LocalRequest, LocalResponse
+from .graph import authenticated_token
+from .twilio_api import authenticated_channel, twilio_error
 
 if TYPE_CHECKING:
     from . import Sandbox
@@ -124,22 +126,10 @@ def _settings(sb: Sandbox, request: LocalRequest) -> LocalResponse:
     return LocalResponse.json(200, sb.media.as_json())
 
 
-def _meta_token(sb: Sandbox, request: LocalRequest) -> tuple[str | None, LocalResponse | None]:
-    """The tenant access token the request carries, or Meta's 401."""
-    from .graph import META_ERRORS, _bearer, _known_token, meta_error
-
-    token = _bearer(request)
-    if not token:
-        return None, meta_error(104, message=META_ERRORS[104][0])
-    if not _known_token(sb, token):
-        return None, meta_error(190, message=META_ERRORS[190][0])
-    return token, None
-
-
 def _graph_metadata(sb: Sandbox, request: LocalRequest, media_id: str) -> LocalResponse:
-    token, refused = _meta_token(sb, request)
-    if refused is not None or token is None:
-        return refused or LocalResponse.json(401, {})
+    token = authenticated_token(sb, request)
+    if isinstance(token, LocalResponse):
+        return token
     setting = sb.media.setting(media_id)
     if "status" in setting:
         return _status(int(setting["status"]))
@@ -159,9 +149,9 @@ def _graph_metadata(sb: Sandbox, request: LocalRequest, media_id: str) -> LocalR
 
 
 def _graph_file(sb: Sandbox, request: LocalRequest, media_id: str) -> LocalResponse:
-    token, refused = _meta_token(sb, request)
-    if refused is not None or token is None:
-        return refused or LocalResponse.json(401, {})
+    token = authenticated_token(sb, request)
+    if isinstance(token, LocalResponse):
+        return token
     query = dict(parse_qsl(request.query))
     expires = int(query["expires"]) if query.get("expires", "").isdigit() else 0
     expected = sb.media.signature(media_id, expires, token)
@@ -172,9 +162,7 @@ def _graph_file(sb: Sandbox, request: LocalRequest, media_id: str) -> LocalRespo
 
 
 def _twilio_file(sb: Sandbox, request: LocalRequest, account: str, media_sid: str) -> LocalResponse:
-    from .twilio_api import _authenticated_channel, twilio_error
-
-    if _authenticated_channel(sb, request, account) is None:
+    if authenticated_channel(sb, request, account) is None:
         return twilio_error(20003)
     setting = sb.media.setting(media_sid)
     accept = (request.headers.get("Accept") or "").split(",")[0].split(";")[0].strip().lower()

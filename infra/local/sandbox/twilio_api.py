@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 
     from . import Sandbox
 
-__all__ = ["TWILIO_ERRORS", "handle", "sync_failure", "twilio_error", "twilio_signature"]
+__all__ = [
+    "TWILIO_ERRORS",
+    "authenticated_channel",
+    "handle",
+    "sync_failure",
+    "twilio_error",
+    "twilio_signature",
+]
 
 API_VERSION = "2010-04-01"
 PATH = re.compile(r"/_sandbox/twilio/(?P<version>[^/]+)/Accounts/(?P<account>[^/]+)/Messages\.json")
@@ -130,7 +137,7 @@ def handle(sb: Sandbox, request: LocalRequest) -> LocalResponse:
     m = PATH.fullmatch(request.path)
     if m is None or m["version"] != API_VERSION:
         return _not_found(request)
-    channel = _authenticated_channel(sb, request, m["account"])
+    channel = authenticated_channel(sb, request, m["account"])
     if channel is None:
         return twilio_error(20003)
     if request.method != "POST":
@@ -144,7 +151,7 @@ def _not_found(request: LocalRequest) -> LocalResponse:
     )
 
 
-def _authenticated_channel(sb: Sandbox, request: LocalRequest, account: str) -> TwilioChannel | None:
+def authenticated_channel(sb: Sandbox, request: LocalRequest, account: str) -> TwilioChannel | None:
     """The account's channel when the request carries its SID and auth token (compared in constant time)."""
     credentials = _basic_auth(request)
     channel = next((c for c in sb.registry.twilio_channels() if c.account_sid == account), None)

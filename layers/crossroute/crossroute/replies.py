@@ -46,12 +46,18 @@ def may_answer_an_offer(message: InboundMessage) -> bool:
     )
 
 
-def picked(text: str, options: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
-    """The option ``text`` names: its number (``2``, ``2.``, ``#2``), or its title (any case, spacing)."""
+def option_number(text: str) -> int | None:
+    """The number ``text`` is, as a reply to numbered options (``2``, ``2.``, ``#2``, ``no. 2``), or None."""
     number = _NUMBER.fullmatch(text)
-    if number is not None:
-        index = int(number.group(1))
-        return options[index - 1] if 1 <= index <= len(options) else None
+    return int(number.group(1)) if number is not None else None
+
+
+def picked(text: str, options: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+    """The option ``text`` names: its number (``2``, ``2.``, ``#2``) when in range, else its title (any
+    case and spacing; exactly one option's)."""
+    index = option_number(text)
+    if index is not None and 1 <= index <= len(options):
+        return options[index - 1]
     wanted = " ".join(text.split()).casefold()
     named = [option for option in options if " ".join(option[1].split()).casefold() == wanted]
     return named[0] if len(named) == 1 else None

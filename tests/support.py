@@ -1402,14 +1402,25 @@ def media_environment(base_url: str) -> dict[str, str]:
 # --- e2e: a WhatsApp customer who just wrote ---------------------------------------------------------
 
 
-def whatsapp_customer(stack: StackClient, *, minutes_ago: float = 1) -> tuple[str, str, str]:
-    """A WhatsApp customer (phone + BSUID) whose last message, signed as Meta signs, was ``minutes_ago``:
-    (customer id, E.164 phone, BSUID)."""
-    phone, bsuid = new_phone(), new_bsuid("BR")
+def whatsapp_customer(
+    stack: StackClient,
+    *,
+    minutes_ago: float = 1,
+    phone: str | None = None,
+    text: str | None = None,
+    phone_number_id: str | None = None,
+) -> tuple[str, str, str]:
+    """A WhatsApp customer (``phone``'s digits or a new number, a new BSUID) whose last message, signed as
+    Meta signs, was ``minutes_ago``, saying ``text`` (else the fixture's), to the business number
+    ``phone_number_id`` (else the local tenant's first): (customer id, E.164 phone, BSUID)."""
+    phone, bsuid = phone or new_phone(), new_bsuid("BR")
     doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
-    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(
-        int(time.time() - 60 * minutes_ago)
-    )
+    value = doc["entry"][0]["changes"][0]["value"]
+    value["messages"][0]["timestamp"] = str(int(time.time() - 60 * minutes_ago))
+    if text is not None:
+        value["messages"][0]["text"]["body"] = text
+    if phone_number_id is not None:
+        value["metadata"]["phone_number_id"] = phone_number_id
     assert post_meta(stack, json.dumps(doc).encode()).status == 200
     view = eventually(lambda: contact(stack, bsuid=bsuid))
     return view["id"], "+" + phone, bsuid

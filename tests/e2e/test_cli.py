@@ -29,10 +29,12 @@ from tests.support import (
     eventually,
     new_bsuid,
     new_phone,
+    outbox,
     personal,
     registry_document,
     run_cli,
     run_cli_on_a_terminal,
+    timeline,
 )
 
 pytestmark = pytest.mark.e2e
@@ -274,7 +276,7 @@ def test_an_inbound_dead_letter_is_shown_masked_and_redriven_without_loss(
     assert moved.code == 0, moved.stderr
     assert moved.json() == {"queue": "inbound", "moved": 1, "left": 0}
     customer = eventually(lambda: contact(stack, bsuid=bsuid))
-    items = stack.get(f"/contacts/{customer['id']}/timeline").json()["items"]
+    items = timeline(stack, customer["id"])
     assert [i["text"] for i in items if i["kind"] == "message"] == ["Hallo, ist mein Paket unterwegs?"]
     assert cli(stack, "dlq", "show", "inbound", "--json").json()["approximate_total"] == 0
 
@@ -294,8 +296,7 @@ def test_a_send_dead_letter_is_shown_masked_and_redriven(empty_dead_letters: Sta
     moved = cli(stack, "dlq", "redrive", "send")
     assert moved.code == 0, moved.stderr
     assert moved.stdout.startswith("moved 1 message(s) from the send DLQ back to its queue; 0 left")
-    outbox = lambda: [m for m in stack.get("/_sandbox/outbox").json() if m.get("to") == phone]  # noqa: E731
-    (sent,) = eventually(outbox)
+    (sent,) = eventually(lambda: outbox(stack, to=phone))
     assert (sent["channel"], sent["text"]) == ("sms", "A parked reminder")
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from infra.local import StackClient
 from tests.support import eventually, new_phone
@@ -14,16 +17,23 @@ from tests.support import eventually, new_phone
 PATTERN = {"source": ["crossroute"], "detail-type": ["MessageRouted", "MessageStatusChanged"]}
 
 
-def subscribe(stack: StackClient) -> str:
-    """A queue of one's own, subscribed to crossroute's bus by a rule (README step 1): its URL."""
+@pytest.fixture
+def subscribed(local_stack: StackClient) -> Iterator[str]:
+    """A queue of one's own, subscribed to crossroute's bus by a rule (README step 1): its URL. Rule,
+    target and queue are removed afterwards (as ``tests.support.Probe.close`` does): the bus is shared."""
     name = f"my-events-{time.time_ns()}"
-    sqs, events = stack.client("sqs"), stack.client("events")
+    sqs, events = local_stack.client("sqs"), local_stack.client("events")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.event_bus_name
+    bus = local_stack.event_bus_name
     events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(PATTERN))
     events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "mine", "Arn": arn}])
-    return str(url)
+    try:
+        yield str(url)
+    finally:
+        events.remove_targets(Rule=name, EventBusName=bus, Ids=["mine"])
+        events.delete_rule(Name=name, EventBusName=bus)
+        sqs.delete_queue(QueueUrl=url)
 
 
 def received(stack: StackClient, url: str) -> list[dict[str, Any]]:
@@ -31,8 +41,10 @@ def received(stack: StackClient, url: str) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 
 
-def test_send_poll_and_consume_an_event_as_the_readme_shows(local_stack: StackClient) -> None:
-    url = subscribe(local_stack)
+def test_send_poll_and_consume_an_event_as_the_readme_shows(
+    local_stack: StackClient, subscribed: str
+) -> None:
+    url = subscribed
     key = f"order-{time.time_ns()}-shipped"
     request = {"to": {"phone": "+" + new_phone()}, "text": "Your order has shipped"}
     headers = {"Content-Type": "application/json", "Idempotency-Key": f'"{key}"'}

@@ -4,7 +4,6 @@ MMS-capable number, the image URL in the text elsewhere)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,15 +28,6 @@ BUTTONS = [
     {"id": "talk", "title": "Talk to us"},
 ]
 NUMBERED = "Your order has shipped\n\n1. Track order\n2. Change address\n3. Talk to us\nReply with a number."
-
-
-@pytest.fixture(scope="module")
-def probe(local_stack: StackClient) -> Iterator[Probe]:
-    watching = Probe(local_stack)
-    try:
-        yield watching
-    finally:
-        watching.close()
 
 
 def routed(probe: Probe, request_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tests.support import (
     post_meta,
     post_twilio,
     send,
+    timeline,
     whatsapp_customer,
 )
 
@@ -211,7 +212,7 @@ def test_the_routing_decision_is_readable_on_the_customers_timeline(local_stack:
     request_id = send(local_stack, to={"customer_id": customer_id}, text="Your order has shipped")
 
     def decision() -> dict[str, Any] | None:
-        items = local_stack.get(f"/contacts/{customer_id}/timeline").json()["items"]
+        items = timeline(local_stack, customer_id)
         found = [
             i for i in items if i["kind"] == "decision" and i["sends"].get("sms", {}).get("state") == "sent"
         ]

@@ -4,8 +4,6 @@ names a ``from``; the sandbox outbox shows the sender used."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,21 +11,19 @@ import pytest
 
 from infra.local import StackClient
 from tests.support import (
-    ANA_BSUID,
-    ANA_PHONE,
     LOCAL_TENANT,
     PHONE_NUMBER_ID,
     TWILIO_SMS_NUMBER,
     contact,
     eventually,
-    new_bsuid,
     new_phone,
     outbox,
     personal,
-    post_meta,
     post_twilio,
     send,
     stack_with_tenant,
+    timeline,
+    whatsapp_customer,
 )
 
 pytestmark = pytest.mark.e2e
@@ -54,32 +50,14 @@ def two_numbers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackClien
         yield client
 
 
-def writes_on_whatsapp(stack: StackClient, number_id: str) -> str:
-    """A new customer writes to the business number ``number_id`` (a minute ago): its customer id."""
-    phone, bsuid = new_phone(), new_bsuid("BR")
-    swap = {
-        ANA_PHONE: phone,
-        ANA_BSUID: bsuid,
-        '"phone_number_id": "100000000000001"': f'"phone_number_id": "{number_id}"',
-    }
-    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **swap))
-    value = doc["entry"][0]["changes"][0]["value"]
-    assert value["metadata"]["phone_number_id"] == number_id
-    value["messages"][0]["timestamp"] = str(int(time.time() - 60))
-    assert post_meta(stack, json.dumps(doc).encode()).status == 200
-    view = eventually(lambda: contact(stack, bsuid=bsuid))
-    customer_id: str = view["id"]
-    return customer_id
-
-
 def test_a_customer_who_wrote_to_the_second_number_is_answered_from_it(two_numbers: StackClient) -> None:
-    customer_id = writes_on_whatsapp(two_numbers, SECOND_NUMBER_ID)
+    customer_id, _, _ = whatsapp_customer(two_numbers, phone_number_id=SECOND_NUMBER_ID)
     request_id = send(two_numbers, to={"customer_id": customer_id}, text="Your order has shipped")
     (message,) = eventually(lambda: outbox(two_numbers, channel="whatsapp", text="Your order has shipped"))
     assert (message["from"], message["type"]) == (SECOND_NUMBER_ID, "text")  # inside that number's window
 
     def decision() -> dict[str, Any] | None:
-        items = two_numbers.get(f"/contacts/{customer_id}/timeline").json()["items"]
+        items = timeline(two_numbers, customer_id)
         return next((i for i in items if i["kind"] == "decision" and i["request_id"] == request_id), None)
 
     entry = eventually(decision)
@@ -90,7 +68,7 @@ def test_a_customer_who_wrote_to_the_second_number_is_answered_from_it(two_numbe
 def test_a_request_from_the_first_number_goes_from_it(two_numbers: StackClient) -> None:
     """Named by its display number. The customer wrote to the second number only, so the first's window
     is closed (R1): the template goes out, from the first number."""
-    customer_id = writes_on_whatsapp(two_numbers, SECOND_NUMBER_ID)
+    customer_id, _, _ = whatsapp_customer(two_numbers, phone_number_id=SECOND_NUMBER_ID)
     fields = {"from": "+1 555 010 0001", "text": "Hello again", "template": TEMPLATE}
     send(two_numbers, to={"customer_id": customer_id}, channels=["whatsapp"], **fields)
     (message,) = eventually(lambda: outbox(two_numbers, channel="whatsapp", template="order_shipped"))

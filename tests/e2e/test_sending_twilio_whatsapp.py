@@ -18,10 +18,12 @@ from tests.support import (
     eventually,
     new_bsuid,
     new_phone,
+    outbox,
     personal,
     post_twilio,
     send,
     stack_with_tenant,
+    timeline,
 )
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +49,7 @@ def writes_on_twilio_whatsapp(stack: StackClient, phone: str | None, bsuid: str)
 
 def decision(stack: StackClient, customer_id: str, request_id: str) -> dict[str, Any]:
     def entry() -> dict[str, Any] | None:
-        items = stack.get(f"/contacts/{customer_id}/timeline").json()["items"]
+        items = timeline(stack, customer_id)
         return next((i for i in items if i["kind"] == "decision" and i["request_id"] == request_id), None)
 
     found: dict[str, Any] = eventually(entry)
@@ -60,12 +62,7 @@ def test_a_customer_who_wrote_through_twilio_gets_a_whatsapp_reply_through_twili
     phone = "+" + new_phone()
     customer = writes_on_twilio_whatsapp(twilio_only, phone, new_bsuid("US"))
     request_id = send(twilio_only, to={"customer_id": customer["id"]}, text="Your order has shipped")
-
-    def outbox() -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = twilio_only.get("/_sandbox/outbox").json()
-        return [i for i in items if i.get("text") == "Your order has shipped" and i.get("to") == phone]
-
-    (message,) = eventually(outbox)
+    (message,) = eventually(lambda: outbox(twilio_only, text="Your order has shipped", to=phone))
     assert (message["channel"], message["provider"], message["type"]) == ("whatsapp", "twilio", "text")
     assert message["from"] == TWILIO_WHATSAPP_SENDER
     first = decision(twilio_only, customer["id"], request_id)["channels"][0]
@@ -79,8 +76,7 @@ def test_a_bsuid_only_customer_gets_no_whatsapp_through_twilio(twilio_only: Stac
     request_id = send(twilio_only, to={"bsuid": bsuid}, text="Your order has shipped")
     channels = decision(twilio_only, customer["id"], request_id)["channels"]
     assert channels[0] == {"channel": "whatsapp", "qualified": False, "reason": "whatsapp.twilio_needs_phone"}
-    items = twilio_only.get("/_sandbox/outbox").json()
-    assert not [i for i in items if i.get("recipient") == bsuid or i.get("to") == bsuid]
+    assert outbox(twilio_only, recipient=bsuid) == [] and outbox(twilio_only, to=bsuid) == []
 
 
 def test_r7_a_failed_twilio_whatsapp_status_falls_back_to_one_sms(twilio_only: StackClient) -> None:
@@ -90,13 +86,7 @@ def test_r7_a_failed_twilio_whatsapp_status_falls_back_to_one_sms(twilio_only: S
     behaviour = {"sms": {phone: {"status": "failed", "error_code": 63024}}}
     assert twilio_only.post("/_sandbox/recipients", json_body=behaviour).status == 200
     send(twilio_only, to={"customer_id": customer["id"]}, text="Where are you?")
-
-    def outbox() -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = twilio_only.get("/_sandbox/outbox").json()
-        return [i for i in items if i.get("text") == "Where are you?" and i.get("channel") == "sms"]
-
-    (sms,) = eventually(outbox)
+    (sms,) = eventually(lambda: outbox(twilio_only, text="Where are you?", channel="sms"))
     assert sms["to"] == phone
-    items = twilio_only.get("/_sandbox/outbox").json()
-    whatsapp = [i for i in items if i.get("text") == "Where are you?" and i.get("channel") == "whatsapp"]
+    whatsapp = outbox(twilio_only, text="Where are you?", channel="whatsapp")
     assert len(whatsapp) == 1 and whatsapp[0]["provider"] == "twilio"

@@ -12,6 +12,7 @@ from infra.local import StackClient
 from tests.support import (
     eventually,
     outbox,
+    send,
     whatsapp_customer,
 )
 
@@ -20,14 +21,7 @@ WAIT = 5  # seconds: the smallest ``fallback_after`` (docs/routing.md, R14)
 
 
 def send_with_fallback(stack: StackClient, customer_id: str) -> None:
-    body = {
-        "idempotency_key": f"timed-{time.time_ns()}",
-        "to": {"customer_id": customer_id},
-        "text": "Your order has shipped",
-        "fallback_after": WAIT,
-    }
-    answer = stack.post("/messages", json_body=body)
-    assert answer.status == 202, answer.text
+    send(stack, to={"customer_id": customer_id}, text="Your order has shipped", fallback_after=WAIT)
 
 
 def test_a_whatsapp_message_held_at_sent_gets_one_sms_after_the_wait(local_stack: StackClient) -> None:

@@ -4,8 +4,6 @@ after ``POST /contacts`` with ``whatsapp_opt_in: true``, or the customer's own `
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,17 +11,15 @@ import pytest
 
 from infra.local import StackClient
 from tests.support import (
-    ANA_BSUID,
-    ANA_PHONE,
     LOCAL_TENANT,
     Probe,
     contact,
     eventually,
-    new_bsuid,
-    new_phone,
-    personal,
-    post_meta,
+    outbox,
+    send,
     stack_with_tenant,
+    timeline,
+    whatsapp_customer,
 )
 
 pytestmark = pytest.mark.e2e
@@ -51,35 +47,19 @@ def probe(consent_stack: StackClient) -> Iterator[Probe]:
         watching.close()
 
 
-def writes_on_whatsapp(stack: StackClient, text: str) -> tuple[str, str, str]:
-    """A new customer writes ``text`` on WhatsApp: its customer id, BSUID and phone (wa_id digits)."""
-    phone, bsuid = new_phone(), new_bsuid("BR")
-    doc = json.loads(personal("meta_text_phone_and_bsuid.json", **{ANA_PHONE: phone, ANA_BSUID: bsuid}))
-    message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
-    message["text"]["body"] = text
-    assert post_meta(stack, json.dumps(doc).encode()).status == 200
-    view = eventually(lambda: contact(stack, bsuid=bsuid))
-    return str(view["id"]), bsuid, phone
-
-
 def send_sale(stack: StackClient, customer_id: str) -> str:
-    fields = {"to": {"customer_id": customer_id}, "template": SALE, "channels": ["whatsapp"]}
-    answer = stack.post("/messages", json_body={"idempotency_key": f"sale-{time.time_ns()}", **fields})
-    assert answer.status == 202, answer.text
-    request_id: str = answer.json()["request_id"]
-    return request_id
+    return send(stack, to={"customer_id": customer_id}, template=SALE, channels=["whatsapp"])
 
 
 def sales_to(stack: StackClient, phone: str) -> list[dict[str, Any]]:
-    """The marketing templates the sandbox took for ``phone`` (a phone goes in ``to``, R2)."""
-    items: list[dict[str, Any]] = stack.get("/_sandbox/outbox").json()
-    return [i for i in items if i.get("template") == "winter_sale" and phone in str(i.get("to"))]
+    """The marketing templates the sandbox took for ``phone`` (E.164: a phone goes in ``to``, R2)."""
+    return outbox(stack, template=SALE["name"], to=phone)
 
 
 def test_no_marketing_template_without_an_opt_in_until_a_record_gives_one(
     consent_stack: StackClient, probe: Probe
 ) -> None:
-    customer_id, bsuid, phone = writes_on_whatsapp(consent_stack, "hello")
+    customer_id, phone, bsuid = whatsapp_customer(consent_stack, text="hello")
     view = contact(consent_stack, bsuid=bsuid)
     assert view and view["whatsapp_opt_in"] == {"value": False, "at": None, "source": None}
     request_id = send_sale(consent_stack, customer_id)
@@ -101,13 +81,13 @@ def test_no_marketing_template_without_an_opt_in_until_a_record_gives_one(
 
 
 def test_the_tenant_keyword_records_the_opt_in_and_the_template_goes_out(consent_stack: StackClient) -> None:
-    customer_id, bsuid, phone = writes_on_whatsapp(consent_stack, "join")
+    customer_id, phone, bsuid = whatsapp_customer(consent_stack, text="join")
     view = eventually(
         lambda: (c := contact(consent_stack, bsuid=bsuid)) and c["whatsapp_opt_in"]["value"] and c
     )
     assert view["whatsapp_opt_in"]["source"] == "user.keyword"
-    items = consent_stack.get(f"/contacts/{customer_id}/timeline").json()["items"]
-    assert any(i.get("change") == "whatsapp_opt_in" for i in items), items
+    items = timeline(consent_stack, customer_id)
+    assert [i for i in items if i["kind"] == "identity" and i["change"] == "whatsapp_opt_in"], items
     send_sale(consent_stack, customer_id)
     (sale,) = eventually(lambda: sales_to(consent_stack, phone))
     assert sale["channel"] == "whatsapp"

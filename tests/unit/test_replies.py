@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from crossroute.inbound import Choice, InboundMessage
 from crossroute.ingest import Ingest
 from crossroute.parsing.queued import parse
-from crossroute.replies import OFFER_KEEP, Offer, answered, may_answer_an_offer, picked
+from crossroute.replies import OFFER_KEEP, Offer, answered, may_answer_an_offer, option_number, picked
 from tests.fakes import MemoryIdentityStore, RecordingPublisher
 from tests.support import TENANT, minute_at, schema_problems, sms_in, whatsapp_in
 
@@ -33,6 +33,8 @@ def test_a_number_picks_that_option_and_a_number_out_of_range_none() -> None:
         assert picked(text, OPTIONS) == OPTIONS[1], text
     for text in ("0", "4", "22", "2 please", "two"):
         assert picked(text, OPTIONS) is None, text
+    # A number out of range may still be an option's title.
+    assert picked("0!", (("zero", "0!"),)) == ("zero", "0!")
 
 
 def test_a_title_picks_its_option_whatever_its_case_and_spacing_but_never_an_ambiguous_one() -> None:
@@ -41,16 +43,26 @@ def test_a_title_picks_its_option_whatever_its_case_and_spacing_but_never_an_amb
     assert picked("YES", twins) is None
 
 
+def normalised(title: str) -> str:
+    """As ``picked`` compares titles: spacing collapsed, case folded."""
+    return " ".join(title.split()).casefold()
+
+
 titles = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=24)
 
 
-@given(st.lists(titles, min_size=1, max_size=10, unique_by=lambda t: " ".join(t.split()).casefold()))
+@given(st.lists(titles, min_size=1, max_size=10, unique_by=normalised))
 def test_every_option_is_picked_by_its_number_and_by_its_title(names: list[str]) -> None:
     options = tuple((f"id-{i}", name) for i, name in enumerate(names))
     for number, option in enumerate(options, start=1):
         assert picked(str(number), options) == option
-        if " ".join(option[1].split()) and not option[1].strip().isdigit():
-            assert picked(option[1].upper(), options) in (option, None)  # upper() may merge letters
+        as_number = option_number(option[1])
+        if " ".join(option[1].split()) and not (as_number and as_number <= len(options)):  # a number wins
+            shouted = option[1].upper()
+            if normalised(shouted) == normalised(option[1]):
+                assert picked(shouted, options) == option
+            else:  # upper() changed more than case (e.g. "ß" -> "SS"): no longer this option's title
+                assert picked(shouted, options) != option
             assert picked(option[1], options) == option
 
 
